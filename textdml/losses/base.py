@@ -1,0 +1,140 @@
+"""The loss contract shared by the whole catalogue.
+
+``forward(embeddings, labels=None, *, ref_embeddings=None, ref_labels=None, indices=None)``
+
+- ``embeddings`` (N, D): the anchor side.
+- ``labels`` (N,): rows with equal labels are positives of each other. Pairs become labels:
+  anchor i and positive i share label i, hard negatives get fresh labels.
+- ``ref_embeddings`` / ``ref_labels`` (M, D) / (M,): a second set to compare against (positives
+  and negatives of a pair dataset, the other tower of CLIP, a memory bank, rows gathered from other
+  devices). Without it, ``embeddings`` is compared with itself and a row is never its own positive.
+- With ``labels=None`` and ``ref_embeddings`` given, rows pair up by position: anchor i with
+  ref i, and ref rows past N are negatives.
+- ``indices``: tuples from a miner (or the explicit tuples of a triplet dataset).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from textdml.distances import BaseDistance
+from textdml.miners.base import TupleIndices, resolve_ref
+
+Reduction = Literal["mean", "sum", "mean_nonzero", "none"]
+
+# Input kinds a loss can train on; the data module maps each to the columns it needs.
+InputKind = Literal["pairs", "triplets", "scored_pairs", "labelled"]
+
+
+class DegenerateBatchWarning(UserWarning):
+    """The batch holds nothing the loss can learn from (no positive pair, one class, ...)."""
+
+
+class BaseLoss(nn.Module):
+    """Base class: input checks, label resolution, float32 maths and reduction."""
+
+    #: Which dataset layouts this loss trains on (see ``textdml.data.roles``).
+    input_kinds: ClassVar[tuple[InputKind, ...]] = ("pairs", "triplets", "labelled")
+    #: Whether tuples from a miner (``indices``) change what the loss computes.
+    accepts_indices: ClassVar[bool] = False
+    #: BibTeX for the model card.
+    citation: ClassVar[str | None] = None
+
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        ref_embeddings: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+        indices: TupleIndices | None = None,
+    ) -> torch.Tensor:
+        if embeddings.ndim != 2:
+            raise ValueError(f"{type(self).__name__}: embeddings must be (N, D), got shape {tuple(embeddings.shape)}")
+        if ref_embeddings is not None and ref_embeddings.shape[-1] != embeddings.shape[-1]:
+            raise ValueError(
+                f"{type(self).__name__}: embeddings have dim {embeddings.shape[-1]} "
+                f"but ref_embeddings have dim {ref_embeddings.shape[-1]}"
+            )
+        if indices is not None and not self.accepts_indices:
+            raise ValueError(f"{type(self).__name__} does not take mined tuples; remove the miner")
+        labels, ref_labels = self.resolve_labels(embeddings, labels, ref_embeddings, ref_labels)
+        # Losses are computed in float32 whatever the embedding dtype: softmaxes and margins in
+        # bfloat16 lose the small differences the gradient lives on.
+        embeddings = embeddings.float()
+        ref, ref_labels, same_set = resolve_ref(
+            embeddings, labels, None if ref_embeddings is None else ref_embeddings.float(), ref_labels
+        )
+        return self.compute_loss(embeddings, labels, ref, ref_labels, same_set, indices)
+
+    def resolve_labels(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor | None,
+        ref_embeddings: torch.Tensor | None,
+        ref_labels: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        device = embeddings.device
+        if labels is None:
+            if ref_embeddings is None:
+                raise ValueError(
+                    f"{type(self).__name__} needs labels, or ref_embeddings to pair rows by position"
+                )
+            if ref_labels is not None:
+                raise ValueError("ref_labels were given without labels")
+            if len(ref_embeddings) < len(embeddings):
+                raise ValueError(
+                    f"pairing by position needs at least as many ref rows ({len(ref_embeddings)}) "
+                    f"as embeddings ({len(embeddings)})"
+                )
+            return torch.arange(len(embeddings), device=device), torch.arange(len(ref_embeddings), device=device)
+        if len(labels) != len(embeddings):
+            raise ValueError(f"{len(embeddings)} embeddings but {len(labels)} labels")
+        return labels.to(device), None if ref_labels is None else ref_labels.to(device)
+
+    def compute_loss(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_embeddings: torch.Tensor,
+        ref_labels: torch.Tensor,
+        same_set: bool,
+        indices: TupleIndices | None,
+    ) -> torch.Tensor:
+        """The loss on float32 inputs; ``ref_embeddings is embeddings`` when ``same_set``."""
+        raise NotImplementedError
+
+    def empty_loss(self, embeddings: torch.Tensor, reason: str) -> torch.Tensor:
+        """A zero that keeps the graph (so backward and DDP work) for a batch with nothing to learn."""
+        warnings.warn(f"{type(self).__name__}: {reason}; the loss is 0 for this batch", DegenerateBatchWarning, stacklevel=3)
+        return embeddings.sum() * 0.0
+
+
+def reduce_losses(losses: torch.Tensor, reduction: Reduction, anchor: torch.Tensor | None = None) -> torch.Tensor:
+    """Reduce per-tuple losses: ``mean``, ``sum``, ``mean_nonzero`` (mean of the losses > 0, as
+    pytorch-metric-learning's AvgNonZeroReducer) or ``none``.
+
+    ``anchor`` is only needed to keep the graph when there is nothing to reduce.
+    """
+    if reduction == "none":
+        return losses
+    if losses.numel() == 0:
+        return (anchor.sum() * 0.0) if anchor is not None else losses.sum()
+    if reduction == "mean":
+        return losses.mean()
+    if reduction == "sum":
+        return losses.sum()
+    if reduction == "mean_nonzero":
+        nonzero = losses > 0
+        count = nonzero.sum()
+        return losses.sum() / count.clamp_min(1)
+    raise ValueError(f"unknown reduction {reduction!r}: use 'mean', 'sum', 'mean_nonzero' or 'none'")
+
+
+def closeness_to_distance(distance: BaseDistance, value: torch.Tensor) -> torch.Tensor:
+    """Turn a distance-matrix entry into 'larger means farther' whatever the distance kind."""
+    return -value if distance.higher_is_closer else value

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import torch
+
+from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
+from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.miners.base import TupleIndices, to_pairs
+from textdml.registry import LOSSES
+
+
+@LOSSES.register("contrastive")
+class ContrastiveLoss(BaseLoss):
+    """Contrastive (Siamese) loss of Hadsell, Chopra and LeCun.
+
+    Positive pairs are pulled together until they are within ``pos_margin``; negative pairs are
+    pushed apart until they are at least ``margin`` away. Similarities are turned into distances
+    as ``1 - s`` (cosine distance for cosine similarity).
+
+    Formula: ``L = y * relu(d - pos_margin)^power + (1 - y) * relu(margin - d)^power``.
+
+    Args:
+        margin: the distance a negative pair must exceed (0.5 for cosine distance, as
+            sentence-transformers; 1.0 on normalised euclidean, as pytorch-metric-learning).
+        pos_margin: the distance below which a positive pair costs nothing.
+        distance: cosine similarity by default; ``lp`` for euclidean.
+        power: 2 as in the paper and sentence-transformers, 1 as pytorch-metric-learning.
+        reduction: ``mean`` over all pairs (sentence-transformers), or ``mean_nonzero``: the
+            positive and the negative terms each averaged over their non-zero pairs, then added
+            (pytorch-metric-learning's AvgNonZeroReducer).
+
+    Inputs:
+        Pairs with a 0/1 label (the data module passes the explicit pairs as ``indices``),
+        labelled rows (every pair in the batch, or those of a miner).
+
+    Conventions:
+        sentence-transformers' ContrastiveLoss is exactly half of this loss with ``power=2``
+        (Hadsell's 1/2 factor); pytorch-metric-learning's equals it with ``power=1``,
+        ``distance=lp``, ``margin=1`` and ``reduction="mean_nonzero"``.
+
+    References:
+        Hadsell, Chopra, LeCun, "Dimensionality Reduction by Learning an Invariant Mapping", CVPR 2006.
+
+    Example:
+        >>> import torch
+        >>> loss = ContrastiveLoss(margin=0.5)
+        >>> loss(torch.randn(6, 8), torch.tensor([0, 0, 1, 1, 2, 2])).shape
+        torch.Size([])
+    """
+
+    input_kinds = ("pairs", "triplets", "scored_pairs", "labelled")
+    accepts_indices = True
+    citation = """@inproceedings{hadsell2006dimensionality,
+  title={Dimensionality Reduction by Learning an Invariant Mapping},
+  author={Hadsell, Raia and Chopra, Sumit and LeCun, Yann},
+  booktitle={CVPR},
+  year={2006}
+}"""
+
+    def __init__(
+        self,
+        margin: float = 0.5,
+        pos_margin: float = 0.0,
+        distance: BaseDistance | str | None = None,
+        power: float = 2.0,
+        reduction: Reduction = "mean",
+    ):
+        super().__init__()
+        self.margin = margin
+        self.pos_margin = pos_margin
+        self.distance = as_distance(distance, CosineSimilarityDistance())
+        self.power = power
+        self.reduction = reduction
+
+    def as_distance_values(self, values: torch.Tensor) -> torch.Tensor:
+        return 1 - values if self.distance.higher_is_closer else values
+
+    def compute_loss(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_embeddings: torch.Tensor,
+        ref_labels: torch.Tensor,
+        same_set: bool,
+        indices: TupleIndices | None,
+    ) -> torch.Tensor:
+        pairs = to_pairs(indices, labels, None if same_set else ref_labels)
+        if len(pairs) == 0:
+            return self.empty_loss(embeddings, "the batch has no pair")
+        pos_dist = self.as_distance_values(
+            self.distance.pairwise(embeddings[pairs.anchor_pos], ref_embeddings[pairs.positive])
+        )
+        neg_dist = self.as_distance_values(
+            self.distance.pairwise(embeddings[pairs.anchor_neg], ref_embeddings[pairs.negative])
+        )
+        pos_losses = (pos_dist - self.pos_margin).clamp_min(0) ** self.power
+        neg_losses = (self.margin - neg_dist).clamp_min(0) ** self.power
+        if self.reduction == "mean_nonzero":
+            return reduce_losses(pos_losses, "mean_nonzero", embeddings) + reduce_losses(
+                neg_losses, "mean_nonzero", embeddings
+            )
+        return reduce_losses(torch.cat([pos_losses, neg_losses]), self.reduction, embeddings)

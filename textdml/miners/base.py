@@ -1,0 +1,153 @@
+"""The miner contract and the tuple-index dataclasses shared by miners and losses.
+
+Indices always point at rows of ``embeddings`` (the anchor side) and rows of the reference set,
+which is ``ref_embeddings`` when given and ``embeddings`` itself otherwise. Without a reference
+set a row is never paired with itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from textdml.distances import BaseDistance, LpDistance
+
+
+@dataclass(frozen=True)
+class PairIndices:
+    """Positive pairs ``(anchor_pos[k], positive[k])`` and negative pairs ``(anchor_neg[k], negative[k])``."""
+
+    anchor_pos: torch.Tensor
+    positive: torch.Tensor
+    anchor_neg: torch.Tensor
+    negative: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.anchor_pos) + len(self.anchor_neg)
+
+
+@dataclass(frozen=True)
+class TripletIndices:
+    """Triplets ``(anchor[k], positive[k], negative[k])``."""
+
+    anchor: torch.Tensor
+    positive: torch.Tensor
+    negative: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.anchor)
+
+
+TupleIndices = PairIndices | TripletIndices
+
+
+def resolve_ref(
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    ref_embeddings: torch.Tensor | None,
+    ref_labels: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Return ``(ref_embeddings, ref_labels, same_set)``; ``same_set`` means ref is embeddings itself."""
+    if ref_embeddings is None:
+        if ref_labels is not None:
+            raise ValueError("ref_labels were given without ref_embeddings")
+        return embeddings, labels, True
+    if ref_labels is None:
+        raise ValueError("ref_embeddings need ref_labels (or call with labels=None to pair rows by position)")
+    if len(ref_embeddings) != len(ref_labels):
+        raise ValueError(f"ref_embeddings has {len(ref_embeddings)} rows but ref_labels has {len(ref_labels)}")
+    return ref_embeddings, ref_labels, False
+
+
+def label_masks(
+    labels: torch.Tensor, ref_labels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean (N, M) masks of positive and negative pairs; without ``ref_labels`` the diagonal is excluded."""
+    same_set = ref_labels is None
+    ref_labels = labels if ref_labels is None else ref_labels
+    same = labels[:, None] == ref_labels[None, :]
+    positive, negative = same.clone(), ~same
+    if same_set:
+        positive.fill_diagonal_(False)
+    return positive, negative
+
+
+def all_pairs(labels: torch.Tensor, ref_labels: torch.Tensor | None = None) -> PairIndices:
+    """Every positive and negative pair in the batch."""
+    positive, negative = label_masks(labels, ref_labels)
+    a1, p = torch.where(positive)
+    a2, n = torch.where(negative)
+    return PairIndices(a1, p, a2, n)
+
+
+def all_triplets(labels: torch.Tensor, ref_labels: torch.Tensor | None = None) -> TripletIndices:
+    """Every valid (anchor, positive, negative) triplet in the batch."""
+    positive, negative = label_masks(labels, ref_labels)
+    a, p, n = torch.where(positive[:, :, None] & negative[:, None, :])
+    return TripletIndices(a, p, n)
+
+
+def to_pairs(indices: TupleIndices | None, labels: torch.Tensor, ref_labels: torch.Tensor | None) -> PairIndices:
+    """Pairs from any miner output (``None`` means every pair in the batch)."""
+    if indices is None:
+        return all_pairs(labels, ref_labels)
+    if isinstance(indices, PairIndices):
+        return indices
+    # A triplet holds one positive and one negative pair; repeated pairs are kept once.
+    pos = torch.unique(torch.stack([indices.anchor, indices.positive]), dim=1)
+    neg = torch.unique(torch.stack([indices.anchor, indices.negative]), dim=1)
+    return PairIndices(pos[0], pos[1], neg[0], neg[1])
+
+
+def to_triplets(
+    indices: TupleIndices | None, labels: torch.Tensor, ref_labels: torch.Tensor | None
+) -> TripletIndices:
+    """Triplets from any miner output (``None`` means every triplet in the batch)."""
+    if indices is None:
+        return all_triplets(labels, ref_labels)
+    if isinstance(indices, TripletIndices):
+        return indices
+    # Join positive and negative pairs that share an anchor.
+    match = indices.anchor_pos[:, None] == indices.anchor_neg[None, :]  # (P, Q)
+    pos_k, neg_k = torch.where(match)
+    return TripletIndices(indices.anchor_pos[pos_k], indices.positive[pos_k], indices.negative[neg_k])
+
+
+class BaseMiner(nn.Module):
+    """Selects informative tuples from a batch, under ``no_grad``.
+
+    Args:
+        distance: how rows are compared (default: euclidean on normalised embeddings, as PML).
+    """
+
+    def __init__(self, distance: BaseDistance | None = None):
+        super().__init__()
+        self.distance = distance if distance is not None else LpDistance()
+
+    @torch.no_grad()
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_embeddings: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+    ) -> TupleIndices:
+        if labels is None:
+            raise ValueError(f"{type(self).__name__} needs labels")
+        labels = labels.to(embeddings.device)
+        if ref_labels is not None:
+            ref_labels = ref_labels.to(embeddings.device)
+        ref, ref_lab, same_set = resolve_ref(embeddings.detach(), labels, ref_embeddings, ref_labels)
+        return self.mine(embeddings.detach().float(), labels, ref.detach().float(), ref_lab, same_set)
+
+    def mine(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_embeddings: torch.Tensor,
+        ref_labels: torch.Tensor,
+        same_set: bool,
+    ) -> TupleIndices:
+        raise NotImplementedError

@@ -1,0 +1,98 @@
+"""Short, stable names -> classes for every pluggable component.
+
+A recipe says ``loss: {name: proxy_anchor}``; the registry turns that into ``ProxyAnchorLoss``.
+Unknown names fail with the closest valid names, and ``target: pkg.module.Class`` is the escape
+hatch for user code that is not registered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def closest_names(name: str, choices: list[str], n: int = 3) -> list[str]:
+    """The closest matches of ``name`` among ``choices`` (for 'did you mean' messages)."""
+    return difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    close = closest_names(name, choices)
+    if close:
+        return f"did you mean {', '.join(repr(c) for c in close)}?"
+    return f"valid names: {', '.join(sorted(choices))}"
+
+
+class Registry(Generic[T]):
+    """A named table of classes of one kind (losses, miners, distances, poolings, ...)."""
+
+    def __init__(self, kind: str, package: str):
+        self.kind = kind
+        # Modules are imported on first lookup so that `import textdml` stays light.
+        self._package = package
+        self._entries: dict[str, type[T]] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[type[T]], type[T]]:
+        def decorator(cls: type[T]) -> type[T]:
+            if name in self._entries and self._entries[name] is not cls:
+                raise ValueError(f"{self.kind} name {name!r} is registered twice")
+            self._entries[name] = cls
+            return cls
+
+        return decorator
+
+    def _load(self) -> None:
+        # Every module of the package registers its classes on import; import them all once.
+        if not self._loaded:
+            package = importlib.import_module(self._package)
+            for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
+                importlib.import_module(f"{self._package}.{info.name}")
+            self._loaded = True
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def get(self, name: str) -> type[T]:
+        self._load()
+        if name not in self._entries:
+            raise KeyError(f"unknown {self.kind} {name!r}: {did_you_mean(name, list(self._entries))}")
+        return self._entries[name]
+
+    def build(self, name: str | None = None, target: str | None = None, **kwargs: Any) -> T:
+        """Instantiate by registry ``name`` or by dotted ``target`` path (user code)."""
+        if (name is None) == (target is None):
+            raise ValueError(f"a {self.kind} needs exactly one of 'name' or 'target'")
+        cls = import_target(target) if target is not None else self.get(name)  # type: ignore[arg-type]
+        try:
+            return cls(**kwargs)
+        except TypeError as err:
+            raise TypeError(f"cannot build {self.kind} {name or target!r} with {kwargs}: {err}") from err
+
+    def __contains__(self, name: str) -> bool:
+        self._load()
+        return name in self._entries
+
+
+def import_target(target: str) -> Any:
+    """Import ``pkg.module.Attr`` and return ``Attr``."""
+    module_name, _, attr = target.rpartition(".")
+    if not module_name:
+        raise ValueError(f"target {target!r} must be a dotted path like 'my_pkg.losses.MyLoss'")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError as err:
+        raise ValueError(f"target {target!r}: module {module_name!r} has no attribute {attr!r}") from err
+
+
+LOSSES: Registry[Any] = Registry("loss", "textdml.losses")
+MINERS: Registry[Any] = Registry("miner", "textdml.miners")
+DISTANCES: Registry[Any] = Registry("distance", "textdml.distances")
+POOLINGS: Registry[Any] = Registry("pooling", "textdml.models.pooling")
+EVALUATORS: Registry[Any] = Registry("evaluator", "textdml.evaluation")
