@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from textdml.distances import BaseDistance
-from textdml.miners.base import TupleIndices, resolve_ref
+from textdml.miners.base import TupleIndices, resolve_ref, upcast
 
 Reduction = Literal["mean", "sum", "mean_nonzero", "none"]
 
@@ -63,11 +63,11 @@ class BaseLoss(nn.Module):
         if indices is not None and not self.accepts_indices:
             raise ValueError(f"{type(self).__name__} does not take mined tuples; remove the miner")
         labels, ref_labels = self.resolve_labels(embeddings, labels, ref_embeddings, ref_labels)
-        # Losses are computed in float32 whatever the embedding dtype: softmaxes and margins in
-        # bfloat16 lose the small differences the gradient lives on.
-        embeddings = embeddings.float()
+        # Half-precision inputs are computed in float32: softmaxes and margins in bfloat16 lose
+        # the small differences the gradient lives on. float64 stays float64 (gradcheck).
+        embeddings = upcast(embeddings)
         ref, ref_labels, same_set = resolve_ref(
-            embeddings, labels, None if ref_embeddings is None else ref_embeddings.float(), ref_labels
+            embeddings, labels, None if ref_embeddings is None else upcast(ref_embeddings), ref_labels
         )
         return self.compute_loss(embeddings, labels, ref, ref_labels, same_set, indices)
 
@@ -107,6 +107,15 @@ class BaseLoss(nn.Module):
     ) -> torch.Tensor:
         """The loss on float32 inputs; ``ref_embeddings is embeddings`` when ``same_set``."""
         raise NotImplementedError
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Optimiser groups for a loss's own parameters (proxies, centres, class weights).
+
+        ``lr`` is the loss learning rate from the config; a loss whose parameters need different
+        rates (e.g. centre loss: classifier vs centres) overrides this.
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params, "lr": lr}] if params else []
 
     def empty_loss(self, embeddings: torch.Tensor, reason: str) -> torch.Tensor:
         """A zero that keeps the graph (so backward and DDP work) for a batch with nothing to learn."""

@@ -115,6 +115,10 @@ def to_triplets(
     return TripletIndices(indices.anchor_pos[pos_k], indices.positive[pos_k], indices.negative[neg_k])
 
 
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 class BaseMiner(nn.Module):
     """Selects informative tuples from a batch, under ``no_grad``.
 
@@ -140,7 +144,7 @@ class BaseMiner(nn.Module):
         if ref_labels is not None:
             ref_labels = ref_labels.to(embeddings.device)
         ref, ref_lab, same_set = resolve_ref(embeddings.detach(), labels, ref_embeddings, ref_labels)
-        return self.mine(embeddings.detach().float(), labels, ref.detach().float(), ref_lab, same_set)
+        return self.mine(upcast(embeddings.detach()), labels, upcast(ref.detach()), ref_lab, same_set)
 
     def mine(
         self,
