@@ -94,5 +94,4 @@ def import_target(target: str) -> Any:
 LOSSES: Registry[Any] = Registry("loss", "textdml.losses")
 MINERS: Registry[Any] = Registry("miner", "textdml.miners")
 DISTANCES: Registry[Any] = Registry("distance", "textdml.distances")
-POOLINGS: Registry[Any] = Registry("pooling", "textdml.models.pooling")
 EVALUATORS: Registry[Any] = Registry("evaluator", "textdml.evaluation")

@@ -1,0 +1,376 @@
+"""The text embedder: a Hugging Face encoder + pooling (+ dense projection) (+ L2 normalisation).
+
+It saves in the sentence-transformers folder layout, so ``SentenceTransformer(path)`` loads a
+textdml model and gives the same vectors, and it loads sentence-transformers folders and plain
+Hugging Face models (local folders or Hub ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from textdml.models.pooling import Pooling, PoolingMode
+
+logger = logging.getLogger(__name__)
+
+Similarity = Literal["cosine", "dot"]
+TEXTDML_CONFIG = "textdml_config.json"
+
+# Activations a sentence-transformers Dense module may carry, by their saved class path.
+DENSE_ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "torch.nn.modules.linear.Identity": nn.Identity,
+    "torch.nn.modules.activation.Tanh": nn.Tanh,
+    "torch.nn.modules.activation.ReLU": nn.ReLU,
+    "torch.nn.modules.activation.GELU": nn.GELU,
+}
+
+
+class Dense(nn.Module):
+    """A projection after pooling, saved as sentence-transformers' ``Dense`` module."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 activation: str = "torch.nn.modules.linear.Identity"):
+        super().__init__()
+        if activation not in DENSE_ACTIVATIONS:
+            raise ValueError(f"dense activation {activation!r} is not supported; use one of {sorted(DENSE_ACTIVATIONS)}")
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.activation_name = activation
+        self.activation = DENSE_ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.linear(x))
+
+    def st_config(self) -> dict:
+        return {"in_features": self.linear.in_features, "out_features": self.linear.out_features,
+                "bias": self.linear.bias is not None, "activation_function": self.activation_name}
+
+
+class Embedder(nn.Module):
+    """Sentence embedder around any Hugging Face ``AutoModel``.
+
+    Args:
+        transformer: the encoder (``AutoModel``), returning token embeddings.
+        tokenizer: its tokenizer.
+        pooling: how token embeddings become one vector.
+        dense: an optional projection after pooling.
+        normalize: L2-normalise the output (in training and in ``encode``).
+        max_seq_length: longer texts are truncated.
+        similarity: the similarity the model is trained and searched with.
+        name: a model name for payloads and model cards (the path or Hub id it came from).
+
+    Example:
+        >>> from transformers import BertConfig, BertModel
+        >>> # embedder = Embedder.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+    """
+
+    def __init__(
+        self,
+        transformer: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        pooling: Pooling | None = None,
+        dense: Dense | None = None,
+        normalize: bool = False,
+        max_seq_length: int = 256,
+        similarity: Similarity = "cosine",
+        name: str | None = None,
+    ):
+        super().__init__()
+        self.transformer = transformer
+        self.tokenizer = tokenizer
+        hidden = transformer.config.hidden_size
+        self.pooling = pooling or Pooling("mean", hidden)
+        if self.pooling.dimension is None:
+            self.pooling.dimension = hidden
+        self.dense = dense
+        self.normalize = normalize
+        self.max_seq_length = max_seq_length
+        if similarity not in ("cosine", "dot"):
+            raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
+        self.similarity: Similarity = similarity
+        self.name = name or getattr(transformer.config, "_name_or_path", None) or "textdml-model"
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike,
+        *,
+        pooling: PoolingMode | None = None,
+        normalize: bool | None = None,
+        max_seq_length: int | None = None,
+        dense_dim: int | None = None,
+        similarity: Similarity | None = None,
+        trust_remote_code: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> Embedder:
+        """Load a sentence-transformers folder, a textdml save or a plain Hugging Face model.
+
+        ``name_or_path`` is a local folder or a Hub id. A plain Hugging Face model gets mean
+        pooling unless ``pooling`` says otherwise. Explicit arguments override saved settings;
+        ``dense_dim`` adds a new (randomly initialised) projection.
+        """
+        folder = resolve_model_folder(str(name_or_path))
+        modules_file = folder / "modules.json"
+        transformer_dir, saved_pooling, dense, saved_normalize, saved_max_len = folder, None, None, False, None
+        if modules_file.exists():
+            transformer_dir, saved_pooling, dense, saved_normalize, saved_max_len = read_st_modules(folder)
+        else:
+            logger.info("%s is a plain Hugging Face model: using %s pooling", name_or_path, pooling or "mean")
+        saved_similarity = read_saved_similarity(folder)
+        transformer = AutoModel.from_pretrained(
+            transformer_dir, trust_remote_code=trust_remote_code, **({"dtype": dtype} if dtype else {})
+        )
+        tokenizer = AutoTokenizer.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
+        hidden = transformer.config.hidden_size
+        chosen_pooling = Pooling(pooling, hidden) if pooling else (saved_pooling or Pooling("mean", hidden))
+        if dense_dim is not None:
+            in_features = dense.linear.out_features if dense is not None else hidden
+            if dense is not None:
+                raise ValueError("this model already has a dense projection; dense_dim would add a second one")
+            dense = Dense(in_features, dense_dim)
+        name = str(name_or_path)
+        saved_name = read_textdml_config(folder).get("name")
+        return cls(
+            transformer,
+            tokenizer,
+            pooling=chosen_pooling,
+            dense=dense,
+            normalize=saved_normalize if normalize is None else normalize,
+            max_seq_length=max_seq_length or saved_max_len or min(tokenizer.model_max_length, 512),
+            similarity=similarity or saved_similarity,
+            name=saved_name or name,
+        )
+
+    # ------------------------------------------------------------------ forward / encode
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.dense.linear.out_features if self.dense is not None else self.transformer.config.hidden_size
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenise with dynamic padding to the longest text (truncated at ``max_seq_length``)."""
+        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
+                                   return_tensors="pt"))
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Tokenised inputs -> sentence embeddings ``(B, D)``."""
+        inputs = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        token_embeddings = self.transformer(**inputs, return_dict=True).last_hidden_state  # (B, L, H)
+        embeddings = self.pooling(token_embeddings, features["attention_mask"])  # (B, H)
+        if self.dense is not None:
+            embeddings = self.dense(embeddings)
+        if self.normalize:
+            embeddings = F.normalize(embeddings, p=2, dim=-1)
+        return embeddings
+
+    def encode(
+        self,
+        texts: str | list[str],
+        batch_size: int = 32,
+        normalize: bool | None = None,
+        show_progress_bar: bool | None = None,
+        convert_to: Literal["numpy", "torch"] = "numpy",
+    ) -> np.ndarray | torch.Tensor:
+        """Embed texts for inference: eval mode, no grad, length-sorted batches, input order kept."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        for row, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"encode: text {row} is {type(text).__name__}, expected str")
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO and len(texts) > 10 * batch_size
+        # Sorting by length puts texts of similar length in one batch, so little padding is computed.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        was_training = self.training
+        self.eval()
+        chunks = []
+        try:
+            with torch.inference_mode():
+                for start in tqdm(range(0, len(texts), batch_size), desc="Encoding", disable=not show_progress_bar):
+                    batch = [texts[i] for i in order[start : start + batch_size]]
+                    features = {k: v.to(self.device) for k, v in self.tokenize(batch).items()}
+                    chunks.append(self(features).float())
+        finally:
+            self.train(was_training)
+        dim = self.embedding_dim
+        embeddings = torch.cat(chunks) if chunks else torch.empty(0, dim, device=self.device)
+        embeddings = embeddings[torch.as_tensor(np.argsort(order), device=embeddings.device)]
+        if normalize or (normalize is None and self.normalize):
+            embeddings = F.normalize(embeddings, p=2, dim=-1)
+        if single:
+            embeddings = embeddings[0]
+        return embeddings.cpu().numpy() if convert_to == "numpy" else embeddings
+
+    # ------------------------------------------------------------------ identity / adapters
+    def weights_sha256(self) -> str:
+        """A hash of every weight, so a Qdrant payload says exactly which model wrote a vector."""
+        digest = hashlib.sha256()
+        for key, tensor in sorted(self.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    def identity(self) -> dict[str, str]:
+        return {"model_name": self.name, "weights_sha256": self.weights_sha256()}
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in backward: less memory, about a third more compute."""
+        self.transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def add_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.1,
+                 target_modules: list[str] | None = None) -> None:
+        """Train low-rank adapters instead of the full encoder (peft); merged back on save."""
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules or "all-linear",
+                            bias="none")
+        self.transformer = get_peft_model(self.transformer, config)
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None) -> Path:
+        """Write the sentence-transformers folder layout (loads in ``SentenceTransformer(path)``)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        transformer = self.transformer
+        if hasattr(transformer, "merge_and_unload"):  # LoRA: save a plain model other libraries load
+            import copy
+
+            transformer = copy.deepcopy(transformer).merge_and_unload()
+        transformer.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
+        write_json(path / "1_Pooling" / "config.json", self.pooling.st_config())
+        if self.dense is not None:
+            idx = len(modules)
+            dense_dir = path / f"{idx}_Dense"
+            modules.append({"idx": idx, "name": str(idx), "path": dense_dir.name, "type": "sentence_transformers.models.Dense"})
+            write_json(dense_dir / "config.json", self.dense.st_config())
+            save_file({k: v.contiguous() for k, v in self.dense.state_dict().items()}, dense_dir / "model.safetensors")
+        if self.normalize:
+            idx = len(modules)
+            (path / f"{idx}_Normalize").mkdir(exist_ok=True)
+            modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Normalize",
+                            "type": "sentence_transformers.models.Normalize"})
+        write_json(path / "modules.json", modules)
+        write_json(path / "sentence_bert_config.json", {"max_seq_length": self.max_seq_length, "do_lower_case": False})
+        write_json(path / "config_sentence_transformers.json", {
+            "__version__": package_versions(), "prompts": {}, "default_prompt_name": None,
+            "similarity_fn_name": "cosine" if self.similarity == "cosine" else "dot",
+        })
+        write_json(path / TEXTDML_CONFIG, {"name": self.name, "similarity": self.similarity,
+                                           "textdml_version": package_versions()["textdml"]})
+        if model_card is not None:
+            (path / "README.md").write_text(model_card)
+        return path
+
+
+# ---------------------------------------------------------------------- folder helpers
+def resolve_model_folder(name_or_path: str) -> Path:
+    """A local folder as is; a Hub id downloaded (or taken from the cache); a missing path is an error."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise NotADirectoryError(f"model path {name_or_path!r} is a file; pass the folder that holds config.json")
+    looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or os.sep == "\\"
+    if looks_local:
+        raise FileNotFoundError(f"model path {name_or_path!r} does not exist; pass a folder with config.json or a Hub id")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name_or_path))
+    except Exception as err:  # offline, unknown repo, gated: all mean "no such model here"
+        raise FileNotFoundError(
+            f"model {name_or_path!r} is not a local folder and could not be fetched from the Hugging Face Hub "
+            f"({type(err).__name__}: {err}). Pass a local folder, or run with network access (HF_HUB_OFFLINE unset)."
+        ) from err
+
+
+def read_st_modules(folder: Path) -> tuple[Path, Pooling | None, Dense | None, bool, int | None]:
+    """Parse a sentence-transformers ``modules.json``: transformer dir, pooling, dense, normalize, max length."""
+    modules = json.loads((folder / "modules.json").read_text())
+    transformer_dir, pooling, dense, normalize, max_len = folder, None, None, False, None
+    for module in modules:
+        kind = module["type"].rsplit(".", 1)[-1]
+        module_dir = folder / module.get("path", "")
+        if kind == "Transformer":
+            transformer_dir = module_dir
+            for config_name in ("sentence_bert_config.json", "sentence_transformer_config.json"):
+                if (module_dir / config_name).exists():
+                    max_len = json.loads((module_dir / config_name).read_text()).get("max_seq_length")
+        elif kind == "Pooling":
+            pooling = Pooling.from_st_config(json.loads((module_dir / "config.json").read_text()))
+        elif kind == "Dense":
+            if dense is not None:
+                raise ValueError(f"{folder}: more than one Dense module is not supported by textdml")
+            config = json.loads((module_dir / "config.json").read_text())
+            dense = Dense(config["in_features"], config["out_features"], config.get("bias", True),
+                          config.get("activation_function", "torch.nn.modules.activation.Tanh"))
+            weights_file = module_dir / "model.safetensors"
+            if weights_file.exists():
+                dense.load_state_dict(load_file(weights_file))
+            else:
+                dense.load_state_dict(torch.load(module_dir / "pytorch_model.bin", weights_only=True))
+        elif kind == "Normalize":
+            normalize = True
+        else:
+            raise ValueError(f"{folder / 'modules.json'}: module type {module['type']!r} is not supported by textdml")
+    return transformer_dir, pooling, dense, normalize, max_len
+
+
+def read_saved_similarity(folder: Path) -> Similarity:
+    textdml_config = read_textdml_config(folder)
+    if "similarity" in textdml_config:
+        return textdml_config["similarity"]
+    st_file = folder / "config_sentence_transformers.json"
+    if st_file.exists():
+        name = json.loads(st_file.read_text()).get("similarity_fn_name") or "cosine"
+        return "dot" if name in ("dot", "dot_product") else "cosine"
+    return "cosine"
+
+
+def read_textdml_config(folder: Path) -> dict:
+    file = folder / TEXTDML_CONFIG
+    return json.loads(file.read_text()) if file.exists() else {}
+
+
+def write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def package_versions() -> dict[str, str]:
+    import sentence_transformers
+    import transformers
+
+    import textdml
+
+    return {"textdml": textdml.__version__, "sentence_transformers": sentence_transformers.__version__,
+            "transformers": transformers.__version__, "pytorch": torch.__version__}
+
+
+def tiny_bert_config(vocab_size: int, hidden_size: int = 32, layers: int = 2) -> AutoConfig:
+    """A small random BERT configuration (for tests and examples that must not download)."""
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers,
+                      num_attention_heads=2, intermediate_size=hidden_size * 2, max_position_embeddings=128)
