@@ -13,13 +13,16 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from textdml.models.protocols import SupportsEncode
 from textdml.registry import EVALUATORS
+
+if TYPE_CHECKING:
+    from textdml.models.protocols import SupportsEncode
 
 logger = logging.getLogger(__name__)
 

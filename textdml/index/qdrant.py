@@ -22,10 +22,11 @@ from qdrant_client.models import Distance, PointStruct, QueryRequest, ScoredPoin
 from tqdm.auto import tqdm
 
 from textdml.evaluation.retrieval import compute_metrics, prefix_metrics
-from textdml.models.protocols import SupportsEncode
 
 if TYPE_CHECKING:
     import datasets
+
+    from textdml.models.protocols import SupportsEncode
 
 DISTANCES: dict[str, Distance] = {"cosine": Distance.COSINE, "dot": Distance.DOT}
 # Payload keys recording which weights produced a point's vector.
@@ -260,7 +261,7 @@ def search(
     """The ``top_k`` nearest documents of each query, best first.
 
     Args:
-        model: the encoder that indexed the collection (a hit stored by other weights gives a warning).
+        model: the encoder that indexed the collection.
         client: from :func:`open_client`.
         collection: the collection name.
         query: one query or a list of queries.
@@ -284,7 +285,6 @@ def search(
         ]
         responses = client.query_batch_points(collection, requests=requests)
         results += [[to_hit(point, id_field) for point in response.points] for response in responses]
-    warn_if_other_model(results, model.identity()["weights_sha256"], collection)
     return results
 
 
@@ -325,6 +325,7 @@ def evaluate_through_collection(
     The metrics come from the same :func:`~textdml.evaluation.retrieval.compute_metrics` as
     :class:`~textdml.evaluation.retrieval.InformationRetrievalEvaluator`, so on an exact search the
     two agree; on a server's approximate (HNSW) search the gap measures what the index loses.
+    Hits embedded by other weights than ``model``'s give a warning: their scores mean nothing.
 
     Args:
         model: the encoder that indexed the collection.
@@ -350,5 +351,6 @@ def evaluate_through_collection(
         raise ValueError("no query has a relevant document: check that the ids of queries and relevant_docs match")
     top_k = max(*k_values, mrr_at_k, ndcg_at_k, map_at_k)
     results = search(model, client, collection, list(scored.values()), top_k=top_k, id_field=id_field, exact=exact)
+    warn_if_other_model(results, model.identity()["weights_sha256"], collection)
     hits = {qid: [(hit.doc_id, hit.score) for hit in query_hits] for qid, query_hits in zip(scored, results)}
     return prefix_metrics(compute_metrics(hits, relevant, k_values, mrr_at_k, ndcg_at_k, map_at_k), name)

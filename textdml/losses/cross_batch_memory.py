@@ -128,6 +128,8 @@ class CrossBatchMemory(BaseLoss):
             raise ValueError("CrossBatchMemory supplies its own references (the memory); pass no ref_embeddings")
         if indices is not None:
             raise ValueError("CrossBatchMemory mines against its memory: give the miner to CrossBatchMemory(miner=...)")
+        if embeddings.ndim != 2 or embeddings.shape[1] != self.embedding_size:
+            raise ValueError(f"embeddings must be (N, {self.embedding_size}), got shape {tuple(embeddings.shape)}")
         if len(embeddings) > self.memory_size:
             raise ValueError(f"a batch of {len(embeddings)} rows does not fit a memory of {self.memory_size}")
         return super().forward(embeddings, labels)
@@ -148,12 +150,14 @@ class CrossBatchMemory(BaseLoss):
     def enqueue(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Write the batch over the oldest rows and return the memory slot of each row."""
         if self.embedding_memory.device != embeddings.device:
-            self.to(embeddings.device)
+            # Move the queue only: moving the wrapped loss would detach its parameters from the optimiser.
+            for name in ("embedding_memory", "label_memory", "queue_index", "queue_count"):
+                setattr(self, name, getattr(self, name).to(embeddings.device))
         slots = (self.queue_index + torch.arange(len(embeddings), device=embeddings.device)) % self.memory_size
         self.embedding_memory[slots] = embeddings.detach().to(self.embedding_memory.dtype)
         self.label_memory[slots] = labels.long()
         self.queue_index.copy_((self.queue_index + len(embeddings)) % self.memory_size)
-        self.queue_count.clamp_(max=self.memory_size - len(embeddings)).add_(len(embeddings))
+        self.queue_count.add_(len(embeddings)).clamp_(max=self.memory_size)
         return slots
 
     def loss_against_memory(self, embeddings: torch.Tensor, labels: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:

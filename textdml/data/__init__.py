@@ -1,0 +1,1 @@
+"""Data: column roles, loading, collators, samplers and builtin offline data sets."""

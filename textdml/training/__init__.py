@@ -1,0 +1,1 @@
+"""Training: task (embedder + miner + loss), loop (Accelerate), optimiser, checkpoints."""

@@ -1,0 +1,71 @@
+"""Config dicts -> loss, miner and embedder objects."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from textdml.config import ModelConfig
+from textdml.models.embedder import Embedder
+from textdml.registry import DISTANCES, LOSSES, MINERS, Registry, did_you_mean, import_target
+
+# Argument names whose dict values are themselves components of a registry.
+NESTED = {"loss": LOSSES, "losses": LOSSES, "miner": MINERS, "miners": MINERS, "distance": DISTANCES}
+# Arguments the trainer fills from the model and the data.
+AUTO_ARGUMENTS = ("embedding_size", "num_classes")
+CONFIG_ONLY_KEYS = ("name", "target", "lr")
+
+
+def build_component(spec: dict[str, Any], registry: Registry, section: str, auto: dict[str, Any] | None = None) -> Any:
+    """Build ``{name|target: ..., **kwargs}``; nested components and auto arguments are filled in."""
+    spec = dict(spec)
+    cls = import_target(spec["target"]) if "target" in spec else registry.get(spec["name"])
+    kwargs = {k: v for k, v in spec.items() if k not in CONFIG_ONLY_KEYS}
+    kwargs = {key: build_nested(key, value, section, auto) for key, value in kwargs.items()}
+    parameters = inspect.signature(cls).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    for key in kwargs:
+        if key not in parameters and not accepts_any:
+            valid = [p for p in parameters if p not in ("self",)]
+            raise ValueError(f"{section} {spec.get('name') or spec.get('target')!r} has no argument {key!r}: "
+                             f"{did_you_mean(key, valid)}")
+    for key in AUTO_ARGUMENTS:
+        if key in parameters and key not in kwargs and auto and auto.get(key) is not None:
+            kwargs[key] = auto[key]
+    missing = [p.name for p in parameters.values() if p.default is inspect.Parameter.empty
+               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in kwargs]
+    if missing:
+        raise ValueError(f"{section} {spec.get('name') or spec.get('target')!r} needs {missing} "
+                         "(labelled data fills num_classes; the model fills embedding_size)")
+    return cls(**kwargs)
+
+
+def build_nested(key: str, value: Any, section: str, auto: dict[str, Any] | None) -> Any:
+    if key not in NESTED:
+        return value
+    if isinstance(value, dict) and ("name" in value or "target" in value):
+        return build_component(value, NESTED[key], f"{section}.{key}", auto)
+    if isinstance(value, list):
+        return [build_nested(key, item, section, auto) for item in value]
+    return value
+
+
+def build_loss(spec: dict[str, Any], embedding_size: int | None = None, num_classes: int | None = None) -> Any:
+    return build_component(spec, LOSSES, "loss", {"embedding_size": embedding_size, "num_classes": num_classes})
+
+
+def build_miner(spec: dict[str, Any] | None) -> Any:
+    return None if spec is None else build_component(spec, MINERS, "miner")
+
+
+def create_embedder(config: ModelConfig) -> Embedder:
+    embedder = Embedder.from_pretrained(
+        config.name_or_path, pooling=config.pooling, normalize=config.normalize,
+        max_seq_length=config.max_seq_length, dense_dim=config.dense_dim, similarity=config.similarity,
+        trust_remote_code=config.trust_remote_code,
+    )
+    if config.gradient_checkpointing:
+        embedder.enable_gradient_checkpointing()
+    if config.lora:
+        embedder.add_lora(**config.lora)
+    return embedder
