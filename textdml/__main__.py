@@ -1,0 +1,5 @@
+import sys
+
+from textdml.cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""Evaluators from held-out data: pairs -> retrieval, labelled rows -> open-set metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import Dataset
+
+from textdml.config import DataConfig, EvalConfig
+from textdml.data.loading import load_data
+from textdml.data.roles import resolve_roles
+
+
+def load_eval_dataset(data: DataConfig) -> Dataset:
+    dataset = load_data(data.path, split=data.split, name=data.name, data_files=data.data_files,
+                        max_rows=data.max_rows, **data.options)
+    if not isinstance(dataset, Dataset):
+        raise ValueError("evaluation data must be a map-style Dataset (streaming=false)")
+    return dataset
+
+
+def retrieval_task_from_pairs(dataset: Dataset, anchor: str, positive: str,
+                              max_corpus: int | None = None) -> tuple[dict, dict, dict]:
+    """Queries = anchors, corpus = the distinct positives, relevant = the positive's text (by id)."""
+    corpus_ids: dict[str, str] = {}
+    queries, relevant = {}, {}
+    for row, (query, document) in enumerate(zip(dataset[anchor], dataset[positive])):
+        if document not in corpus_ids:
+            if max_corpus is not None and len(corpus_ids) >= max_corpus:
+                continue  # keep the corpus bounded: skip queries whose document did not fit
+            corpus_ids[document] = f"d{len(corpus_ids)}"
+        queries[f"q{row}"] = query
+        relevant.setdefault(f"q{row}", set()).add(corpus_ids[document])
+    corpus = {doc_id: text for text, doc_id in corpus_ids.items()}
+    return queries, corpus, relevant
+
+
+class LabelledRetrievalEvaluator:
+    """Open-set retrieval on labelled rows (held-out classes): Recall@K, MAP@R, R-precision, NMI."""
+
+    primary_metric = "recall@1"
+
+    def __init__(self, texts: list[str], labels: list[Any], name: str = "", batch_size: int = 64):
+        self.texts, self.labels, self.name, self.batch_size = texts, labels, name, batch_size
+
+    def __call__(self, model: Any) -> dict[str, float]:
+        import torch
+
+        from textdml.evaluation.labelled import labelled_retrieval_metrics
+
+        embeddings = model.encode(self.texts, batch_size=self.batch_size, convert_to="torch")
+        ids = {label: i for i, label in enumerate(sorted(set(self.labels), key=str))}
+        labels = torch.tensor([ids[label] for label in self.labels])
+        results = labelled_retrieval_metrics(embeddings, labels,
+                                             distance="cosine" if model.similarity == "cosine" else "dot")
+        prefix = f"{self.name}_" if self.name else ""
+        return {f"{prefix}{k}": float(v) for k, v in results.items()}
+
+
+def build_evaluator(config: EvalConfig, name: str = "") -> Any | None:
+    """An evaluator for ``config.data``, or None when no evaluation data is configured."""
+    if config.data is None or not config.data.path:
+        return None
+    from textdml.evaluation.retrieval import InformationRetrievalEvaluator
+
+    dataset = load_eval_dataset(config.data)
+    roles = resolve_roles(dataset.column_names, "evaluation", ("pairs", "triplets", "scored_pairs", "labelled"),
+                          config.data.columns)
+    if roles.kind == "labelled":
+        return LabelledRetrievalEvaluator(dataset[roles.anchor], dataset[roles.label], name, config.batch_size)
+    queries, corpus, relevant = retrieval_task_from_pairs(dataset, roles.anchor, roles.positive, config.max_corpus)
+    return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, batch_size=config.batch_size)
