@@ -76,7 +76,9 @@ def toy_corpus(num_docs: int = 40, words_per_doc: int = 6, seed: int = 0) -> dic
     return {f"d{i:03d}": " ".join(rng.choice(WORDS, size=words_per_doc)) for i in range(num_docs)}
 
 
-def toy_queries(corpus: dict[str, str], num_queries: int = 12, seed: int = 1) -> tuple[dict[str, str], dict[str, set[str]]]:
+def toy_queries(
+    corpus: dict[str, str], num_queries: int = 12, seed: int = 1
+) -> tuple[dict[str, str], dict[str, set[str]]]:
     """Queries made of a few words of one or two documents, with those documents as relevant."""
     rng = np.random.default_rng(seed)
     doc_ids = sorted(corpus)

@@ -72,9 +72,10 @@ def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = 
     say("5/6", f"Indexing the {len(evaluator.corpus)} held-out definitions into the embedded Qdrant collection "
                f"{config.index.collection!r} at {config.index.path}")
     client = open_client(path=config.index.path)
-    documents = [{"id": doc_id, "text": text} for doc_id, text in evaluator.corpus.items()]
+    documents = [{"id": doc_id, "text": text} for doc_id, text in zip(evaluator.corpus_ids, evaluator.corpus)]
     index_documents(trained, documents, client, config.index.collection, recreate=True)
-    through_qdrant = evaluate_through_collection(trained, client, config.index.collection, evaluator.queries,
+    queries = dict(zip(evaluator.query_ids, evaluator.queries))
+    through_qdrant = evaluate_through_collection(trained, client, config.index.collection, queries,
                                                  evaluator.relevant_docs, evaluator.k_values)
     agree = all(abs(through_qdrant[k] - after[k]) < 1e-3 for k in through_qdrant if k in after)
     print(f"search through Qdrant {'agrees' if agree else 'DISAGREES'} with exact search: "

@@ -14,6 +14,7 @@ from textdml.evaluation.retrieval import (
     exact_top_k,
     format_table,
 )
+from textdml.models.protocols import SupportsEncode
 from textdml.registry import EVALUATORS
 
 K_VALUES = (1, 3, 5, 10)
@@ -73,7 +74,9 @@ def naive_metrics(hits, relevant_docs):
             metrics[f"{metric}@{k}"] = np.mean([fn(naive_ranking(hits[q]), relevant_docs[q], k) for q in queries])
     metrics["mrr@10"] = np.mean([naive_mrr(naive_ranking(hits[q]), relevant_docs[q], 10) for q in queries])
     metrics["ndcg@10"] = np.mean([naive_ndcg(naive_ranking(hits[q]), relevant_docs[q], 10) for q in queries])
-    metrics["map@100"] = np.mean([naive_average_precision(naive_ranking(hits[q]), relevant_docs[q], 100) for q in queries])
+    metrics["map@100"] = np.mean(
+        [naive_average_precision(naive_ranking(hits[q]), relevant_docs[q], 100) for q in queries]
+    )
     return metrics
 
 
@@ -85,7 +88,7 @@ def random_hits(seed, num_queries=25, num_docs=150, with_ties=True):
     for q in range(num_queries):
         num_hits = rng.choice([3, 12, 120])
         scores = [round(rng.random(), 1) if with_ties else rng.random() for _ in range(num_hits)]
-        hits[f"q{q}"] = list(zip(rng.sample(doc_ids, num_hits), scores))
+        hits[f"q{q}"] = list(zip(rng.sample(doc_ids, num_hits), scores, strict=True))
         relevant[f"q{q}"] = set(rng.sample(doc_ids, rng.randint(1, 15)))
     relevant["q0"] = set()
     return hits, relevant
@@ -276,6 +279,10 @@ def test_queries_without_relevant_docs_are_skipped_and_missing_docs_warn(toy):
 
 def test_registered_as_information_retrieval():
     assert EVALUATORS.get("information_retrieval") is InformationRetrievalEvaluator
+
+
+def test_the_fake_encoder_follows_the_protocol():
+    assert isinstance(HashingEncoder(), SupportsEncode)
 
 
 def test_format_table_aligns_columns():

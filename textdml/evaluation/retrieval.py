@@ -192,7 +192,7 @@ def exact_top_k(
     """
     num_queries = query_embeddings.shape[0]
     device = query_embeddings.device
-    best_scores = torch.empty(num_queries, 0, device=device)
+    best_scores = torch.empty(num_queries, 0, dtype=query_embeddings.dtype, device=device)
     best_positions = torch.empty(num_queries, 0, dtype=torch.long, device=device)
     offset = 0
     for chunk in corpus_chunks:
@@ -321,8 +321,8 @@ class InformationRetrievalEvaluator:
         )
         scores, positions = exact_top_k(query_embeddings, chunks, self.max_k)
         return {
-            qid: [(self.corpus_ids[position], score) for position, score in zip(row_positions, row_scores)]
-            for qid, row_positions, row_scores in zip(self.query_ids, positions.tolist(), scores.tolist())
+            qid: [(self.corpus_ids[position], score) for position, score in zip(row_positions, row_scores, strict=True)]
+            for qid, row_positions, row_scores in zip(self.query_ids, positions.tolist(), scores.tolist(), strict=True)
         }
 
 

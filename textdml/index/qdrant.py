@@ -242,7 +242,7 @@ def upsert_changed(
     vectors = encode_vectors(model, [payload[text_field] for payload in todo.values()])
     points = [
         PointStruct(id=pid, vector=vector.tolist(), payload=payload)
-        for (pid, payload), vector in zip(todo.items(), vectors)
+        for (pid, payload), vector in zip(todo.items(), vectors, strict=True)
     ]
     client.upsert(collection, points=points, wait=True)
     return len(points)
@@ -300,8 +300,9 @@ def warn_if_other_model(results: list[list[SearchHit]], weights_sha256: str, col
     others = {hit.payload.get(MODEL_HASH_KEY) for hits in results for hit in hits} - {weights_sha256}
     if others:
         warnings.warn(
-            f"collection {collection!r} holds points embedded by other weights ({MODEL_HASH_KEY} {sorted(map(str, others))}) "
-            f"than the query model ({weights_sha256}); re-index with this model",
+            f"collection {collection!r} holds points embedded by other weights "
+            f"({MODEL_HASH_KEY} {sorted(map(str, others))}) than the query model ({weights_sha256}); "
+            "re-index with this model",
             stacklevel=3,
         )
 
@@ -352,5 +353,8 @@ def evaluate_through_collection(
     top_k = max(*k_values, mrr_at_k, ndcg_at_k, map_at_k)
     results = search(model, client, collection, list(scored.values()), top_k=top_k, id_field=id_field, exact=exact)
     warn_if_other_model(results, model.identity()["weights_sha256"], collection)
-    hits = {qid: [(hit.doc_id, hit.score) for hit in query_hits] for qid, query_hits in zip(scored, results)}
+    hits = {
+        qid: [(hit.doc_id, hit.score) for hit in query_hits]
+        for qid, query_hits in zip(scored, results, strict=True)
+    }
     return prefix_metrics(compute_metrics(hits, relevant, k_values, mrr_at_k, ndcg_at_k, map_at_k), name)

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from textdml.models import Embedder, Pooling
+
+TEXTS = ["a cat sat on the mat", "a much longer sentence about the weather in spring and autumn", "x", "dogs bark"]
+
+
+def test_minilm_matches_sentence_transformers(minilm_path):
+    ours = Embedder.from_pretrained(minilm_path)
+    assert ours.pooling.mode == "mean" and ours.normalize and ours.max_seq_length == 256
+    theirs = SentenceTransformer(str(minilm_path), device="cpu")
+    np.testing.assert_allclose(ours.encode(TEXTS), theirs.encode(TEXTS), atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max", "last_token", "weighted_mean"])
+@pytest.mark.parametrize("dense_dim", [None, 16])
+def test_save_loads_in_sentence_transformers(tiny_model_dir, tmp_path, pooling, dense_dim):
+    if pooling == "last_token" and dense_dim:
+        pytest.skip("covered by the other combinations")
+    model = Embedder.from_pretrained(tiny_model_dir, pooling=pooling, dense_dim=dense_dim, normalize=True)
+    expected = model.encode(TEXTS)
+    model.save_pretrained(tmp_path / "saved")
+    st = SentenceTransformer(str(tmp_path / "saved"), device="cpu")
+    np.testing.assert_allclose(st.encode(TEXTS), expected, atol=1e-5)
+    reloaded = Embedder.from_pretrained(tmp_path / "saved")
+    assert reloaded.pooling.mode == pooling and reloaded.embedding_dim == (dense_dim or 32)
+    np.testing.assert_allclose(reloaded.encode(TEXTS), expected, atol=1e-6)
+
+
+def test_plain_hf_model_defaults_to_mean_pooling(tiny_model_dir):
+    model = Embedder.from_pretrained(tiny_model_dir)
+    assert model.pooling.mode == "mean" and not model.normalize and model.similarity == "cosine"
+
+
+def test_encode_keeps_input_order_and_batches_agree(tiny_embedder):
+    one_by_one = np.stack([tiny_embedder.encode(t) for t in TEXTS])
+    np.testing.assert_allclose(tiny_embedder.encode(TEXTS, batch_size=3), one_by_one, atol=1e-5)
+    as_torch = tiny_embedder.encode(TEXTS, convert_to="torch", normalize=True)
+    assert isinstance(as_torch, torch.Tensor)
+    torch.testing.assert_close(as_torch.norm(dim=1), torch.ones(len(TEXTS)))
+
+
+def test_encode_restores_training_mode(tiny_embedder):
+    tiny_embedder.train()
+    tiny_embedder.encode(TEXTS)
+    assert tiny_embedder.training
+
+
+def test_pooling_modes_on_padding():
+    tokens = torch.tensor([[[1.0], [3.0], [100.0]], [[2.0], [4.0], [6.0]]])  # (2, 3, 1)
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    assert Pooling("mean")(tokens, mask).flatten().tolist() == [2.0, 4.0]
+    assert Pooling("max")(tokens, mask).flatten().tolist() == [3.0, 6.0]
+    assert Pooling("cls")(tokens, mask).flatten().tolist() == [1.0, 2.0]
+    assert Pooling("last_token")(tokens, mask).flatten().tolist() == [3.0, 6.0]
+    left_padded = torch.tensor([[0, 1, 1], [1, 1, 1]])
+    assert Pooling("last_token")(tokens, left_padded).flatten().tolist() == [100.0, 6.0]
+    # weights 1, 2 for the first row: (1*1 + 2*3) / 3
+    assert Pooling("weighted_mean")(tokens, mask).flatten().tolist()[0] == pytest.approx(7 / 3)
+
+
+def test_unknown_pooling_names_close_match(tiny_model_dir):
+    with pytest.raises(ValueError, match="did you mean 'mean'"):
+        Embedder.from_pretrained(tiny_model_dir, pooling="meen")
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Embedder.from_pretrained(str(tmp_path / "nope"))
+
+
+def test_unreachable_hub_id_is_a_clear_error():
+    with pytest.raises(FileNotFoundError, match="could not be fetched from the Hugging Face Hub"):
+        Embedder.from_pretrained("textdml-tests/model-that-does-not-exist")
+
+
+def test_identity_changes_with_weights(tiny_embedder):
+    before = tiny_embedder.identity()
+    with torch.no_grad():
+        tiny_embedder.transformer.embeddings.word_embeddings.weight[0, 0] += 1
+    after = tiny_embedder.identity()
+    assert before["model_name"] == after["model_name"] and before["weights_sha256"] != after["weights_sha256"]
+
+
+def test_lora_trains_adapters_and_saves_merged(tiny_model_dir, tmp_path):
+    model = Embedder.from_pretrained(tiny_model_dir)
+    model.add_lora(r=4, alpha=8, dropout=0.0, target_modules=["query", "value"])
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora" in n for n in trainable)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    expected = model.encode(TEXTS)
+    model.save_pretrained(tmp_path / "merged")
+    np.testing.assert_allclose(SentenceTransformer(str(tmp_path / "merged"), device="cpu").encode(TEXTS), expected,
+                               atol=1e-5)
