@@ -96,7 +96,7 @@ def resolve_roles(
         raise ValueError(missing_message("positive' or 'label", columns, loss_name, kinds))
     if kind not in kinds:
         raise ValueError(
-            f"loss {loss_name!r} trains on {' or '.join(f'[{KIND_COLUMNS[k]}]' for k in kinds)}, "
+            f"loss {loss_name!r} trains on {' or '.join(f'{k} [{KIND_COLUMNS[k]}]' for k in kinds)}, "
             f"but the dataset's columns {columns} make it {kind} [{KIND_COLUMNS[kind]}]. "
             f"Pick a loss for {kind} or map the columns with `columns: {{role: column}}`."
         )
@@ -121,6 +121,6 @@ def find_negative_columns(columns: list[str], rename: dict[str, str], role_of: d
 def missing_message(role: str, columns: list[str], loss_name: str, kinds: list[str]) -> str:
     return (
         f"the dataset has no column for role '{role}' (columns found: {columns}); loss {loss_name!r} trains on "
-        f"{' or '.join(f'[{KIND_COLUMNS[k]}]' for k in kinds)}. Rename columns in the data or map them in the "
+        f"{' or '.join(f'{k} [{KIND_COLUMNS[k]}]' for k in kinds)}. Rename columns in the data or map them in the "
         f"recipe, e.g. `columns: {{anchor: question, positive: answer}}`."
     )

@@ -87,10 +87,16 @@ class MultipleLosses(BaseLoss):
         self.losses = nn.ModuleDict(dict(zip(names, built, strict=True)))
         self.weights = dict(zip(names, weights, strict=True))
         self.miners = nn.ModuleDict(
-            {name: MINERS.build(**m) if isinstance(m, dict) else m for name, m in zip(names, miners, strict=True) if m is not None}
+            {
+                name: MINERS.build(**m) if isinstance(m, dict) else m
+                for name, m in zip(names, miners, strict=True)
+                if m is not None
+            }
         )
         # The wrapper trains on what every sub-loss can train on; the model card cites them all.
-        self.input_kinds = tuple(kind for kind in built[0].input_kinds if all(kind in loss.input_kinds for loss in built))
+        self.input_kinds = tuple(
+            kind for kind in built[0].input_kinds if all(kind in loss.input_kinds for loss in built)
+        )
         self.citation = "\n\n".join(loss.citation for loss in built if loss.citation) or None
         self._last_components: dict[str, torch.Tensor] = {}
 

@@ -32,9 +32,11 @@ class AngularMiner(BaseMiner):
         Defined on L2-normalised euclidean embeddings (the distance is fixed to that).
 
     Conventions:
-        Selects the triplets of pytorch-metric-learning's AngularMiner. ``||n - c||`` is computed
-        from inner products (no (triplets, D) tensor), so triplets within ~1e-6 of the threshold
-        may be decided differently.
+        The angle is measured between L2-normalised embeddings, as the angular loss sees them.
+        pytorch-metric-learning's AngularMiner measures it on the raw embeddings (its distance's
+        normalisation is skipped by ``pairwise_distance``), so the two select the same triplets
+        for unit-norm embeddings only. ``||n - c||`` is computed from inner products (no
+        (triplets, D) tensor), so triplets within ~1e-6 of the threshold may be decided differently.
 
     References:
         Wang, Zhou, Wen, Liu, Lin, "Deep Metric Learning with Angular Loss", ICCV 2017.

@@ -12,7 +12,9 @@ Strategy = Literal["easy", "semihard", "hard", "all"]
 STRATEGIES = ("easy", "semihard", "hard", "all")
 
 
-def pick_per_row(farness: torch.Tensor, mask: torch.Tensor, farthest: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pick_per_row(
+    farness: torch.Tensor, mask: torch.Tensor, farthest: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The farthest (or closest) allowed column of each row: ``(value, column, row_has_one)``."""
     fill = float("-inf") if farthest else float("inf")
     masked = farness.masked_fill(~mask, fill)
@@ -57,7 +59,9 @@ class BatchEasyHardMiner(BaseMiner):
 
     Conventions:
         Selects exactly the pairs of pytorch-metric-learning's BatchEasyHardMiner; an anchor is
-        kept only when both of its picks exist (for ``all``, each kind is kept on its own).
+        kept only when both of its picks exist (for ``all``, each kind is kept on its own). One
+        difference: an allowed range also filters a kind mined with ``all`` (pytorch-metric-learning
+        ignores the range there).
 
     References:
         Xuan, Stylianou, Pless, "Improved Embeddings with Easy Positive Triplet Mining", WACV 2020.
@@ -133,11 +137,15 @@ class BatchEasyHardMiner(BaseMiner):
         neg_pairs = all_neg if self.neg_strategy == "all" else (rows[has_neg], neg_col[has_neg])
         return PairIndices(pos_pairs[0], pos_pairs[1], neg_pairs[0], neg_pairs[1])
 
-    def pick_positives(self, farness: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pick_positives(
+        self, farness: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Hard and semihard positives are the farthest allowed ones, easy the closest.
         return pick_per_row(farness, mask, farthest=self.pos_strategy != "easy")
 
-    def pick_negatives(self, farness: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pick_negatives(
+        self, farness: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Hard and semihard negatives are the closest allowed ones, easy the farthest.
         return pick_per_row(farness, mask, farthest=self.neg_strategy == "easy")
 

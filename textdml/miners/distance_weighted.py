@@ -44,9 +44,10 @@ class DistanceWeightedMiner(BaseMiner):
     Example:
         >>> import torch
         >>> miner = DistanceWeightedMiner(generator=torch.Generator().manual_seed(0))
-        >>> triplets = miner(torch.randn(8, 16), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
-        >>> len(triplets)  # one negative for each of the 8 positive pairs
-        8
+        >>> labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+        >>> triplets = miner(torch.randn(8, 16), labels)
+        >>> bool((labels[triplets.anchor] != labels[triplets.negative]).all())
+        True
     """
 
     citation = """@inproceedings{wu2017sampling,

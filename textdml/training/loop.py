@@ -73,11 +73,15 @@ def create_dataloader(dataset: Dataset | IterableDataset, roles: ColumnRoles, co
 
         labels = [label_ids[v] for v in dataset[roles.label]]  # type: ignore[index]
         batch_sampler = MPerClassSampler(labels, m=t.m_per_class, batch_size=t.batch_size, seed=t.seed)
-        return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collator, num_workers=t.num_workers), batch_sampler
+        loader = DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collator, num_workers=t.num_workers,
+                            generator=torch.Generator().manual_seed(t.seed))
+        return loader, batch_sampler
     sampler = SeededShuffleSampler(len(dataset), t.seed) if t.sampler == "random" else None
-    # Dropping the last partial batch keeps every step's number of in-batch negatives the same.
+    # Dropping the last partial batch keeps every step's number of in-batch negatives the same. The
+    # loader's own generator keeps its per-iterator seed draw off the global RNG, which dropout uses:
+    # otherwise a resumed run would see different dropout masks than an unbroken one.
     loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, collate_fn=collator, drop_last=True,
-                        num_workers=t.num_workers)
+                        num_workers=t.num_workers, generator=torch.Generator().manual_seed(t.seed))
     if len(loader) == 0:
         raise ValueError(f"the training data has {len(dataset)} rows, fewer than one batch of {t.batch_size}; "
                          "lower training.batch_size")
@@ -139,11 +143,12 @@ def train(
     examples_since, clock = 0, time.perf_counter()
     try:
         while state.global_step < total_steps:
-            if sampler is not None and hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(state.epoch)
             batches = dataloader
             if state.batches_in_epoch:
                 batches = accelerator.skip_first_batches(dataloader, state.batches_in_epoch)
+            # Accelerate's loaders set the sampler's epoch from their own iteration count, which a
+            # fresh (resumed or skipping) loader starts at 0: tell them the real epoch.
+            batches.set_epoch(state.epoch)
             position = state.batches_in_epoch
             for batch in batches:
                 position += 1

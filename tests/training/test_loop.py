@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+
+from textdml.config import load_run_config
+from textdml.losses.base import BaseLoss
+from textdml.registry import LOSSES
+from textdml.training.loop import NonFiniteLossError, train
+
+
+def pairs_dataset(rows: int = 24) -> Dataset:
+    return Dataset.from_dict({"anchor": [f"question number {i}" for i in range(rows)],
+                              "positive": [f"the answer is {i} {'long ' * (i % 5)}" for i in range(rows)]})
+
+
+def make_config(model_dir, output_dir, *overrides):
+    return load_run_config(None, ["train.path=in-memory", f"model.name_or_path={model_dir}",
+                                  f"training.output_dir={output_dir}", "training.batch_size=8",
+                                  "training.learning_rate=1e-3", "training.show_progress_bar=false",
+                                  "training.logging_steps=1", *overrides])
+
+
+def final_weights(output_dir):
+    return load_file(str(output_dir / "final" / "model.safetensors"))
+
+
+def test_trains_saves_and_logs(tiny_model_dir, tmp_path):
+    config = make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=4")
+    result = train(config, train_dataset=pairs_dataset())
+    assert result.global_step == 4
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4] and all("examples_per_s" in r for r in records)
+    assert (result.final_model / "modules.json").exists() and (result.final_model / "README.md").exists()
+
+
+def test_resume_ends_with_the_same_weights(tiny_model_dir, tmp_path):
+    # 3 batches per epoch, 7 steps: the checkpoint at step 4 sits mid-epoch 1; dropout is on.
+    overrides = ("training.max_steps=7", "training.save_steps=4", "training.save_total_limit=5")
+    unbroken = tmp_path / "unbroken"
+    train(make_config(tiny_model_dir, unbroken, *overrides), train_dataset=pairs_dataset())
+
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(unbroken / "checkpoints" / "checkpoint-4", resumed / "checkpoints" / "checkpoint-4")
+    train(make_config(tiny_model_dir, resumed, *overrides, "training.resume_from_checkpoint=latest"),
+          train_dataset=pairs_dataset())
+    expected, actual = final_weights(unbroken), final_weights(resumed)
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], rtol=0, atol=1e-6, msg=key)
+
+
+def test_gradient_accumulation_runs_and_counts_optimizer_steps(tiny_model_dir, tmp_path):
+    config = make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=2",
+                         "training.gradient_accumulation_steps=2")
+    assert train(config, train_dataset=pairs_dataset()).global_step == 2
+
+
+@LOSSES.register("nan_after_two_calls")
+class NanAfterTwoCallsLoss(BaseLoss):
+    """Test-only loss: finite twice, then NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def compute_loss(self, embeddings, labels, ref_embeddings, ref_labels, same_set, indices):
+        self.calls += 1
+        value = (embeddings @ ref_embeddings.T).mean()
+        return value * float("nan") if self.calls > 2 else value
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_checkpoints(tiny_model_dir, tmp_path):
+    config = make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=6", "training.save_steps=2",
+                         "loss.name=nan_after_two_calls")
+    with pytest.raises(NonFiniteLossError, match="at step 3"):
+        train(config, train_dataset=pairs_dataset())
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["checkpoint-2"] and not (tmp_path / "run" / "final").exists()
+
+
+class InterruptingDataset(torch.utils.data.Dataset):
+    """Raises KeyboardInterrupt (as Ctrl-C would) when row ``stop_at`` is read the first time."""
+
+    def __init__(self, data: Dataset, stop_at: int):
+        self.data, self.stop_at, self.fired = data, stop_at, False
+        self.column_names, self.features = data.column_names, data.features
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        if i == self.stop_at and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return self.data[i]
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_model_dir, tmp_path, monkeypatch):
+    import textdml.training.loop as loop
+
+    data = pairs_dataset()
+    monkeypatch.setattr(loop, "SeededShuffleSampler", lambda length, seed: range(length))  # known order
+    interrupting = InterruptingDataset(data, stop_at=20)  # inside the third batch
+    config = make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=5")
+    monkeypatch.setattr(loop, "check_text_columns", lambda *a, **k: None)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, train_dataset=interrupting)
+    # Accelerate's loader reads one batch ahead, so the interrupt lands after step 1 or 2.
+    (checkpoint,) = (tmp_path / "run" / "checkpoints").iterdir()
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["global_step"] in (1, 2) and state["batches_in_epoch"] == state["global_step"]
+    resumed = make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=5",
+                          "training.resume_from_checkpoint=latest")
+    assert train(resumed, train_dataset=interrupting).global_step == 5
+
+
+def test_missing_column_fails_before_training(tiny_model_dir, tmp_path):
+    data = Dataset.from_dict({"question": ["a", "b"], "answer": ["c", "d"]})
+    with pytest.raises(ValueError, match="no column for role 'anchor'"):
+        train(make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=1"), train_dataset=data)
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_few_rows_for_a_batch(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=1"), train_dataset=pairs_dataset(3))

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import torch
+
+from textdml.distances import BaseDistance, LpDistance, as_distance
+from textdml.losses.base import BaseLoss
+from textdml.losses.info_nce import multi_positive_cross_entropy
+from textdml.miners.base import PairIndices, TupleIndices
+from textdml.registry import LOSSES
+
+
+def row_weights(
+    indices: TupleIndices | None, num_rows: int, same_set: bool, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Per-anchor weights from a miner: how often a row is mined, relative to the most mined row.
+
+    Without ``ref_embeddings`` every index points at a batch row, so positives and negatives count
+    too; with them only the anchors do (as pytorch-metric-learning's ``convert_to_weights``).
+    """
+    weights = torch.ones(num_rows, dtype=dtype, device=device)
+    if indices is None or len(indices) == 0:
+        return weights
+    if isinstance(indices, PairIndices):
+        anchors, others = [indices.anchor_pos, indices.anchor_neg], [indices.positive, indices.negative]
+    else:
+        anchors, others = [indices.anchor], [indices.positive, indices.negative]
+    rows = torch.cat(anchors + others if same_set else anchors)
+    counts = torch.bincount(rows, minlength=num_rows).to(dtype)
+    return counts / counts.max()
+
+
+@LOSSES.register("nca")
+class NCALoss(BaseLoss):
+    """Neighbourhood Components Analysis: maximise the chance that a soft nearest neighbour has the same class.
+
+    Each anchor picks a neighbour among the other rows with a softmax over negative squared
+    distances; the loss is minus the log of the probability that the pick shares the anchor's
+    label. It is a leave-one-out k-NN classifier made differentiable.
+
+    Formula: ``L_i = -log( sum_{j in P(i)} exp(-scale * d_ij) / sum_{k != i} exp(-scale * d_ik) )``.
+
+    Args:
+        softmax_scale: multiplies the logits (an inverse temperature, named as pytorch-metric-learning).
+        distance: squared euclidean on L2-normalised embeddings by default, as the paper and
+            pytorch-metric-learning; a similarity is used as it is (not negated).
+
+    Inputs:
+        Labelled rows (or pairs / triplets through their labels). A miner's tuples do not pick
+        pairs: they weight each anchor by how often its row was mined, relative to the most mined
+        row (rows never mined get 0), as pytorch-metric-learning.
+
+    Requirements:
+        Rows without a positive in the batch are skipped; an m-per-class sampler keeps them rare.
+
+    Conventions:
+        The log of the positive probability is computed as a difference of log-sum-exps, so a
+        row whose positives are all very far keeps a large finite loss where pytorch-metric-learning
+        (which takes ``log`` of the summed softmax) drops the row once the sum underflows to 0.
+
+    References:
+        Goldberger, Roweis, Hinton, Salakhutdinov, "Neighbourhood Components Analysis", NeurIPS 2004.
+
+    Example:
+        >>> import torch
+        >>> loss = NCALoss(softmax_scale=1.0)
+        >>> loss(torch.randn(6, 8), torch.tensor([0, 0, 1, 1, 2, 2])).shape
+        torch.Size([])
+    """
+
+    accepts_indices = True
+    citation = """@inproceedings{goldberger2004neighbourhood,
+  title={Neighbourhood Components Analysis},
+  author={Goldberger, Jacob and Roweis, Sam and Hinton, Geoffrey and Salakhutdinov, Ruslan},
+  booktitle={NeurIPS},
+  year={2004}
+}"""
+
+    def __init__(self, softmax_scale: float = 1.0, distance: BaseDistance | str | None = None):
+        super().__init__()
+        self.softmax_scale = softmax_scale
+        self.distance = as_distance(distance, LpDistance(squared=True))
+
+    def compute_loss(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_embeddings: torch.Tensor,
+        ref_labels: torch.Tensor,
+        same_set: bool,
+        indices: TupleIndices | None,
+    ) -> torch.Tensor:
+        closeness = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
+        if not self.distance.higher_is_closer:
+            closeness = -closeness
+        logits = self.softmax_scale * closeness
+        positive = labels[:, None] == ref_labels[None, :]  # (N, M)
+        if positive.all():
+            return self.empty_loss(embeddings, "every pair is positive (one class)")
+        if same_set:
+            # A row is never its own neighbour.
+            eye = torch.eye(len(labels), dtype=torch.bool, device=logits.device)
+            logits = logits.masked_fill(eye, float("-inf"))
+            positive = positive & ~eye
+        losses, has_positive = multi_positive_cross_entropy(logits, positive)
+        if losses.numel() == 0:
+            return self.empty_loss(embeddings, "no anchor has a positive in the batch")
+        weights = row_weights(indices, len(embeddings), same_set, losses.dtype, losses.device)
+        return (losses * weights[has_positive]).mean()
