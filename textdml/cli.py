@@ -109,7 +109,7 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("httpx", "transformers", "datasets"):
+    for noisy in ("httpx", "transformers", "datasets", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from textdml.distances.base import BaseDistance
+from textdml.distances.base import BaseDistance, upcast
 from textdml.registry import DISTANCES
 
 
@@ -31,7 +31,7 @@ class LpDistance(BaseDistance):
             sq = (query * query).sum(-1, keepdim=True) - 2 * query @ ref.T + (ref * ref).sum(-1)[None, :]
             sq = sq.clamp_min(0)
             return sq if self.squared else (sq + self.eps).sqrt() * (sq > 0)
-        dist = torch.cdist(query.float(), ref.float(), p=self.p).to(query.dtype)
+        dist = torch.cdist(upcast(query), upcast(ref), p=self.p).to(query.dtype)
         return dist**2 if self.squared else dist
 
     def compute_pairwise(self, query: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:

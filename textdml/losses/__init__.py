@@ -1,8 +1,59 @@
 """The loss catalogue: one file per loss, one signature for all (see ``losses/base.py``)."""
 
+from textdml.losses.angular import AngularLoss
+from textdml.losses.arc_face import ArcFaceLoss
 from textdml.losses.base import BaseLoss, DegenerateBatchWarning, reduce_losses
+from textdml.losses.center import CenterLoss
+from textdml.losses.circle import CircleLoss
 from textdml.losses.contrastive import ContrastiveLoss
+from textdml.losses.cos_face import CosFaceLoss
+from textdml.losses.cross_batch_memory import CrossBatchMemory
+from textdml.losses.generalized_lifted_structure import GeneralizedLiftedStructureLoss
 from textdml.losses.info_nce import InfoNCELoss
+from textdml.losses.large_margin_softmax import LargeMarginSoftmaxLoss
+from textdml.losses.lifted_structure import LiftedStructureLoss
+from textdml.losses.margin import MarginLoss
+from textdml.losses.multi_similarity import MultiSimilarityLoss
+from textdml.losses.multiple_losses import MultipleLosses
+from textdml.losses.n_pairs import NPairsLoss
+from textdml.losses.nca import NCALoss
+from textdml.losses.norm_softmax import NormSoftmaxLoss
+from textdml.losses.ntxent import NTXentLoss
+from textdml.losses.proxy_anchor import ProxyAnchorLoss
+from textdml.losses.proxy_nca import ProxyNCALoss
+from textdml.losses.soft_triple import SoftTripleLoss
+from textdml.losses.sphere_face import SphereFaceLoss
+from textdml.losses.supervised_contrastive import SupervisedContrastiveLoss
 from textdml.losses.triplet import TripletLoss
+from textdml.losses.tuplet_margin import TupletMarginLoss
 
-__all__ = ["BaseLoss", "ContrastiveLoss", "DegenerateBatchWarning", "InfoNCELoss", "TripletLoss", "reduce_losses"]
+__all__ = [
+    "AngularLoss",
+    "ArcFaceLoss",
+    "BaseLoss",
+    "CenterLoss",
+    "CircleLoss",
+    "ContrastiveLoss",
+    "CosFaceLoss",
+    "CrossBatchMemory",
+    "DegenerateBatchWarning",
+    "GeneralizedLiftedStructureLoss",
+    "InfoNCELoss",
+    "LargeMarginSoftmaxLoss",
+    "LiftedStructureLoss",
+    "MarginLoss",
+    "MultiSimilarityLoss",
+    "MultipleLosses",
+    "NCALoss",
+    "NPairsLoss",
+    "NTXentLoss",
+    "NormSoftmaxLoss",
+    "ProxyAnchorLoss",
+    "ProxyNCALoss",
+    "SoftTripleLoss",
+    "SphereFaceLoss",
+    "SupervisedContrastiveLoss",
+    "TripletLoss",
+    "TupletMarginLoss",
+    "reduce_losses",
+]

@@ -6,7 +6,7 @@ import torch
 
 from textdml.distances import CosineSimilarityDistance
 from textdml.losses.base import BaseLoss
-from textdml.losses.multi_similarity import log1p_sum_exp
+from textdml.losses.ops import log1p_sum_exp
 from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
 

@@ -5,8 +5,7 @@ import torch.nn.functional as F
 
 from textdml.distances import CosineSimilarityDistance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
-from textdml.losses.multi_similarity import pair_masks
-from textdml.losses.ntxent import masked_logsumexp
+from textdml.losses.ops import masked_logsumexp, pair_masks
 from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
 

@@ -86,12 +86,9 @@ class ContrastiveLoss(BaseLoss):
         pairs = to_pairs(indices, labels, None if same_set else ref_labels)
         if len(pairs) == 0:
             return self.empty_loss(embeddings, "the batch has no pair")
-        pos_dist = self.as_distance_values(
-            self.distance.pairwise(embeddings[pairs.anchor_pos], ref_embeddings[pairs.positive])
-        )
-        neg_dist = self.as_distance_values(
-            self.distance.pairwise(embeddings[pairs.anchor_neg], ref_embeddings[pairs.negative])
-        )
+        dist = self.as_distance_values(self.distance(embeddings, None if same_set else ref_embeddings))  # (N, M)
+        pos_dist = dist[pairs.anchor_pos, pairs.positive]
+        neg_dist = dist[pairs.anchor_neg, pairs.negative]
         pos_losses = (pos_dist - self.pos_margin).clamp_min(0) ** self.power
         neg_losses = (self.margin - neg_dist).clamp_min(0) ** self.power
         if self.reduction == "mean_nonzero":

@@ -94,10 +94,13 @@ class InfoNCELoss(BaseLoss):
             sim = -sim
         logits = sim / self.temperature
         positive = labels[:, None] == ref_labels[None, :]  # (N, M)
+        negative = ~positive
         if same_set:
             eye = torch.eye(len(labels), dtype=torch.bool, device=logits.device)
             logits = logits.masked_fill(eye, float("-inf"))
             positive = positive & ~eye
+        if not negative.any():
+            return self.empty_loss(embeddings, "every candidate is a positive (one class): there is no negative")
         losses, _ = multi_positive_cross_entropy(logits, positive)
         if losses.numel() == 0:
             return self.empty_loss(embeddings, "no anchor has a positive in the batch")

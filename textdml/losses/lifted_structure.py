@@ -4,8 +4,7 @@ import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss
-from textdml.losses.multi_similarity import pair_masks
-from textdml.losses.ntxent import masked_logsumexp
+from textdml.losses.ops import masked_logsumexp, pair_masks
 from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
 

@@ -4,24 +4,9 @@ import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
-from textdml.miners.base import PairIndices, TupleIndices, to_pairs
+from textdml.losses.ops import log1p_sum_exp, pair_masks
+from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
-
-
-def pair_masks(pairs: PairIndices, shape: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boolean (N, M) masks of the positive and the negative pairs in ``pairs``."""
-    positive = torch.zeros(shape, dtype=torch.bool, device=device)
-    negative = torch.zeros(shape, dtype=torch.bool, device=device)
-    positive[pairs.anchor_pos, pairs.positive] = True
-    negative[pairs.anchor_neg, pairs.negative] = True
-    return positive, negative
-
-
-def log1p_sum_exp(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-row ``log(1 + sum_{j in mask} exp(x_ij))``; 0 for a row with an empty mask."""
-    masked = x.masked_fill(~mask, float("-inf"))
-    # The extra zero column is the "1 +": it also keeps an empty row finite (log 1 = 0).
-    return torch.cat([masked, masked.new_zeros(len(x), 1)], dim=1).logsumexp(dim=1)
 
 
 @LOSSES.register("multi_similarity")

@@ -5,17 +5,9 @@ import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss
-from textdml.losses.multi_similarity import pair_masks
+from textdml.losses.ops import masked_logsumexp, pair_masks
 from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
-
-
-def masked_logsumexp(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-row logsumexp over the entries in ``mask``; ``-inf`` (with a zero gradient) for an empty row."""
-    has_entry = mask.any(dim=1)
-    # An all -inf row has a NaN gradient in logsumexp: give empty rows zeros, then mask the result.
-    x = x.masked_fill(~mask, float("-inf")).masked_fill(~has_entry[:, None], 0.0)
-    return x.logsumexp(dim=1).masked_fill(~has_entry, float("-inf"))
 
 
 @LOSSES.register("ntxent")

@@ -82,12 +82,13 @@ class TripletLoss(BaseLoss):
         triplets = to_triplets(indices, labels, None if same_set else ref_labels)
         if len(triplets) == 0:
             return self.empty_loss(embeddings, "the batch has no (anchor, positive, negative) triplet")
-        anchors = embeddings[triplets.anchor]
-        positives, negatives = ref_embeddings[triplets.positive], ref_embeddings[triplets.negative]
-        ap = self.distance.pairwise(anchors, positives)
-        an = self.distance.pairwise(anchors, negatives)
+        # One (N, M) matrix, then indexing: gathering (T, D) rows per triplet would cost T * D memory.
+        dist = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
+        ap = dist[triplets.anchor, triplets.positive]
+        an = dist[triplets.anchor, triplets.negative]
         if self.swap:
-            pn = self.distance.pairwise(positives, negatives)
+            ref_dist = dist if same_set else self.distance(ref_embeddings)  # (M, M)
+            pn = ref_dist[triplets.positive, triplets.negative]
             an = torch.maximum(an, pn) if self.distance.higher_is_closer else torch.minimum(an, pn)
         violation = self.distance.margin(an, ap) + self.margin  # > 0 when the negative is too close
         losses = F.softplus(violation) if self.smooth_loss else violation.clamp_min(0)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from textdml.distances import BaseDistance, LpDistance
+from textdml.distances.base import upcast
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,6 @@ def to_triplets(
     match = indices.anchor_pos[:, None] == indices.anchor_neg[None, :]  # (P, Q)
     pos_k, neg_k = torch.where(match)
     return TripletIndices(indices.anchor_pos[pos_k], indices.positive[pos_k], indices.negative[neg_k])
-
-
-def upcast(x: torch.Tensor) -> torch.Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class BaseMiner(nn.Module):

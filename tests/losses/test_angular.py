@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+
+from textdml.losses.angular import AngularLoss
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.miners.base import PairIndices, all_pairs
+from textdml.registry import LOSSES
+
+LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])
+REF_LABELS = torch.tensor([0, 1, 1, 2, 3, 3, 4])
+
+
+def randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def some_positive_pairs(labels: torch.Tensor, seed: int = 0) -> PairIndices:
+    """A random half of the positive pairs (angular loss takes its negatives from the labels)."""
+    pairs = all_pairs(labels)
+    keep = torch.rand(len(pairs.anchor_pos), generator=torch.Generator().manual_seed(seed)) < 0.5
+    return PairIndices(pairs.anchor_pos[keep], pairs.positive[keep], pairs.anchor_neg, pairs.negative)
+
+
+def naive_angular(x, labels, ref=None, ref_labels=None, alpha_degrees=40.0):
+    same_set = ref is None
+    ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
+    sq_tan = math.tan(math.radians(alpha_degrees)) ** 2
+    losses = []
+    for a in range(len(x)):
+        for p in range(len(ref)):
+            if ref_labels[p] != labels[a] or (same_set and p == a):
+                continue
+            xa, xp = F.normalize(x[a], dim=0), F.normalize(ref[p], dim=0)
+            total = torch.ones((), dtype=x.dtype)
+            for n in range(len(ref)):
+                if ref_labels[n] != labels[a]:
+                    xn = F.normalize(ref[n], dim=0)
+                    total = total + torch.exp(4 * sq_tan * (xa + xp) @ xn - 2 * (1 + sq_tan) * xa @ xp)
+            losses.append(torch.log(total))
+    return torch.stack(losses).mean()
+
+
+def tangential(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The part of a gradient that moves a unit row along the sphere (normalisation removes the rest)."""
+    return grad - (grad * x).sum(dim=1, keepdim=True) * x
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+def test_matches_naive_reference(use_ref: bool) -> None:
+    x = randn(8, 5).requires_grad_()
+    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
+    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
+    ours = AngularLoss(alpha=35)(x, LABELS, **kwargs)
+    expected = naive_angular(x, LABELS, ref, REF_LABELS if use_ref else None, 35)
+    torch.testing.assert_close(ours, expected)
+    inputs = [x] if ref is None else [x, ref]
+    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_direction_closer_positives_lower_the_loss() -> None:
+    centres, noise = randn(4, 16), randn(8, 16, seed=1)
+    loss_fn = AngularLoss()
+    assert loss_fn(centres[LABELS] + 0.3 * noise, LABELS) < loss_fn(centres[LABELS] + 1.0 * noise, LABELS)
+
+
+def test_bfloat16_close_to_float32() -> None:
+    x = randn(8, 16).float()
+    full, half = AngularLoss()(x, LABELS), AngularLoss()(x.bfloat16(), LABELS)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    torch.testing.assert_close(half, full, rtol=5e-2, atol=5e-2)
+
+
+def test_gradcheck() -> None:
+    x = randn(6, 4).requires_grad_()
+    assert torch.autograd.gradcheck(lambda e: AngularLoss()(e, torch.tensor([0, 0, 1, 1, 2, 2])), (x,))
+
+
+@pytest.mark.parametrize(
+    "labels", [torch.zeros(6, dtype=torch.long), torch.arange(6)], ids=["one_class", "no_positive"]
+)
+def test_degenerate_batch_warns_and_is_zero(labels: torch.Tensor) -> None:
+    x = randn(6, 4).requires_grad_()
+    with pytest.warns(DegenerateBatchWarning):
+        loss = AngularLoss()(x, labels)
+    assert loss.item() == 0
+    loss.backward()
+    assert torch.all(x.grad == 0)
+
+
+def test_identical_embeddings_give_finite_loss_and_gradient() -> None:
+    x = torch.ones(6, 4, requires_grad=True)
+    loss = AngularLoss()(x, torch.tensor([0, 0, 1, 1, 2, 2]))
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0 and torch.isfinite(x.grad).all()
+
+
+def test_registered() -> None:
+    assert LOSSES.get("angular") is AngularLoss
+
+
+@pytest.mark.parametrize("case", ["same_set", "ref", "mined"])
+def test_matches_pml(case: str) -> None:
+    # PML leaves the negatives unnormalised: compare on unit rows, and compare the gradients'
+    # tangential parts (our normalisation removes the radial part that PML keeps for negatives).
+    x = F.normalize(randn(8, 5), dim=1)
+    ref = F.normalize(randn(7, 5, seed=1), dim=1)
+    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours_ref, pml_ref = ref.clone().requires_grad_(), ref.clone().requires_grad_()
+    ours_fn, pml_fn = AngularLoss(alpha=40), pml_losses.AngularLoss(alpha=40)
+    if case == "ref":
+        ours = ours_fn(ours_x, LABELS, ref_embeddings=ours_ref, ref_labels=REF_LABELS)
+        theirs = pml_fn(pml_x, LABELS, ref_emb=pml_ref, ref_labels=REF_LABELS)
+    else:
+        mined = some_positive_pairs(LABELS) if case == "mined" else None
+        pml_mined = None if mined is None else (mined.anchor_pos, mined.positive, mined.anchor_neg, mined.negative)
+        ours, theirs = ours_fn(ours_x, LABELS, indices=mined), pml_fn(pml_x, LABELS, indices_tuple=pml_mined)
+    torch.testing.assert_close(ours, theirs)
+    ours.backward()
+    theirs.backward()
+    torch.testing.assert_close(tangential(ours_x.grad, x), tangential(pml_x.grad, x))
+    if case == "ref":
+        torch.testing.assert_close(tangential(ours_ref.grad, ref), tangential(pml_ref.grad, ref))

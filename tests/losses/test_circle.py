@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.losses.circle import CircleLoss
+from textdml.miners.base import PairIndices, all_pairs
+from textdml.registry import LOSSES
+
+LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])
+REF_LABELS = torch.tensor([0, 1, 1, 2, 3, 3, 4])
+
+
+def randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def mined_pairs(labels: torch.Tensor, seed: int = 0) -> PairIndices:
+    pairs = all_pairs(labels)
+    generator = torch.Generator().manual_seed(seed)
+    pos = torch.rand(len(pairs.anchor_pos), generator=generator) < 0.6
+    neg = torch.rand(len(pairs.anchor_neg), generator=generator) < 0.4
+    return PairIndices(pairs.anchor_pos[pos], pairs.positive[pos], pairs.anchor_neg[neg], pairs.negative[neg])
+
+
+def naive_circle(x, labels, ref=None, ref_labels=None, m=0.4, gamma=80.0, weights_from=None):
+    """Per anchor: softplus(logsumexp over negatives + logsumexp over positives). The weights are
+    constants: taken from ``weights_from`` when given (to differentiate numerically), else detached."""
+    same_set = ref is None
+    ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
+    weights_from = (x.detach(), ref.detach()) if weights_from is None else weights_from
+    cos = lambda u, v: F.cosine_similarity(u, v, dim=0)  # noqa: E731
+    losses = []
+    for a in range(len(x)):
+        pos, neg = [], []
+        for j in range(len(ref)):
+            if same_set and j == a:
+                continue
+            s, s_const = cos(x[a], ref[j]), cos(weights_from[0][a], weights_from[1][j])
+            if ref_labels[j] == labels[a]:
+                pos.append(-gamma * torch.relu(1 + m - s_const) * (s - (1 - m)))
+            else:
+                neg.append(gamma * torch.relu(s_const + m) * (s - m))
+        if pos and neg:
+            losses.append(F.softplus(torch.logsumexp(torch.stack(pos), 0) + torch.logsumexp(torch.stack(neg), 0)))
+    losses = torch.stack(losses)
+    return losses[losses > 0].mean()
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+def test_matches_naive_reference(use_ref: bool) -> None:
+    x = randn(8, 5).requires_grad_()
+    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
+    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
+    ours = CircleLoss(m=0.25, gamma=16.0)(x, LABELS, **kwargs)
+    expected = naive_circle(x, LABELS, ref, REF_LABELS if use_ref else None, 0.25, 16.0)
+    torch.testing.assert_close(ours, expected)
+    inputs = [x] if ref is None else [x, ref]
+    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_gradient_matches_finite_differences_with_weights_held_constant() -> None:
+    # The weights are stop-gradient, so plain gradcheck does not apply: differentiate numerically
+    # the same loss with the weights frozen at the evaluation point.
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    x = randn(6, 4).requires_grad_()
+    CircleLoss(gamma=4.0)(x, labels).backward()
+    frozen = lambda e: naive_circle(e, labels, gamma=4.0, weights_from=(x.detach(), x.detach()))  # noqa: E731
+    numerical = torch.zeros(x.numel(), dtype=x.dtype)
+    eps = 1e-6
+    for index in range(x.numel()):
+        step = torch.zeros(x.numel(), dtype=x.dtype)
+        step[index] = eps
+        step = step.view_as(x)
+        numerical[index] = (frozen(x.detach() + step) - frozen(x.detach() - step)) / (2 * eps)
+    numerical = numerical.view_as(x)
+    torch.testing.assert_close(x.grad, numerical, rtol=1e-5, atol=1e-7)
+
+
+def test_direction_closer_positives_lower_the_loss() -> None:
+    centres, noise = randn(4, 16), randn(8, 16, seed=1)
+    loss_fn = CircleLoss()
+    assert loss_fn(centres[LABELS] + 0.3 * noise, LABELS) < loss_fn(centres[LABELS] + 1.0 * noise, LABELS)
+
+
+def test_bfloat16_close_to_float32() -> None:
+    x = randn(8, 16).float()
+    full, half = CircleLoss()(x, LABELS), CircleLoss()(x.bfloat16(), LABELS)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    torch.testing.assert_close(half, full, rtol=5e-2, atol=5e-2)
+
+
+@pytest.mark.parametrize(
+    "labels", [torch.zeros(6, dtype=torch.long), torch.arange(6)], ids=["one_class", "no_positive"]
+)
+def test_degenerate_batch_warns_and_is_zero(labels: torch.Tensor) -> None:
+    x = randn(6, 4).requires_grad_()
+    with pytest.warns(DegenerateBatchWarning):
+        loss = CircleLoss()(x, labels)
+    assert loss.item() == 0
+    loss.backward()
+    assert torch.all(x.grad == 0)
+
+
+def test_identical_embeddings_give_finite_loss_and_gradient() -> None:
+    x = torch.ones(6, 4, requires_grad=True)
+    loss = CircleLoss()(x, torch.tensor([0, 0, 1, 1, 2, 2]))
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0 and torch.isfinite(x.grad).all()
+
+
+def test_registered() -> None:
+    assert LOSSES.get("circle") is CircleLoss
+
+
+@pytest.mark.parametrize("case", ["same_set", "ref", "mined"])
+def test_matches_pml(case: str) -> None:
+    x = randn(8, 5)
+    ref = randn(7, 5, seed=1) if case == "ref" else None
+    ours_fn, pml_fn = CircleLoss(m=0.4, gamma=80.0), pml_losses.CircleLoss(m=0.4, gamma=80.0)
+    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    if case == "ref":
+        ours = ours_fn(ours_x, LABELS, ref_embeddings=ref, ref_labels=REF_LABELS)
+        theirs = pml_fn(pml_x, LABELS, ref_emb=ref, ref_labels=REF_LABELS)
+    else:
+        indices = mined_pairs(LABELS) if case == "mined" else None
+        pml_indices = (
+            None if indices is None else (indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative)
+        )
+        ours, theirs = ours_fn(ours_x, LABELS, indices=indices), pml_fn(pml_x, LABELS, indices_tuple=pml_indices)
+    torch.testing.assert_close(ours, theirs)
+    ours.backward()
+    theirs.backward()
+    torch.testing.assert_close(ours_x.grad, pml_x.grad)

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import losses as pml_losses
+
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.losses.multi_similarity import MultiSimilarityLoss
+from textdml.miners.base import PairIndices, all_pairs
+
+
+def naive_multi_similarity(x, labels, ref=None, ref_labels=None, alpha=2.0, beta=50.0, base=0.5):
+    """Cosine similarity MS loss, one anchor and one pair at a time."""
+    same_set = ref is None
+    ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
+    losses = []
+    for i in range(len(x)):
+        pos_sum, neg_sum = 0.0, 0.0
+        for j in range(len(ref)):
+            if same_set and i == j:
+                continue
+            s = F.cosine_similarity(x[i], ref[j], dim=0)
+            if labels[i] == ref_labels[j]:
+                pos_sum = pos_sum + torch.exp(-alpha * (s - base))
+            else:
+                neg_sum = neg_sum + torch.exp(beta * (s - base))
+        losses.append(torch.log(1 + pos_sum) / alpha + torch.log(1 + neg_sum) / beta)
+    return torch.stack(losses).mean()
+
+
+def some_pairs(labels, ref_labels=None) -> PairIndices:
+    """A subset of the batch's pairs, as a miner would return."""
+    pairs = all_pairs(labels, ref_labels)
+    return PairIndices(pairs.anchor_pos[::2], pairs.positive[::2], pairs.anchor_neg[::3], pairs.negative[::3])
+
+
+def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three classes around orthogonal centres; smaller noise means closer positives."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    centres = torch.eye(3, 6)
+    return centres[labels] + noise * torch.randn(9, 6, generator=gen), labels
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+@pytest.mark.parametrize("alpha,beta,base", [(2.0, 50.0, 0.5), (1.0, 10.0, 0.2)])
+def test_matches_naive_reference(use_ref, alpha, beta, base):
+    torch.manual_seed(0)
+    x, labels = torch.randn(10, 6), torch.randint(0, 3, (10,))
+    ref, ref_labels = (torch.randn(7, 6), torch.randint(0, 3, (7,))) if use_ref else (None, None)
+    loss = MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
+    ours = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    expected = naive_multi_similarity(x, labels, ref, ref_labels, alpha, beta, base)
+    torch.testing.assert_close(ours, expected)
+
+
+def test_moving_positives_closer_lowers_the_loss():
+    loss = MultiSimilarityLoss()
+    values = [loss(*clustered_batch(noise)).item() for noise in (1.0, 0.5, 0.1)]
+    assert values[0] > values[1] > values[2]
+
+
+def test_bfloat16_close_to_float32():
+    torch.manual_seed(0)
+    x, labels = torch.randn(12, 16), torch.randint(0, 4, (12,))
+    x16 = x.bfloat16().requires_grad_()
+    value16 = MultiSimilarityLoss()(x16, labels)
+    value16.backward()
+    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
+    torch.testing.assert_close(value16, MultiSimilarityLoss()(x, labels), rtol=0.05, atol=0.02)
+
+
+@pytest.mark.parametrize("distance", [None, "lp"])
+def test_gradcheck(distance):
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    loss = MultiSimilarityLoss(alpha=2.0, beta=10.0, distance=distance)
+    assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
+
+
+def test_no_pair_warns_and_is_zero():
+    x = torch.randn(1, 4, requires_grad=True)
+    with pytest.warns(DegenerateBatchWarning):
+        value = MultiSimilarityLoss()(x, torch.tensor([0]))
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("labels", [[0, 0, 0, 0], [0, 1, 2, 3]], ids=["one_class", "no_positive"])
+def test_one_sided_batches_still_train(labels):
+    # One class: only the positive term; no positive: only the negative term (as PML).
+    x = torch.randn(4, 5, requires_grad=True)
+    value = MultiSimilarityLoss()(x, torch.tensor(labels))
+    value.backward()
+    assert torch.isfinite(value) and value > 0 and torch.isfinite(x.grad).all()
+
+
+def test_identical_embeddings_are_finite():
+    x = torch.ones(6, 4, requires_grad=True)
+    value = MultiSimilarityLoss(distance="lp")(x, torch.tensor([0, 0, 1, 1, 2, 2]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+@pytest.mark.parametrize("distance", ["cosine", "lp"])
+@pytest.mark.parametrize("mined", [False, True])
+def test_parity_with_pml(use_ref, distance, mined):
+    torch.manual_seed(1)
+    x = torch.randn(12, 8, requires_grad=True)
+    labels = torch.randint(0, 4, (12,))
+    ref, ref_labels = (torch.randn(9, 8), torch.randint(0, 4, (9,))) if use_ref else (None, None)
+    indices = some_pairs(labels, ref_labels) if mined else None
+    if distance == "cosine":
+        ours, theirs = MultiSimilarityLoss(), pml_losses.MultiSimilarityLoss()
+    else:
+        ours = MultiSimilarityLoss(alpha=2, beta=10, base=1.0, distance="lp")
+        theirs = pml_losses.MultiSimilarityLoss(alpha=2, beta=10, base=1.0, distance=pml_distances.LpDistance())
+    value = ours(x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
+    (grad,) = torch.autograd.grad(value, x)
+    pml_indices = (
+        None if indices is None else (indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative)
+    )
+    expected = theirs(x, labels, pml_indices, ref, ref_labels)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(grad, expected_grad)

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.losses.info_nce import InfoNCELoss
+from textdml.losses.n_pairs import NPairsLoss
+from textdml.miners.base import PairIndices, all_pairs
+from textdml.registry import LOSSES
+
+LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])
+REF_LABELS = torch.tensor([0, 1, 1, 2, 4, 5, 5])
+
+
+def randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def naive_n_pairs(x, labels, ref=None, ref_labels=None, temperature=1.0, l2_reg=0.0):
+    """First (anchor, positive) pair of each label; each anchor against every chosen positive and
+    every reference row of a label no anchor has."""
+    same_set = ref is None
+    ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
+    anchors, positives = [], []
+    for label in sorted(set(labels.tolist())):
+        pair = next(
+            (
+                (a, p)
+                for a in range(len(x))
+                for p in range(len(ref))
+                if labels[a] == label and ref_labels[p] == label and not (same_set and a == p)
+            ),
+            None,
+        )
+        if pair is not None:
+            anchors.append(x[pair[0]])
+            positives.append(ref[pair[1]])
+    extra = [ref[j] for j in range(len(ref)) if ref_labels[j] not in labels.tolist()]
+    candidates = positives + extra
+    losses = []
+    for k, anchor in enumerate(anchors):
+        logits = torch.stack([anchor @ c for c in candidates]) / temperature
+        losses.append(-F.log_softmax(logits, dim=0)[k])
+    norms = torch.stack([v @ v for v in anchors + positives])
+    return torch.stack(losses).mean() + l2_reg * norms.mean()
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+def test_matches_naive_reference(use_ref: bool) -> None:
+    x = randn(8, 5).requires_grad_()
+    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
+    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
+    ours = NPairsLoss(temperature=0.5, l2_reg=0.01)(x, LABELS, **kwargs)
+    expected = naive_n_pairs(x, LABELS, ref, REF_LABELS if use_ref else None, 0.5, 0.01)
+    torch.testing.assert_close(ours, expected)
+    inputs = [x] if ref is None else [x, ref]
+    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_hard_negative_layout_is_info_nce_with_dot_product() -> None:
+    # Anchors against cat(positives, negatives) with labels=None: every pair is its own class.
+    anchors, candidates = randn(4, 6), randn(8, 6, seed=1)
+    ours = NPairsLoss(l2_reg=0.0)(anchors, ref_embeddings=candidates)
+    expected = InfoNCELoss(temperature=1.0, distance="dot_product")(anchors, ref_embeddings=candidates)
+    torch.testing.assert_close(ours, expected)
+
+
+def test_direction_closer_positives_lower_the_loss() -> None:
+    centres, noise = randn(4, 16), randn(8, 16, seed=1)
+    loss_fn = NPairsLoss()
+    assert loss_fn(centres[LABELS] + 0.3 * noise, LABELS) < loss_fn(centres[LABELS] + 1.0 * noise, LABELS)
+
+
+def test_bfloat16_close_to_float32() -> None:
+    x = randn(8, 16).float()
+    full, half = NPairsLoss()(x, LABELS), NPairsLoss()(x.bfloat16(), LABELS)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    torch.testing.assert_close(half, full, rtol=5e-2, atol=5e-2)
+
+
+def test_gradcheck() -> None:
+    x = randn(6, 4).requires_grad_()
+    assert torch.autograd.gradcheck(lambda e: NPairsLoss()(e, torch.tensor([0, 0, 1, 1, 2, 2])), (x,))
+
+
+@pytest.mark.parametrize(
+    "labels", [torch.zeros(6, dtype=torch.long), torch.arange(6)], ids=["one_class", "no_positive"]
+)
+def test_degenerate_batch_warns_and_is_zero(labels: torch.Tensor) -> None:
+    x = randn(6, 4).requires_grad_()
+    with pytest.warns(DegenerateBatchWarning):
+        loss = NPairsLoss()(x, labels)
+    assert loss.item() == 0
+    loss.backward()
+    assert torch.all(x.grad == 0)
+
+
+def test_identical_embeddings_give_finite_loss_and_gradient() -> None:
+    x = torch.ones(6, 4, requires_grad=True)
+    loss = NPairsLoss()(x, torch.tensor([0, 0, 1, 1, 2, 2]))
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0 and torch.isfinite(x.grad).all()
+
+
+def test_registered() -> None:
+    assert LOSSES.get("n_pairs") is NPairsLoss
+
+
+@pytest.mark.parametrize("mined", [False, True])
+def test_matches_pml(mined: bool) -> None:
+    # PML's DotProductSimilarity normalises by default, and PML has no l2 regulariser inside.
+    x = randn(8, 5)
+    pairs = all_pairs(LABELS)
+    keep = torch.rand(len(pairs.anchor_pos), generator=torch.Generator().manual_seed(3)) < 0.6
+    indices = (
+        PairIndices(pairs.anchor_pos[keep], pairs.positive[keep], pairs.anchor_neg, pairs.negative) if mined else None
+    )
+    pml_indices = (
+        None if indices is None else (indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative)
+    )
+    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = NPairsLoss(distance="cosine_similarity", l2_reg=0.0)(ours_x, LABELS, indices=indices)
+    theirs = pml_losses.NPairsLoss()(pml_x, LABELS, indices_tuple=pml_indices)
+    torch.testing.assert_close(ours, theirs)
+    ours.backward()
+    theirs.backward()
+    torch.testing.assert_close(ours_x.grad, pml_x.grad)

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import losses as pml_losses
+
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.losses.nca import NCALoss
+from textdml.miners.base import PairIndices, TripletIndices, all_pairs, all_triplets
+from textdml.registry import LOSSES
+
+LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])
+REF_LABELS = torch.tensor([0, 1, 1, 2, 3, 3, 4])
+
+
+def randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def random_subset(indices: PairIndices | TripletIndices, seed: int = 0) -> PairIndices | TripletIndices:
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(indices, TripletIndices):
+        keep = torch.rand(len(indices), generator=generator) < 0.3
+        return TripletIndices(indices.anchor[keep], indices.positive[keep], indices.negative[keep])
+    pos = torch.rand(len(indices.anchor_pos), generator=generator) < 0.5
+    neg = torch.rand(len(indices.anchor_neg), generator=generator) < 0.3
+    return PairIndices(indices.anchor_pos[pos], indices.positive[pos], indices.anchor_neg[neg], indices.negative[neg])
+
+
+def naive_nca(x, labels, ref=None, ref_labels=None, scale=1.0, weights=None):
+    same_set = ref is None
+    ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
+    sq_dist = lambda u, v: ((F.normalize(u, dim=0) - F.normalize(v, dim=0)) ** 2).sum()  # noqa: E731
+    losses = []
+    for i in range(len(x)):
+        candidates = [j for j in range(len(ref)) if not (same_set and j == i)]
+        positives = [j for j in candidates if ref_labels[j] == labels[i]]
+        if not positives:
+            continue
+        numerator = sum(torch.exp(-scale * sq_dist(x[i], ref[j])) for j in positives)
+        denominator = sum(torch.exp(-scale * sq_dist(x[i], ref[j])) for j in candidates)
+        weight = 1.0 if weights is None else weights[i]
+        losses.append(-torch.log(numerator / denominator) * weight)
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+def test_matches_naive_reference(use_ref: bool) -> None:
+    x = randn(8, 5).requires_grad_()
+    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
+    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
+    ours = NCALoss(softmax_scale=3.0)(x, LABELS, **kwargs)
+    expected = naive_nca(x, LABELS, ref, REF_LABELS if use_ref else None, 3.0)
+    torch.testing.assert_close(ours, expected)
+    inputs = [x] if ref is None else [x, ref]
+    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_mined_tuples_weight_the_anchors() -> None:
+    x = randn(8, 5)
+    triplets = TripletIndices(torch.tensor([0, 0, 3]), torch.tensor([1, 2, 4]), torch.tensor([3, 5, 0]))
+    # Row 0 appears 3 times, rows 3 twice, ... (anchors, positives and negatives of the batch).
+    counts = torch.bincount(torch.cat([triplets.anchor, triplets.positive, triplets.negative]), minlength=8)
+    weights = counts.double() / counts.max()
+    ours = NCALoss()(x, LABELS, indices=triplets)
+    torch.testing.assert_close(ours, naive_nca(x, LABELS, weights=weights))
+
+
+def test_direction_closer_positives_lower_the_loss() -> None:
+    centres, noise = randn(4, 16), randn(8, 16, seed=1)
+    assert NCALoss()(centres[LABELS] + 0.3 * noise, LABELS) < NCALoss()(centres[LABELS] + 1.0 * noise, LABELS)
+
+
+def test_bfloat16_close_to_float32() -> None:
+    x = randn(8, 16).float()
+    full, half = NCALoss()(x, LABELS), NCALoss()(x.bfloat16(), LABELS)
+    assert half.dtype == torch.float32 and torch.isfinite(half)
+    torch.testing.assert_close(half, full, rtol=5e-2, atol=5e-2)
+
+
+def test_gradcheck() -> None:
+    x = randn(6, 4).requires_grad_()
+    assert torch.autograd.gradcheck(lambda e: NCALoss(softmax_scale=2.0)(e, torch.tensor([0, 0, 1, 1, 2, 2])), (x,))
+
+
+@pytest.mark.parametrize(
+    "labels", [torch.zeros(6, dtype=torch.long), torch.arange(6)], ids=["one_class", "no_positive"]
+)
+def test_degenerate_batch_warns_and_is_zero(labels: torch.Tensor) -> None:
+    x = randn(6, 4).requires_grad_()
+    with pytest.warns(DegenerateBatchWarning):
+        loss = NCALoss()(x, labels)
+    assert loss.item() == 0
+    loss.backward()
+    assert torch.all(x.grad == 0)
+
+
+def test_identical_embeddings_give_finite_loss_and_gradient() -> None:
+    x = torch.ones(6, 4, requires_grad=True)
+    loss = NCALoss()(x, torch.tensor([0, 0, 1, 1, 2, 2]))
+    loss.backward()
+    assert torch.isfinite(loss) and loss > 0 and torch.isfinite(x.grad).all()
+
+
+def test_registered() -> None:
+    assert LOSSES.get("nca") is NCALoss
+
+
+@pytest.mark.parametrize("case", ["same_set", "ref", "mined_pairs", "mined_triplets", "mined_ref", "cosine"])
+def test_matches_pml(case: str) -> None:
+    x = randn(8, 5)
+    ref = randn(7, 5, seed=1) if case in ("ref", "mined_ref") else None
+    ref_labels = REF_LABELS if ref is not None else None
+    indices = None
+    if case in ("mined_pairs", "mined_ref"):
+        indices = random_subset(all_pairs(LABELS, ref_labels))
+    elif case == "mined_triplets":
+        indices = random_subset(all_triplets(LABELS))
+    pml_indices = None if indices is None else tuple(getattr(indices, f) for f in indices.__dataclass_fields__)
+    cosine = case == "cosine"
+    ours_fn = NCALoss(softmax_scale=2.0, distance="cosine_similarity" if cosine else None)
+    pml_fn = pml_losses.NCALoss(softmax_scale=2.0, **({"distance": pml_distances.CosineSimilarity()} if cosine else {}))
+    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = ours_fn(ours_x, LABELS, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
+    theirs = pml_fn(pml_x, LABELS, indices_tuple=pml_indices, ref_emb=ref, ref_labels=ref_labels)
+    torch.testing.assert_close(ours, theirs)
+    ours.backward()
+    theirs.backward()
+    torch.testing.assert_close(ours_x.grad, pml_x.grad)

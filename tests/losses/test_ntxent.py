@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import losses as pml_losses
+
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.losses.info_nce import InfoNCELoss
+from textdml.losses.ntxent import NTXentLoss
+from textdml.miners.base import PairIndices, all_pairs
+
+
+def naive_ntxent(x, labels, ref=None, ref_labels=None, temperature=0.07):
+    """Cosine NT-Xent: one softmax term per positive pair, the other positives left out."""
+    same_set = ref is None
+    ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
+    terms = []
+    for i in range(len(x)):
+        for p in range(len(ref)):
+            if labels[i] != ref_labels[p] or (same_set and i == p):
+                continue
+            pos = torch.exp(F.cosine_similarity(x[i], ref[p], dim=0) / temperature)
+            denominator = pos
+            for n in range(len(ref)):
+                if labels[i] != ref_labels[n]:
+                    denominator = denominator + torch.exp(F.cosine_similarity(x[i], ref[n], dim=0) / temperature)
+            terms.append(-torch.log(pos / denominator))
+    return torch.stack(terms).mean()
+
+
+def some_pairs(labels, ref_labels=None) -> PairIndices:
+    pairs = all_pairs(labels, ref_labels)
+    return PairIndices(pairs.anchor_pos[::2], pairs.positive[::2], pairs.anchor_neg[::3], pairs.negative[::3])
+
+
+def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    return torch.eye(3, 6)[labels] + noise * torch.randn(9, 6, generator=gen), labels
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+@pytest.mark.parametrize("temperature", [0.07, 0.5])
+def test_matches_naive_reference(use_ref, temperature):
+    torch.manual_seed(0)
+    x, labels = torch.randn(10, 6), torch.randint(0, 3, (10,))
+    ref, ref_labels = (torch.randn(7, 6), torch.randint(0, 3, (7,))) if use_ref else (None, None)
+    ours = NTXentLoss(temperature)(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    torch.testing.assert_close(ours, naive_ntxent(x, labels, ref, ref_labels, temperature))
+
+
+def test_two_views_equal_info_nce():
+    torch.manual_seed(0)
+    views, labels = torch.randn(8, 6), torch.arange(4).repeat(2)
+    torch.testing.assert_close(NTXentLoss(0.1)(views, labels), InfoNCELoss(0.1)(views, labels))
+
+
+def test_more_views_differ_from_info_nce():
+    # InfoNCE sums all positives in one numerator; NT-Xent gives each its own term.
+    torch.manual_seed(0)
+    views, labels = torch.randn(12, 6), torch.arange(4).repeat(3)
+    assert not torch.allclose(NTXentLoss(0.1)(views, labels), InfoNCELoss(0.1)(views, labels))
+
+
+def test_moving_positives_closer_lowers_the_loss():
+    loss = NTXentLoss(0.1)
+    values = [loss(*clustered_batch(noise)).item() for noise in (1.0, 0.5, 0.1)]
+    assert values[0] > values[1] > values[2]
+
+
+def test_bfloat16_close_to_float32():
+    torch.manual_seed(0)
+    x, labels = torch.randn(12, 16), torch.randint(0, 4, (12,))
+    x16 = x.bfloat16().requires_grad_()
+    value16 = NTXentLoss()(x16, labels)
+    value16.backward()
+    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
+    torch.testing.assert_close(value16, NTXentLoss()(x, labels), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("distance", [None, "lp"])
+def test_gradcheck(distance):
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    loss = NTXentLoss(0.5, distance=distance)
+    assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 2, 3], [0, 0, 0, 0]], ids=["no_positive", "one_class"])
+def test_degenerate_batches_warn(labels):
+    x = torch.randn(4, 5, requires_grad=True)
+    with pytest.warns(DegenerateBatchWarning):
+        value = NTXentLoss()(x, torch.tensor(labels))
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+
+
+def test_mined_anchor_without_negative_is_finite():
+    # Anchor 0 keeps its positive but loses every negative: its term is -log(1) = 0, no NaN.
+    x = torch.randn(4, 5, requires_grad=True)
+    indices = PairIndices(torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([2]), torch.tensor([0]))
+    value = NTXentLoss()(x, torch.tensor([0, 0, 1, 1]), indices=indices)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+
+
+def test_identical_embeddings_are_finite():
+    x = torch.ones(6, 4, requires_grad=True)
+    value = NTXentLoss(distance="lp")(x, torch.tensor([0, 0, 1, 1, 2, 2]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+@pytest.mark.parametrize("distance", ["cosine", "lp"])
+@pytest.mark.parametrize("mined", [False, True])
+def test_parity_with_pml(use_ref, distance, mined):
+    torch.manual_seed(1)
+    x = torch.randn(12, 8, requires_grad=True)
+    labels = torch.randint(0, 4, (12,))
+    ref, ref_labels = (torch.randn(9, 8), torch.randint(0, 4, (9,))) if use_ref else (None, None)
+    indices = some_pairs(labels, ref_labels) if mined else None
+    if distance == "cosine":
+        ours, theirs = NTXentLoss(0.1), pml_losses.NTXentLoss(0.1)
+    else:
+        ours, theirs = NTXentLoss(0.5, distance="lp"), pml_losses.NTXentLoss(0.5, distance=pml_distances.LpDistance())
+    value = ours(x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
+    (grad,) = torch.autograd.grad(value, x)
+    pml_indices = (
+        None if indices is None else (indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative)
+    )
+    expected = theirs(x, labels, pml_indices, ref, ref_labels)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(grad, expected_grad)

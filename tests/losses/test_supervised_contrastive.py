@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import distances as pml_distances
+from pytorch_metric_learning import losses as pml_losses
+
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.losses.ntxent import NTXentLoss
+from textdml.losses.supervised_contrastive import SupervisedContrastiveLoss
+from textdml.miners.base import PairIndices, all_pairs
+
+
+def naive_supcon(x, labels, ref=None, ref_labels=None, temperature=0.1):
+    """Cosine SupCon L_out: per anchor, the mean -log softmax of its positives over every other row."""
+    same_set = ref is None
+    ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
+    anchor_losses = []
+    for i in range(len(x)):
+        others = [j for j in range(len(ref)) if not (same_set and i == j)]
+        positives = [j for j in others if labels[i] == ref_labels[j]]
+        if not positives:
+            continue
+        logits = {j: F.cosine_similarity(x[i], ref[j], dim=0) / temperature for j in others}
+        log_denominator = torch.logsumexp(torch.stack([logits[j] for j in others]), dim=0)
+        anchor_losses.append(-torch.stack([logits[p] - log_denominator for p in positives]).mean())
+    return torch.stack(anchor_losses).mean()
+
+
+def some_pairs(labels, ref_labels=None) -> PairIndices:
+    pairs = all_pairs(labels, ref_labels)
+    return PairIndices(pairs.anchor_pos[::2], pairs.positive[::2], pairs.anchor_neg[::3], pairs.negative[::3])
+
+
+def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    return torch.eye(3, 6)[labels] + noise * torch.randn(9, 6, generator=gen), labels
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_matches_naive_reference(use_ref, temperature):
+    torch.manual_seed(0)
+    x, labels = torch.randn(10, 6), torch.randint(0, 3, (10,))
+    ref, ref_labels = (torch.randn(7, 6), torch.randint(0, 3, (7,))) if use_ref else (None, None)
+    ours = SupervisedContrastiveLoss(temperature)(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    torch.testing.assert_close(ours, naive_supcon(x, labels, ref, ref_labels, temperature))
+
+
+def test_one_positive_per_anchor_equals_ntxent():
+    torch.manual_seed(0)
+    views, labels = torch.randn(8, 6), torch.arange(4).repeat(2)
+    torch.testing.assert_close(SupervisedContrastiveLoss(0.1)(views, labels), NTXentLoss(0.1)(views, labels))
+
+
+def test_moving_positives_closer_lowers_the_loss():
+    loss = SupervisedContrastiveLoss()
+    values = [loss(*clustered_batch(noise)).item() for noise in (1.0, 0.5, 0.1)]
+    assert values[0] > values[1] > values[2]
+
+
+def test_bfloat16_close_to_float32():
+    torch.manual_seed(0)
+    x, labels = torch.randn(12, 16), torch.randint(0, 4, (12,))
+    x16 = x.bfloat16().requires_grad_()
+    value16 = SupervisedContrastiveLoss()(x16, labels)
+    value16.backward()
+    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
+    torch.testing.assert_close(value16, SupervisedContrastiveLoss()(x, labels), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("distance", [None, "lp"])
+def test_gradcheck(distance):
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    loss = SupervisedContrastiveLoss(0.5, distance=distance)
+    assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 2, 3], [0, 0, 0, 0]], ids=["no_positive", "one_class"])
+def test_degenerate_batches_warn(labels):
+    x = torch.randn(4, 5, requires_grad=True)
+    with pytest.warns(DegenerateBatchWarning):
+        value = SupervisedContrastiveLoss()(x, torch.tensor(labels))
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+
+
+def test_identical_embeddings_are_finite():
+    x = torch.ones(6, 4, requires_grad=True)
+    value = SupervisedContrastiveLoss(distance="lp")(x, torch.tensor([0, 0, 1, 1, 2, 2]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+
+
+def test_mined_rows_without_pairs_are_finite():
+    # Rows 1 and 3 appear in no mined pair: their denominators are empty and must not leak NaN.
+    x = torch.randn(4, 5, requires_grad=True)
+    indices = PairIndices(torch.tensor([0]), torch.tensor([1]), torch.tensor([0]), torch.tensor([2]))
+    value = SupervisedContrastiveLoss()(x, torch.tensor([0, 0, 1, 1]), indices=indices)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+@pytest.mark.parametrize("distance", ["cosine", "lp"])
+@pytest.mark.parametrize("mined", [False, True])
+def test_parity_with_pml(use_ref, distance, mined):
+    torch.manual_seed(1)
+    x = torch.randn(12, 8, requires_grad=True)
+    labels = torch.randint(0, 4, (12,))
+    ref, ref_labels = (torch.randn(9, 8), torch.randint(0, 4, (9,))) if use_ref else (None, None)
+    indices = some_pairs(labels, ref_labels) if mined else None
+    if distance == "cosine":
+        ours, theirs = SupervisedContrastiveLoss(0.1), pml_losses.SupConLoss(0.1)
+    else:
+        ours = SupervisedContrastiveLoss(0.5, distance="lp")
+        theirs = pml_losses.SupConLoss(0.5, distance=pml_distances.LpDistance())
+    value = ours(x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
+    (grad,) = torch.autograd.grad(value, x)
+    pml_indices = (
+        None if indices is None else (indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative)
+    )
+    expected = theirs(x, labels, pml_indices, ref, ref_labels)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(grad, expected_grad)
