@@ -7,7 +7,8 @@ Tokenisation happens here, per batch, with dynamic padding: nothing is tokenised
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

@@ -7,8 +7,8 @@ mismatch is an error that names the missing column, the columns found and the lo
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 ROLES = ("anchor", "positive", "negative", "label", "score", "group")
 
