@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install textdml with the given extras; install WordNet for the data.
+# Usage: bash scripts/setup.sh [extras]   e.g. bash scripts/setup.sh test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-quickstart}"
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  python3 -m venv .venv
+fi
+# torch first, pinned: pip on this machine kind takes the CPU build from local disk; elsewhere it
+# resolves to the platform's build as usual.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "[setup] installing torch"
+  .venv/bin/pip install -q "torch==2.13.0"
+fi
+echo "[setup] installing textdml[$extras]"
+.venv/bin/pip install -q -e ".[$extras]"
+
+if [ ! -f /usr/share/wordnet/data.noun ] && [ -z "${TEXTDML_WORDNET_DIR:-}" ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing WordNet 3.0 (Debian wordnet-base)"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends wordnet-base >/dev/null
+  else
+    echo "[setup] WordNet 3.0 is missing: run 'sudo apt-get install wordnet-base' (or set TEXTDML_WORDNET_DIR)" >&2
+    exit 1
+  fi
+fi
+echo "[setup] ready"

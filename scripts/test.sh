@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# README command 2: set up, then run the test suite (slow and gpu tests are opt-in: -m slow / -m gpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest "$@"
