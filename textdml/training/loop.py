@@ -45,6 +45,7 @@ class TrainResult:
     best_model: Path | None
     global_step: int
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    train_runtime: float = 0.0  # seconds spent in training steps (no loading, evaluation or saving)
 
 
 def prepare_training_data(config: RunConfig, embedder: Embedder, loss_input_kinds: tuple[str, ...], loss_name: str,
@@ -142,6 +143,7 @@ def train(
     progress = tqdm(total=total_steps, initial=state.global_step, desc="Training", dynamic_ncols=True,
                     disable=not (t.show_progress_bar and accelerator.is_main_process))
     examples_since, clock = 0, time.perf_counter()
+    step_seconds = 0.0  # training time only: evaluation and checkpoints are not counted
     try:
         while state.global_step < total_steps:
             batches = dataloader
@@ -151,6 +153,7 @@ def train(
             # fresh (resumed or skipping) loader starts at 0: tell them the real epoch.
             batches.set_epoch(state.epoch)
             position = state.batches_in_epoch
+            step_start = time.perf_counter()
             for batch in batches:
                 position += 1
                 with accelerator.accumulate(task):
@@ -172,6 +175,7 @@ def train(
                     continue
                 state.global_step += 1
                 state.batches_in_epoch = position
+                step_seconds += time.perf_counter() - step_start
                 progress.update(1)
                 if state.global_step % t.logging_steps == 0 or state.global_step == total_steps:
                     elapsed = time.perf_counter() - clock
@@ -188,6 +192,7 @@ def train(
                     save_checkpoint(accelerator, output_dir, state, t.save_total_limit)
                 if state.global_step >= total_steps:
                     break
+                step_start = time.perf_counter()
             else:
                 state.epoch += 1
                 state.batches_in_epoch = 0
@@ -206,7 +211,7 @@ def train(
         unwrapped.embedder.save_pretrained(final_dir)
         write_model_card(final_dir, config, unwrapped.loss, log.records)
     accelerator.wait_for_everyone()
-    return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records)
+    return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
 
 
 def loss_input_kinds(spec: dict[str, Any]) -> tuple[str, ...]:

