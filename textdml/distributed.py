@@ -61,8 +61,18 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
-def all_gather_sizes(size: int, device: torch.device | str = "cpu") -> list[int]:
-    """Every rank's ``size`` (e.g. its number of rows), in rank order."""
+def _all_gather_equal(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's ``tensor``, which has the same shape on every rank."""
+    buffers = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(buffers, tensor.contiguous())
+    return torch.cat(buffers)
+
+
+def all_gather_sizes(size: int, device: torch.device | str) -> list[int]:
+    """Every rank's ``size`` (e.g. its number of rows), in rank order.
+
+    ``device`` must suit the backend: CUDA for NCCL, CPU for gloo (the gathered tensor's device).
+    """
     if world_size() == 1:
         return [size]
     return _all_gather_equal(torch.tensor([size], device=device)).tolist()
@@ -98,12 +108,6 @@ def all_gather_no_grad(tensor: torch.Tensor, sizes: list[int] | None = None) -> 
         sizes = all_gather_sizes(len(tensor), tensor.device)
     with torch.no_grad():
         return _all_gather_padded(tensor.detach(), sizes)
-
-
-def _all_gather_equal(tensor: torch.Tensor) -> torch.Tensor:
-    buffers = [torch.empty_like(tensor) for _ in range(world_size())]
-    dist.all_gather(buffers, tensor.contiguous())
-    return torch.cat(buffers)
 
 
 class _AllGatherWithGrad(torch.autograd.Function):
@@ -299,11 +303,18 @@ def compute_local_loss(
         loss: any loss of ``textdml.losses``.
         embeddings, labels, ref_embeddings, ref_labels, indices, miner: as :func:`gather_for_loss`.
     """
+    name = type(loss).__name__
+    if world_size() > 1 and ref_embeddings is None and not getattr(loss, "accepts_indices", True):
+        raise ValueError(
+            f"{name} compares labelled rows without a reference set: across devices each anchor also sits in "
+            f"the gathered set, which only tuples (indices) can exclude, and {name} does not take tuples. "
+            "Pass a reference set (another view of the rows) or compute this loss per device."
+        )
     symmetric = bool(getattr(loss, "symmetric", False))
     if not (symmetric and ref_embeddings is not None and world_size() > 1):
         return loss(**gather_for_loss(embeddings, labels, ref_embeddings, ref_labels, indices=indices, miner=miner))
     if indices is not None or miner is not None:
-        raise ValueError(f"{type(loss).__name__}(symmetric=True) does not take tuples across devices")
+        raise ValueError(f"{name}(symmetric=True) does not take tuples across devices")
     labels, ref_labels = resolve_global_labels(embeddings, labels, ref_embeddings, ref_labels)
     one_way = copy.copy(loss)  # shares parameters; only the flag differs
     one_way.symmetric = False
