@@ -77,8 +77,24 @@ class TrainingConfig:
     # "auto": bf16 where the GPU has it, fp32 on CPU.
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     seed: int = 42
-    sampler: Literal["random", "sequential", "m_per_class"] = "random"
+    # no_duplicates: no text twice in a batch (a duplicate would be its own false negative);
+    # m_per_class: m rows of each class per batch (miners, pair and proxy losses on labelled data).
+    sampler: Literal["random", "sequential", "no_duplicates", "m_per_class"] = "random"
     m_per_class: int = 4
+    # Several train sets: one data set per batch, picked in turn or in proportion to its size.
+    multi_dataset_strategy: Literal["round_robin", "proportional"] = "proportional"
+    # Batches of at most this many tokens (rows x longest row), length-bucketed: replaces batch_size.
+    max_tokens_per_batch: int | None = None
+    # Sort a batch's texts by length and pad blocks of this many rows separately: much less padding
+    # goes through the encoder (same results up to float rounding); null pads each role as a whole.
+    bucket_rows: int | None = 32
+    # GradCache: embed the batch in mini-batches without graph, then backpropagate mini-batch by
+    # mini-batch; the batch size (and in-batch negatives) is then not bound by activation memory.
+    # mini_batch_size null = picked by the memory planner for this device.
+    grad_cache: bool = False
+    mini_batch_size: int | None = None
+    # torch.compile the encoder: faster steps after a compile of a minute or more.
+    compile: bool = False
     logging_steps: int = 10
     eval_steps: int | None = None
     save_steps: int | None = None
@@ -106,7 +122,7 @@ class IndexConfig:
 @dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: DataConfig = field(default_factory=DataConfig)
+    train: DataConfig | list[DataConfig] = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     loss: dict[str, Any] = field(default_factory=lambda: {"name": "info_nce"})
     miner: dict[str, Any] | None = None
@@ -184,6 +200,10 @@ def convert(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is Any:
         return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(value)] if args else value
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping, got {value!r}")
@@ -227,8 +247,16 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"training.learning_rate must be > 0, got {t.learning_rate}")
     if t.sampler == "m_per_class" and t.batch_size % t.m_per_class:
         raise ConfigError(f"training.batch_size ({t.batch_size}) must be a multiple of training.m_per_class ({t.m_per_class})")
-    if not config.train.path:
-        raise ConfigError("train.path is empty: name the training data (a file, a Hub id or textdml:wordnet)")
+    train_sets = config.train if isinstance(config.train, list) else [config.train]
+    if not train_sets:
+        raise ConfigError("train is an empty list: name at least one training data set")
+    for i, data in enumerate(train_sets):
+        if not data.path:
+            where = "train.path" if not isinstance(config.train, list) else f"train[{i}].path"
+            raise ConfigError(f"{where} is empty: name the training data (a file, a Hub id or textdml:wordnet)")
+    if t.grad_cache and t.gradient_accumulation_steps > 1:
+        raise ConfigError("training.grad_cache replaces gradient accumulation: use a larger training.batch_size "
+                          "instead of training.gradient_accumulation_steps")
 
 
 def check_component(spec: dict[str, Any], registry: Any, section: str) -> None:

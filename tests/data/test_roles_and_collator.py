@@ -55,8 +55,13 @@ def test_none_or_empty_text_names_column_and_row():
         check_text_columns(data.select([0, 1]), roles)
 
 
-def fake_tokenize(texts):
-    return {"input_ids": torch.tensor([[len(t)] for t in texts]), "attention_mask": torch.ones(len(texts), 1)}
+class FakeTokenizer:
+    @staticmethod
+    def tokenize(texts):
+        return {"input_ids": torch.tensor([[len(t)] for t in texts]), "attention_mask": torch.ones(len(texts), 1)}
+
+
+fake_tokenize = FakeTokenizer()
 
 
 def test_pair_labels_mask_duplicate_texts():
@@ -76,7 +81,7 @@ def test_list_negative_column_and_unequal_lengths():
     collate = RoleCollator(fake_tokenize, roles)
     batch = collate([{"anchor": "a", "positive": "p", "negative": ["n1", "n2"]},
                      {"anchor": "b", "positive": "q", "negative": ["n3", "n4"]}])
-    assert len(batch["negatives"]) == 2 and batch["ref_labels"].shape == (6,)
+    assert batch["inputs"].role_sizes == [2, 2, 2, 2] and batch["ref_labels"].shape == (6,)
     with pytest.raises(ValueError, match="same number"):
         collate([{"anchor": "a", "positive": "p", "negative": ["n1"]},
                  {"anchor": "b", "positive": "q", "negative": ["n3", "n4"]}])

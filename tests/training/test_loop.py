@@ -131,3 +131,38 @@ def test_missing_column_fails_before_training(tiny_model_dir, tmp_path):
 def test_too_few_rows_for_a_batch(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="fewer than one batch"):
         train(make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=1"), train_dataset=pairs_dataset(3))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("training.sampler=no_duplicates",),
+        ("training.grad_cache=true", "training.mini_batch_size=3"),
+        ("training.grad_cache=true",),  # mini-batch from the memory planner
+        ("training.max_tokens_per_batch=64",),
+        ("training.bucket_rows=null",),
+    ],
+    ids=["no_duplicates", "grad_cache", "grad_cache_planned", "token_budget", "no_buckets"],
+)
+def test_speed_and_scale_options_train(tiny_model_dir, tmp_path, overrides):
+    config = make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=3", *overrides)
+    result = train(config, train_dataset=pairs_dataset())
+    assert result.global_step == 3 and (result.final_model / "model.safetensors").exists()
+
+
+def test_several_train_sets_one_per_batch(tiny_model_dir, tmp_path):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    pairs_dataset(16).to_json(str(first))
+    renamed = pairs_dataset(8).rename_columns({"anchor": "query", "positive": "doc"})
+    renamed.to_json(str(second))
+    config = make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=3",
+                         f"train=[{{path: {first}}}, {{path: {second}, columns: {{anchor: query, positive: doc}}}}]",
+                         "training.multi_dataset_strategy=round_robin")
+    assert train(config).global_step == 3
+
+
+def test_grad_cache_and_accumulation_do_not_mix():
+    from textdml.config import ConfigError
+
+    with pytest.raises(ConfigError, match="replaces gradient accumulation"):
+        load_run_config(None, ["train.path=x", "training.grad_cache=true", "training.gradient_accumulation_steps=2"])

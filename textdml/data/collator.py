@@ -7,14 +7,18 @@ Tokenisation happens here, per batch, with dynamic padding: nothing is tokenised
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
 from textdml.data.roles import ColumnRoles
 
-Tokenize = Callable[[list[str]], dict[str, torch.Tensor]]
+
+class Tokenizes(Protocol):
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]: ...
+
+    def tokenize_buckets(self, texts: list[str], bucket_rows: int) -> tuple[list[dict], torch.Tensor]: ...
 
 
 def text_ids(texts: list[str]) -> torch.Tensor:
@@ -23,23 +27,46 @@ def text_ids(texts: list[str]) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+@dataclass
+class TokenizedRoles:
+    """The texts of every role of a batch, tokenised as one or more padded blocks.
+
+    ``blocks`` are embedded one by one and concatenated; ``restore`` (if set) puts the rows back in
+    role order (anchors, positives, negatives...), and ``role_sizes`` splits them per role.
+    """
+
+    blocks: list[dict[str, torch.Tensor]]
+    role_sizes: list[int]
+    restore: torch.Tensor | None = None
+
+    def split(self, embeddings: torch.Tensor) -> list[torch.Tensor]:
+        """Concatenated block embeddings -> one tensor per role."""
+        if self.restore is not None:
+            embeddings = embeddings[self.restore.to(embeddings.device)]
+        return list(embeddings.split(self.role_sizes))
+
+
 class RoleCollator:
-    """Collate rows of any input kind into ``{"anchor": features, "positive": ..., "negatives": [...], ...}``.
+    """Collate rows of any input kind into ``{"inputs": TokenizedRoles, "labels": ..., ...}``.
 
     Labels follow the loss contract: for pairs, anchor i and positive i share a label derived from
     the positive's text, so a text repeated in the batch is never used as a negative of itself;
     hard negatives get the label of their own text.
 
     Args:
-        tokenize: the embedder's ``tokenize``.
+        model: the embedder (its ``tokenize`` / ``tokenize_buckets``).
         roles: the resolved column roles.
         label_ids: raw label value -> class id, for labelled data (see ``label_mapping``).
+        bucket_rows: tokenise all texts of a batch sorted by length in blocks of this many rows,
+            each padded to its own longest text (less padding computed); None pads per role.
     """
 
-    def __init__(self, tokenize: Tokenize, roles: ColumnRoles, label_ids: dict[Any, int] | None = None):
-        self.tokenize = tokenize
+    def __init__(self, model: Tokenizes, roles: ColumnRoles, label_ids: dict[Any, int] | None = None,
+                 bucket_rows: int | None = None):
+        self.model = model
         self.roles = roles
         self.label_ids = label_ids
+        self.bucket_rows = bucket_rows
 
     def texts(self, rows: list[dict], column: str) -> list[str]:
         values = [row[column] for row in rows]
@@ -65,28 +92,31 @@ class RoleCollator:
             self.texts([{column: t} for t in slot], column)
         return slots
 
+    def tokenize_roles(self, role_texts: list[list[str]]) -> TokenizedRoles:
+        sizes = [len(texts) for texts in role_texts]
+        if self.bucket_rows:
+            flat = [text for texts in role_texts for text in texts]
+            blocks, restore = self.model.tokenize_buckets(flat, self.bucket_rows)
+            return TokenizedRoles(blocks, sizes, restore)
+        return TokenizedRoles([self.model.tokenize(texts) for texts in role_texts], sizes)
+
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
         roles = self.roles
         anchors = self.texts(rows, roles.anchor)
-        batch: dict[str, Any] = {"anchor": self.tokenize(anchors)}
         if roles.kind == "labelled":
-            batch["labels"] = self.class_ids(rows)
-            return batch
+            return {"inputs": self.tokenize_roles([anchors]), "labels": self.class_ids(rows)}
         positives = self.texts(rows, roles.positive)  # type: ignore[arg-type]
-        batch["positive"] = self.tokenize(positives)
         if roles.kind == "scored_pairs":
-            batch["pair_labels"] = torch.tensor([float(row[roles.label]) for row in rows])  # type: ignore[index]
-            return batch
+            pair_labels = torch.tensor([float(row[roles.label]) for row in rows])  # type: ignore[index]
+            return {"inputs": self.tokenize_roles([anchors, positives]), "pair_labels": pair_labels}
         negatives = self.negative_texts(rows) if roles.kind == "triplets" else []
-        batch["negatives"] = [self.tokenize(slot) for slot in negatives]
         if roles.group is not None:
-            groups = text_ids([str(row[roles.group]) for row in rows])
-            batch["labels"], batch["ref_labels"] = groups, torch.cat([groups, *[text_ids(s) for s in negatives]])
+            labels = text_ids([str(row[roles.group]) for row in rows])
         else:
-            positive_ids = text_ids(positives)
-            batch["labels"] = positive_ids
-            batch["ref_labels"] = torch.cat([positive_ids, *[text_ids(slot) for slot in negatives]])
-        return batch
+            labels = text_ids(positives)
+        ref_labels = torch.cat([labels, *[text_ids(slot) for slot in negatives]])
+        return {"inputs": self.tokenize_roles([anchors, positives, *negatives]), "labels": labels,
+                "ref_labels": ref_labels}
 
     def class_ids(self, rows: list[dict]) -> torch.Tensor:
         column = self.roles.label

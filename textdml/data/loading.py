@@ -111,7 +111,7 @@ def label_mapping(dataset: Dataset | IterableDataset, column: str) -> dict[Any, 
         )
     values = dataset.unique(column)
     if any(v is None for v in values):
-        row = dataset[column].index(None)
+        row = list(dataset[column]).index(None)
         raise ValueError(f"column {column!r} row {row} has no label (None)")
     return {value: i for i, value in enumerate(sorted(values, key=lambda v: (str(type(v)), v)))}
 

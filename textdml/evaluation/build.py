@@ -67,6 +67,6 @@ def build_evaluator(config: EvalConfig, name: str = "") -> Any | None:
     roles = resolve_roles(dataset.column_names, "evaluation", ("pairs", "triplets", "scored_pairs", "labelled"),
                           config.data.columns)
     if roles.kind == "labelled":
-        return LabelledRetrievalEvaluator(dataset[roles.anchor], dataset[roles.label], name, config.batch_size)
+        return LabelledRetrievalEvaluator(list(dataset[roles.anchor]), list(dataset[roles.label]), name, config.batch_size)
     queries, corpus, relevant = retrieval_task_from_pairs(dataset, roles.anchor, roles.positive, config.max_corpus)
     return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, batch_size=config.batch_size)

@@ -10,6 +10,11 @@ import yaml
 from textdml.config import RunConfig
 
 
+def describe_data(config: RunConfig) -> str:
+    sets = config.train if isinstance(config.train, list) else [config.train]
+    return ", ".join(f"`{d.path}`" + (f" ({d.name})" if d.name else "") for d in sets)
+
+
 def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]]) -> str:
     evaluation = {k: v for r in records for k, v in r.items() if k.startswith("eval_")}
     metadata = {
@@ -29,7 +34,7 @@ def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]
         'model = SentenceTransformer("path/to/this/model")',
         'embeddings = model.encode(["A sentence to embed", "Another one"])', "```", "",
         "## Training", "",
-        f"- data: `{config.train.path}`" + (f" ({config.train.name})" if config.train.name else ""),
+        f"- data: {describe_data(config)}",
         f"- loss: `{config.loss}`" + (f", miner: `{config.miner}`" if config.miner else ""),
         f"- batch size {config.training.batch_size}, learning rate {config.training.learning_rate}, "
         f"epochs {config.training.epochs}, max steps {config.training.max_steps}", "",

@@ -99,6 +99,8 @@ class ClassLevelLoss(BaseLoss):
         embedding_size: the embedding dimension (filled by the trainer from the model).
     """
 
+    gathers = False  # class weights already see every device through DDP
+
     input_kinds = ("labelled",)
 
     def __init__(self, num_classes: int, embedding_size: int):

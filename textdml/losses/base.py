@@ -41,6 +41,12 @@ class BaseLoss(nn.Module):
     input_kinds: ClassVar[tuple[InputKind, ...]] = ("pairs", "triplets", "labelled")
     #: Whether tuples from a miner (``indices``) change what the loss computes.
     accepts_indices: ClassVar[bool] = False
+    #: Whether, across devices, anchors meet every device's rows (``textdml.distributed``).
+    #: Class-level losses set False: their parameters see every device through DDP anyway.
+    gathers: ClassVar[bool] = True
+    #: Losses that average two directions (anchors pick refs, refs pick anchors) set this on the
+    #: instance; ``compute_local_loss`` then runs the two directions as two gathered calls.
+    symmetric: bool = False
     #: BibTeX for the model card.
     citation: ClassVar[str | None] = None
 

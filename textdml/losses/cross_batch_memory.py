@@ -66,6 +66,8 @@ class CrossBatchMemory(BaseLoss):
         torch.Size([])
     """
 
+    gathers = False  # the memory queue already spans batches; gathering would mix devices into it
+
     input_kinds = ("labelled",)
     citation = """@inproceedings{wang2020cross,
   title={Cross-Batch Memory for Embedding Learning},

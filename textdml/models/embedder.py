@@ -168,6 +168,23 @@ class Embedder(nn.Module):
         return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
                                    return_tensors="pt"))
 
+    def tokenize_buckets(self, texts: list[str], bucket_rows: int) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        """Tokenise texts sorted by length into buckets of ``bucket_rows``, each padded on its own.
+
+        Returns the buckets and ``restore`` such that ``cat(bucket embeddings)[restore]`` is in the
+        input order. Short texts no longer pad to the longest text of the batch, so far fewer
+        padding tokens go through the encoder.
+        """
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length)
+        lengths = torch.tensor([len(ids) for ids in encoded["input_ids"]])
+        order = torch.argsort(lengths, stable=True)
+        buckets = []
+        for start in range(0, len(texts), bucket_rows):
+            rows = order[start : start + bucket_rows].tolist()
+            bucket = {key: [values[i] for i in rows] for key, values in encoded.items()}
+            buckets.append(dict(self.tokenizer.pad(bucket, return_tensors="pt")))
+        return buckets, torch.argsort(order)
+
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Tokenised inputs -> sentence embeddings ``(B, D)``."""
         inputs = {k: v for k, v in features.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -231,7 +248,11 @@ class Embedder(nn.Module):
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute activations in backward: less memory, about a third more compute."""
-        self.transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.transformer, "activation_checkpointing_enable"):  # transformers >= 5.2
+            self.transformer.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.transformer.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     def add_lora(self, r: int = 8, alpha: int = 16, dropout: float = 0.1,
                  target_modules: list[str] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -14,12 +15,12 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from datasets import Dataset, IterableDataset
+from datasets import Dataset, IterableDataset, concatenate_datasets
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from textdml.config import RunConfig, to_dict
+from textdml.config import DataConfig, RunConfig, to_dict
 from textdml.data.collator import RoleCollator
 from textdml.data.loading import check_text_columns, is_list_column, label_mapping, load_data
 from textdml.data.roles import ColumnRoles, resolve_roles
@@ -48,42 +49,125 @@ class TrainResult:
     train_runtime: float = 0.0  # seconds spent in training steps (no loading, evaluation or saving)
 
 
-def prepare_training_data(config: RunConfig, embedder: Embedder, loss_input_kinds: tuple[str, ...], loss_name: str,
-                          dataset: Dataset | IterableDataset | None = None):
-    """Load (unless given), map columns to roles, check every text, and build the collator."""
-    data = config.train
-    if dataset is None:
-        dataset = load_data(data.path, split=data.split, name=data.name, data_files=data.data_files,
-                            streaming=data.streaming, max_rows=data.max_rows, **data.options)
+@dataclass
+class TrainingData:
+    dataset: Dataset | IterableDataset
+    roles: ColumnRoles
+    collator: RoleCollator
+    label_ids: dict | None
+    set_lengths: list[int] | None  # rows of each train set when there are several
+
+
+def load_train_set(data: DataConfig) -> Dataset | IterableDataset:
+    return load_data(data.path, split=data.split, name=data.name, data_files=data.data_files,
+                     streaming=data.streaming, max_rows=data.max_rows, **data.options)
+
+
+def resolve_train_set(dataset: Dataset | IterableDataset, data: DataConfig, loss_kinds: tuple[str, ...],
+                      loss_name: str) -> ColumnRoles:
     columns = list(dataset.column_names or dataset.features or [])
     list_columns = [c for c in columns if is_list_column(dataset, c)]
-    roles = resolve_roles(columns, loss_name, loss_input_kinds, data.columns, list_columns)
+    roles = resolve_roles(columns, loss_name, loss_kinds, data.columns, list_columns)
     check_text_columns(dataset, roles, source=f"train data {data.path!r}")
+    return roles
+
+
+def to_canonical_columns(dataset: Dataset, roles: ColumnRoles) -> Dataset:
+    """Rename role columns to role names and drop the rest, so several train sets concatenate."""
+    renames = {roles.anchor: "anchor"}
+    if roles.positive:
+        renames[roles.positive] = "positive"
+    if roles.label:
+        renames[roles.label] = "label"
+    renames.update({column: f"negative_{i + 1}" for i, column in enumerate(roles.negatives)})
+    dataset = dataset.select_columns(list(renames))
+    return dataset.rename_columns({old: new for old, new in renames.items() if old != new})
+
+
+def prepare_training_data(config: RunConfig, embedder: Embedder, loss_kinds: tuple[str, ...], loss_name: str,
+                          dataset: Dataset | IterableDataset | None = None) -> TrainingData:
+    """Load (unless given), map columns to roles, check every text, and build the collator."""
+    sets = config.train if isinstance(config.train, list) else [config.train]
+    if dataset is not None:
+        roles = resolve_train_set(dataset, sets[0], loss_kinds, loss_name)
+        set_lengths = None
+    elif len(sets) == 1:
+        dataset = load_train_set(sets[0])
+        roles = resolve_train_set(dataset, sets[0], loss_kinds, loss_name)
+        set_lengths = None
+    else:
+        parts = []
+        for i, data in enumerate(sets):
+            part = load_train_set(data)
+            if not isinstance(part, Dataset):
+                raise ValueError(f"train[{i}] ({data.path}): several train sets must be map-style (streaming=false)")
+            part_roles = resolve_train_set(part, data, loss_kinds, loss_name)
+            if parts and part_roles.kind != roles.kind:
+                raise ValueError(f"train[{i}] ({data.path}) holds {part_roles.kind}, train[0] holds {roles.kind}: "
+                                 "all train sets of one run must be of one input kind")
+            roles = part_roles
+            parts.append(to_canonical_columns(part, part_roles))
+        dataset = concatenate_datasets(parts)
+        roles = resolve_roles(dataset.column_names, loss_name, loss_kinds, {})
+        set_lengths = [len(part) for part in parts]
     label_ids = label_mapping(dataset, roles.label) if roles.kind == "labelled" else None
-    return dataset, roles, RoleCollator(embedder.tokenize, roles, label_ids), label_ids
+    collator = RoleCollator(embedder, roles, label_ids, bucket_rows=config.training.bucket_rows)
+    return TrainingData(dataset, roles, collator, label_ids, set_lengths)
 
 
-def create_dataloader(dataset: Dataset | IterableDataset, roles: ColumnRoles, collator: RoleCollator,
-                      config: RunConfig, label_ids: dict | None) -> tuple[DataLoader, Any]:
-    t = config.training
-    if isinstance(dataset, IterableDataset):
-        return DataLoader(dataset, batch_size=t.batch_size, collate_fn=collator, num_workers=t.num_workers), None
+def create_batch_sampler(data: TrainingData, config: RunConfig, embedder: Embedder) -> Any:
+    """The batch sampler the training config asks for (None: a plain shuffled sampler will do)."""
+    t, dataset, roles = config.training, data.dataset, data.roles
+    if data.set_lengths is not None:
+        from textdml.data.batching import MultiDatasetBatchSampler
+
+        return MultiDatasetBatchSampler(data.set_lengths, t.batch_size, strategy=t.multi_dataset_strategy,
+                                        seed=t.seed, drop_last=True)
+    if t.max_tokens_per_batch:
+        from textdml.data.batching import TokenBudgetBatchSampler
+
+        lengths = row_token_lengths(dataset, roles, embedder)
+        return TokenBudgetBatchSampler(lengths, t.max_tokens_per_batch, seed=t.seed, max_batch_size=t.batch_size)
     if t.sampler == "m_per_class":
         if roles.kind != "labelled":
             raise ValueError("training.sampler=m_per_class needs labelled data (anchor, label)")
         from textdml.data.samplers import MPerClassSampler
 
-        labels = [label_ids[v] for v in dataset[roles.label]]  # type: ignore[index]
-        batch_sampler = MPerClassSampler(labels, m=t.m_per_class, batch_size=t.batch_size, seed=t.seed)
-        loader = DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collator, num_workers=t.num_workers,
-                            generator=torch.Generator().manual_seed(t.seed))
-        return loader, batch_sampler
-    sampler = SeededShuffleSampler(len(dataset), t.seed) if t.sampler == "random" else None
-    # Dropping the last partial batch keeps every step's number of in-batch negatives the same. The
-    # loader's own generator keeps its per-iterator seed draw off the global RNG, which dropout uses:
-    # otherwise a resumed run would see different dropout masks than an unbroken one.
-    loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, collate_fn=collator, drop_last=True,
-                        num_workers=t.num_workers, generator=torch.Generator().manual_seed(t.seed))
+        labels = [data.label_ids[v] for v in dataset[roles.label]]  # type: ignore[index]
+        return MPerClassSampler(labels, m=t.m_per_class, batch_size=t.batch_size, seed=t.seed)
+    if t.sampler == "no_duplicates":
+        from textdml.data.batching import NoDuplicatesBatchSampler
+
+        return NoDuplicatesBatchSampler(dataset, t.batch_size, drop_last=True, seed=t.seed, columns=roles.text_columns)
+    return None
+
+
+def row_token_lengths(dataset: Dataset, roles: ColumnRoles, embedder: Embedder) -> list[int]:
+    """Tokens per row: the longest text of the row (what it pads to), capped at max_seq_length."""
+    lengths = [0] * len(dataset)
+    for column in roles.text_columns:
+        encoded = embedder.tokenizer(list(dataset[column]), truncation=True, max_length=embedder.max_seq_length)
+        lengths = [max(a, len(ids)) for a, ids in zip(lengths, encoded["input_ids"])]
+    return lengths
+
+
+def create_dataloader(data: TrainingData, config: RunConfig, embedder: Embedder) -> tuple[DataLoader, Any]:
+    t, dataset = config.training, data.dataset
+    if isinstance(dataset, IterableDataset):
+        return DataLoader(dataset, batch_size=t.batch_size, collate_fn=data.collator, num_workers=t.num_workers), None
+    # The loader's own generator keeps its per-iterator seed draw off the global RNG, which dropout
+    # uses: otherwise a resumed run would see different dropout masks than an unbroken one.
+    generator = torch.Generator().manual_seed(t.seed)
+    batch_sampler = create_batch_sampler(data, config, embedder)
+    if batch_sampler is not None:
+        loader = DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=data.collator, num_workers=t.num_workers,
+                            generator=generator)
+        sampler = batch_sampler
+    else:
+        sampler = SeededShuffleSampler(len(dataset), t.seed) if t.sampler == "random" else None
+        # Dropping the last partial batch keeps every step's number of in-batch negatives the same.
+        loader = DataLoader(dataset, batch_size=t.batch_size, sampler=sampler, collate_fn=data.collator,
+                            drop_last=True, num_workers=t.num_workers, generator=generator)
     if len(loader) == 0:
         raise ValueError(f"the training data has {len(dataset)} rows, fewer than one batch of {t.batch_size}; "
                          "lower training.batch_size")
@@ -115,13 +199,16 @@ def train(
     embedder = embedder or create_embedder(config.model)
     loss_name = config.loss.get("name") or config.loss.get("target")
     loss_cls_kinds = loss_input_kinds(config.loss)
-    dataset, roles, collator, label_ids = prepare_training_data(config, embedder, loss_cls_kinds, loss_name, train_dataset)
+    data = prepare_training_data(config, embedder, loss_cls_kinds, loss_name, train_dataset)
     loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
-                      num_classes=len(label_ids) if label_ids else None)
+                      num_classes=len(data.label_ids) if data.label_ids else None)
     task = EmbeddingTask(embedder, loss, build_miner(config.miner))
-    dataloader, sampler = create_dataloader(dataset, roles, collator, config, label_ids)
-    steps_per_epoch = None if sampler is None and isinstance(dataset, IterableDataset) else math.ceil(
+    dataloader, sampler = create_dataloader(data, config, embedder)
+    steps_per_epoch = None if isinstance(data.dataset, IterableDataset) else math.ceil(
         len(dataloader) / t.gradient_accumulation_steps)
+    mini_batch_size = plan_grad_cache(config, embedder, accelerator) if t.grad_cache else None
+    if t.compile:
+        embedder.transformer.compile()  # in place: parameter names (and saved files) are unchanged
     if t.max_steps is None and steps_per_epoch is None:
         raise ValueError("a streaming data set has no length: set training.max_steps")
     total_steps = t.max_steps or t.epochs * steps_per_epoch  # type: ignore[operator]
@@ -150,21 +237,25 @@ def train(
             if state.batches_in_epoch:
                 batches = accelerator.skip_first_batches(dataloader, state.batches_in_epoch)
             # Accelerate's loaders set the sampler's epoch from their own iteration count, which a
-            # fresh (resumed or skipping) loader starts at 0: tell them the real epoch.
+            # fresh (resumed or skipping) loader starts at 0: tell them the real epoch. A batch
+            # sampler wrapped for sharding is not reached that way, so it is told directly too.
             batches.set_epoch(state.epoch)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(state.epoch)
             position = state.batches_in_epoch
             step_start = time.perf_counter()
             for batch in batches:
                 position += 1
                 with accelerator.accumulate(task):
-                    output = task(batch)
-                    if not torch.isfinite(output.loss.detach()):
-                        raise NonFiniteLossError(
-                            f"the loss is {output.loss.item()} at step {state.global_step + 1} (epoch {state.epoch}); "
-                            "training stopped before this step changed any weight and the last checkpoint is intact. "
-                            "Lower training.learning_rate, raise the loss temperature, or use mixed_precision=no."
-                        )
-                    accelerator.backward(output.loss)
+                    if mini_batch_size is not None:  # GradCache: backward happens inside
+                        output = unwrapped.cached_step(batch, mini_batch_size, embed=task,
+                                                       backward=accelerator.backward,
+                                                       no_sync=functools.partial(accelerator.no_sync, task))
+                        check_finite(output.loss, state)
+                    else:
+                        output = task(batch)
+                        check_finite(output.loss, state)
+                        accelerator.backward(output.loss)
                     if accelerator.sync_gradients and t.max_grad_norm:
                         accelerator.clip_grad_norm_(task.parameters(), t.max_grad_norm)
                     optimizer.step()
@@ -212,6 +303,37 @@ def train(
         write_model_card(final_dir, config, unwrapped.loss, log.records)
     accelerator.wait_for_everyone()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
+
+
+def check_finite(loss: torch.Tensor, state: TrainerState) -> None:
+    if not torch.isfinite(loss.detach()):
+        raise NonFiniteLossError(
+            f"the loss is {loss.item()} at step {state.global_step + 1} (epoch {state.epoch}); training stopped "
+            "before this step changed any weight and the last checkpoint is intact. Lower "
+            "training.learning_rate, raise the loss temperature, or use mixed_precision=no."
+        )
+
+
+def plan_grad_cache(config: RunConfig, embedder: Embedder, accelerator: Accelerator) -> int:
+    """The GradCache mini-batch: from the config, or the largest that fits this device's memory."""
+    t = config.training
+    if t.mini_batch_size:
+        return t.mini_batch_size
+    from textdml.training.memory_planner import plan_mini_batch
+
+    device = accelerator.device
+    if device.type == "cuda":
+        memory = torch.cuda.mem_get_info(device)[1]
+    else:
+        import psutil
+
+        memory = psutil.virtual_memory().available // 2
+    plan = plan_mini_batch(embedder, embedder.max_seq_length, memory, device=device,
+                           activation_dtype=torch.bfloat16 if accelerator.mixed_precision == "bf16" else None,
+                           max_mini_batch=t.batch_size)
+    logger.info("GradCache %s; effective in-batch negatives per anchor: %d", plan.summary,
+                plan.effective_negatives(t.batch_size, accelerator.num_processes))
+    return plan.mini_batch_size
 
 
 def loss_input_kinds(spec: dict[str, Any]) -> tuple[str, ...]:

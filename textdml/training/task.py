@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from textdml.data.collator import TokenizedRoles
+from textdml.distributed import compute_local_loss, resolve_global_labels
 from textdml.losses.base import BaseLoss
 from textdml.miners.base import BaseMiner, PairIndices, TripletIndices
+from textdml.training.grad_cache import cached_backward, split_features
 
 
 @dataclass
@@ -25,6 +29,10 @@ class EmbeddingTask(nn.Module):
     - pairs / triplets: anchors against ``cat(positives, negatives)`` with text-derived labels;
       explicit triplets are passed as ``indices`` to losses that take tuples (unless a miner picks).
     - pairs with a 0/1 label: anchor i against ref i only, as explicit positive / negative pairs.
+
+    Under several processes the anchors of each device meet the reference rows of every device
+    (``textdml.distributed.compute_local_loss``), except for losses with ``gathers = False``
+    (class-level losses: their parameters already see every device through DDP).
     """
 
     def __init__(self, embedder: nn.Module, loss: BaseLoss, miner: BaseMiner | None = None):
@@ -33,43 +41,68 @@ class EmbeddingTask(nn.Module):
         self.loss = loss
         self.miner = miner
 
-    def forward(self, batch: dict[str, Any]) -> LossOutput:
+    def forward(self, batch: dict[str, Any] | None = None, *, features: dict[str, torch.Tensor] | None = None):
+        """``task(batch)`` -> LossOutput; ``task(features=...)`` -> embeddings (GradCache's mini-batches
+        go through here so that DDP sees every forward)."""
+        if features is not None:
+            return self.embedder(features)
         return self.training_step(batch)
 
     def training_step(self, batch: dict[str, Any]) -> LossOutput:
-        anchors = self.embedder(batch["anchor"])  # (B, D)
-        size = len(anchors)
-        if "positive" not in batch:
-            return LossOutput(self.compute(anchors, batch["labels"]), size)
-        positives = self.embedder(batch["positive"])  # (B, D)
+        inputs: TokenizedRoles = batch["inputs"]
+        embeddings = torch.cat([self.embedder(block) for block in inputs.blocks])
+        return LossOutput(self.loss_from_embeddings(batch, embeddings), inputs.role_sizes[0])
+
+    def cached_step(self, batch: dict[str, Any], mini_batch_size: int, embed: Callable | None = None,
+                    backward: Callable | None = None, no_sync: Callable | None = None) -> LossOutput:
+        """GradCache: the full-batch loss, backpropagated mini-batch by mini-batch (backward included).
+
+        ``embed`` is the (possibly DDP-wrapped) task called with ``features=``.
+        """
+        inputs: TokenizedRoles = batch["inputs"]
+        chunks = [mini for block in inputs.blocks for mini in split_features(block, mini_batch_size)]
+        loss = cached_backward(
+            lambda features: (embed or self)(features=features), [chunks],
+            lambda embeddings: self.loss_from_embeddings(batch, embeddings[0]),
+            backward=backward, no_sync=no_sync,
+        )
+        return LossOutput(loss, inputs.role_sizes[0])
+
+    def loss_from_embeddings(self, batch: dict[str, Any], embeddings: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch given the embeddings of all its texts, in block order."""
+        roles = batch["inputs"].split(embeddings)
+        anchors = roles[0]
+        if len(roles) == 1:
+            return self.compute(anchors, batch["labels"])
         if "pair_labels" in batch:
-            return LossOutput(self.scored_pairs(anchors, positives, batch["pair_labels"]), size)
-        negatives = [self.embedder(features) for features in batch.get("negatives", [])]
-        ref = torch.cat([positives, *negatives])  # (B * (1 + k), D)
-        explicit = explicit_triplets(size, len(negatives), anchors.device) if negatives else None
-        loss = self.compute(anchors, batch["labels"], ref, batch["ref_labels"], explicit)
-        return LossOutput(loss, size)
+            return self.scored_pairs(anchors, roles[1], batch["pair_labels"])
+        ref = torch.cat(roles[1:])  # (B * (1 + k), D)
+        num_negatives = len(roles) - 2
+        explicit = explicit_triplets(len(anchors), num_negatives, anchors.device) if num_negatives else None
+        return self.compute(anchors, batch["labels"], ref, batch["ref_labels"], explicit)
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor, ref: torch.Tensor | None = None,
                 ref_labels: torch.Tensor | None = None, explicit: Any = None) -> torch.Tensor:
-        indices = None
-        if self.miner is not None:
-            indices = self.miner(embeddings, labels, ref, ref_labels)
-        elif explicit is not None and self.loss.accepts_indices:
-            indices = explicit
-        return self.loss(embeddings, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
+        labels = labels.to(embeddings.device)
+        ref_labels = None if ref_labels is None else ref_labels.to(embeddings.device)
+        indices = explicit if self.miner is None and explicit is not None and self.loss.accepts_indices else None
+        if not getattr(self.loss, "gathers", True):
+            if self.miner is not None:
+                indices = self.miner(embeddings, labels, ref, ref_labels)
+            return self.loss(embeddings, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
+        return compute_local_loss(self.loss, embeddings, labels, ref, ref_labels, indices=indices, miner=self.miner)
 
     def scored_pairs(self, anchors: torch.Tensor, others: torch.Tensor, pair_labels: torch.Tensor) -> torch.Tensor:
-        size = len(anchors)
-        rows = torch.arange(size, device=anchors.device)
+        rows = torch.arange(len(anchors), device=anchors.device)
         is_positive = pair_labels.to(anchors.device) > 0.5
-        labels = rows
-        ref_labels = torch.where(is_positive, rows, rows + size)
-        if not self.loss.accepts_indices:
-            return self.loss(anchors, labels, ref_embeddings=others, ref_labels=ref_labels)
-        pos, neg = rows[is_positive], rows[~is_positive]
-        return self.loss(anchors, labels, ref_embeddings=others, ref_labels=ref_labels,
-                         indices=PairIndices(pos, pos, neg, neg))
+        # Labels unique across devices; a negative pair's ref gets a label no anchor has.
+        labels, _ = resolve_global_labels(anchors, None, others, None)
+        ref_labels = torch.where(is_positive, labels, -(labels + 1))
+        indices = None
+        if self.loss.accepts_indices:
+            pos, neg = rows[is_positive], rows[~is_positive]
+            indices = PairIndices(pos, pos, neg, neg)
+        return compute_local_loss(self.loss, anchors, labels, others, ref_labels, indices=indices)
 
 
 def explicit_triplets(size: int, num_negatives: int, device: torch.device) -> TripletIndices:
