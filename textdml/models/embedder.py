@@ -90,6 +90,11 @@ class Embedder(nn.Module):
         super().__init__()
         self.transformer = transformer
         self.tokenizer = tokenizer
+        # BERT-style pooler heads never reach a sentence embedding: frozen, so that optimisers skip
+        # them and DDP does not wait for gradients that never come.
+        for name, param in transformer.named_parameters():
+            if name.startswith("pooler."):
+                param.requires_grad_(False)
         hidden = transformer.config.hidden_size
         self.pooling = pooling or Pooling("mean", hidden)
         if self.pooling.dimension is None:

@@ -195,6 +195,7 @@ def train(
     output_dir = Path(t.output_dir)
     accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision),
                                              gradient_accumulation_steps=t.gradient_accumulation_steps)
+    check_process_group(accelerator)
     set_seed(t.seed)
     embedder = embedder or create_embedder(config.model)
     loss_name = config.loss.get("name") or config.loss.get("target")
@@ -214,7 +215,11 @@ def train(
     total_steps = t.max_steps or t.epochs * steps_per_epoch  # type: ignore[operator]
     optimizer = create_optimizer(task, t.learning_rate, t.weight_decay, config.loss.get("lr"))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
-    task, optimizer, dataloader, scheduler = accelerator.prepare(task, optimizer, dataloader, scheduler)
+    # The schedule counts optimiser steps. Accelerate's prepared scheduler would step once per
+    # process per step (it assumes a schedule in single-process batches), so it is kept out of
+    # prepare, stepped by hand after each optimiser step, and registered for checkpoints.
+    task, optimizer, dataloader = accelerator.prepare(task, optimizer, dataloader)
+    accelerator.register_for_checkpointing(scheduler)
 
     state = TrainerState()
     checkpoint = resolve_checkpoint(output_dir, t.resume_from_checkpoint)
@@ -259,7 +264,8 @@ def train(
                     if accelerator.sync_gradients and t.max_grad_norm:
                         accelerator.clip_grad_norm_(task.parameters(), t.max_grad_norm)
                     optimizer.step()
-                    scheduler.step()
+                    if accelerator.sync_gradients:
+                        scheduler.step()
                     optimizer.zero_grad()
                 examples_since += output.num_examples * accelerator.num_processes
                 if not accelerator.sync_gradients:
@@ -303,6 +309,17 @@ def train(
         write_model_card(final_dir, config, unwrapped.loss, log.records)
     accelerator.wait_for_everyone()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
+
+
+def check_process_group(accelerator: Accelerator) -> None:
+    from textdml import distributed
+
+    if distributed.world_size() != accelerator.num_processes:
+        raise RuntimeError(
+            f"torch.distributed runs {distributed.world_size()} processes but Accelerate trains with "
+            f"{accelerator.num_processes}: on CPU, launch with ACCELERATE_USE_CPU=1 (e.g. "
+            "ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m textdml train ...)"
+        )
 
 
 def check_finite(loss: torch.Tensor, state: TrainerState) -> None:
