@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedType
 from accelerate.utils import set_seed
 from datasets import Dataset, IterableDataset, concatenate_datasets
 from torch.utils.data import DataLoader
@@ -302,10 +302,11 @@ def train(
     if evaluator is not None and (not t.eval_steps or state.global_step % t.eval_steps):
         run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator)
     final_dir = output_dir / "final"
+    final_embedder = gathered_embedder(accelerator, task, config) if is_sharded(accelerator) else unwrapped.embedder
     if accelerator.is_main_process:
         from textdml.hub.model_card import write_model_card
 
-        unwrapped.embedder.save_pretrained(final_dir)
+        final_embedder.save_pretrained(final_dir)
         write_model_card(final_dir, config, unwrapped.loss, log.records)
     accelerator.wait_for_everyone()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
@@ -360,8 +361,29 @@ def loss_input_kinds(spec: dict[str, Any]) -> tuple[str, ...]:
     return tuple(getattr(cls, "input_kinds", ("pairs", "triplets", "scored_pairs", "labelled")))
 
 
+def is_sharded(accelerator: Accelerator) -> bool:
+    """FSDP and DeepSpeed hold pieces of the weights on each process."""
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+def gathered_embedder(accelerator: Accelerator, task: torch.nn.Module, config: RunConfig) -> Embedder | None:
+    """The full weights of a sharded run, gathered (every process must call this) into a fresh
+    embedder on the main process, ready for ``save_pretrained``."""
+    state = accelerator.get_state_dict(task)
+    if not accelerator.is_main_process:
+        return None
+    embedder = create_embedder(config.model)
+    prefix = "embedder."
+    embedder.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    return embedder
+
+
 def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState, log: MetricLog, best_dir: Path,
                    metric: str | None, accelerator: Accelerator) -> dict[str, float]:
+    if is_sharded(accelerator):
+        # A sharded model needs every process for each forward; evaluate the saved model instead.
+        logger.warning("evaluation during training is skipped under FSDP / DeepSpeed: run `textdml eval` on the saved model")
+        return {}
     if not accelerator.is_main_process:
         accelerator.wait_for_everyone()
         return {}
