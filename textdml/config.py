@@ -34,6 +34,9 @@ class ModelConfig:
     dense_dim: int | None = None
     similarity: Literal["cosine", "dot"] | None = None
     trust_remote_code: bool = False
+    # Weights dtype. bfloat16 halves weight and activation memory; AdamW then updates in bfloat16,
+    # which loses small updates: keep float32 weights with mixed_precision=bf16 unless memory-bound.
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
     # Recompute activations in backward: ~30% slower steps, much less activation memory.
     gradient_checkpointing: bool = False
     # LoRA adapters via peft, e.g. {r: 8, alpha: 16}; merged into the weights on save.
@@ -195,6 +198,8 @@ def convert(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where)
     if origin is Literal:
+        if value is False and "no" in args:  # YAML 1.1 reads a bare `no` as false
+            value = "no"
         if value not in args:
             raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
         return value

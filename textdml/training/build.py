@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
+
 from textdml.config import ModelConfig
 from textdml.models.embedder import Embedder
 from textdml.registry import DISTANCES, LOSSES, MINERS, Registry, did_you_mean, import_target
@@ -62,7 +64,7 @@ def create_embedder(config: ModelConfig) -> Embedder:
     embedder = Embedder.from_pretrained(
         config.name_or_path, pooling=config.pooling, normalize=config.normalize,
         max_seq_length=config.max_seq_length, dense_dim=config.dense_dim, similarity=config.similarity,
-        trust_remote_code=config.trust_remote_code,
+        trust_remote_code=config.trust_remote_code, dtype=getattr(torch, config.dtype) if config.dtype else None,
     )
     if config.gradient_checkpointing:
         embedder.enable_gradient_checkpointing()
