@@ -27,12 +27,13 @@ def check_batch_shape(m: int, batch_size: int) -> int:
 
 
 def distributed_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
-    """``(num_replicas, rank)``: the given values, else torch.distributed's when it is initialised, else (1, 0)."""
-    initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
+    """``(num_replicas, rank)``: the given values, else the process group's (``(1, 0)`` without one)."""
+    from textdml import distributed
+
     if num_replicas is None:
-        num_replicas = torch.distributed.get_world_size() if initialised else 1
+        num_replicas = distributed.world_size()
     if rank is None:
-        rank = torch.distributed.get_rank() if initialised else 0
+        rank = distributed.rank()
     if not 0 <= rank < num_replicas:
         raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
     return num_replicas, rank

@@ -134,7 +134,8 @@ def create_batch_sampler(data: TrainingData, config: RunConfig, embedder: Embedd
         from textdml.data.samplers import MPerClassSampler
 
         labels = [data.label_ids[v] for v in dataset[roles.label]]  # type: ignore[index]
-        return MPerClassSampler(labels, m=t.m_per_class, batch_size=t.batch_size, seed=t.seed)
+        # One process's view of every batch: Accelerate hands the batches out to the processes.
+        return MPerClassSampler(labels, m=t.m_per_class, batch_size=t.batch_size, seed=t.seed, num_replicas=1, rank=0)
     if t.sampler == "no_duplicates":
         from textdml.data.batching import NoDuplicatesBatchSampler
 
