@@ -242,6 +242,8 @@ def validate(config: RunConfig) -> None:
     from textdml.registry import LOSSES, MINERS
 
     check_component(config.loss, LOSSES, "loss")
+    if "lr" in config.loss:
+        config.loss["lr"] = convert(float, config.loss["lr"], "config.loss.lr")
     if config.miner is not None:
         check_component(config.miner, MINERS, "miner")
     t = config.training
