@@ -14,7 +14,7 @@ RECIPES = Path(__file__).parents[2] / "recipes"
 
 def tiny_overrides(tiny_model_dir, tmp_path) -> list[str]:
     return [f"model.name_or_path={tiny_model_dir}", "training.max_steps=2", "training.batch_size=8",
-            "training.m_per_class=2", "training.save_steps=1", "training.eval_steps=2", "train.max_rows=400",
+            "training.m_per_class=4", "training.save_steps=1", "training.eval_steps=2", "train.max_rows=400",
             "eval.data.max_rows=40", f"training.output_dir={tmp_path / 'run'}", f"index.path={tmp_path / 'qdrant'}",
             "training.show_progress_bar=false"]
 
