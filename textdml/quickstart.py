@@ -11,12 +11,6 @@ import os
 from pathlib import Path
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "retrieval" / "minilm_info_nce_wordnet.yaml"
-EXAMPLE_QUERIES = [
-    "the cat purred on my lap",
-    "she poured the milk into a glass",
-    "he ran to catch the bus",
-    "the judge sentenced him to ten years",
-]
 
 
 def minilm_package_folder() -> Path:
@@ -90,11 +84,16 @@ def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = 
     print(f"search through Qdrant {'agrees' if agree else 'DISAGREES'} with exact search: "
           f"{primary} {through_qdrant.get(primary, float('nan')):.4f}")
 
-    say("6/6", "Searching")
-    for query, hits in zip(EXAMPLE_QUERIES, search(trained, client, config.index.collection, EXAMPLE_QUERIES, 3)):
-        print(f"\n  query: {query}")
+    say("6/6", "Searching the collection with held-out example sentences")
+    picks = list(range(0, len(evaluator.query_ids), max(1, len(evaluator.query_ids) // 4)))[:4]
+    texts = [evaluator.queries[i] for i in picks]
+    for i, hits in zip(picks, search(trained, client, config.index.collection, texts, 3)):
+        relevant = evaluator.relevant_docs[evaluator.query_ids[i]]
+        print(f"\n  query: {evaluator.queries[i]}")
         for hit in hits:
-            print(f"    {hit.score:.3f}  {hit.payload['text']}")
+            mark = "*" if hit.doc_id in relevant else " "
+            print(f"   {mark} {hit.score:.3f}  {hit.payload['text']}")
+    print("\n  (* = the definition of the query's own synset)")
     client.close()
     print(f"\nDone. Model: {result.final_model}  Collection: {config.index.collection} at {config.index.path}")
     return {"base": before, "fine_tuned": after, "qdrant": through_qdrant}
