@@ -84,10 +84,22 @@ def all_pairs(labels: torch.Tensor, ref_labels: torch.Tensor | None = None) -> P
 
 
 def all_triplets(labels: torch.Tensor, ref_labels: torch.Tensor | None = None) -> TripletIndices:
-    """Every valid (anchor, positive, negative) triplet in the batch."""
+    """Every valid (anchor, positive, negative) triplet in the batch, ordered by (a, p, n).
+
+    Built from the positive pairs and each anchor's list of negatives, so the cost is linear in
+    the number of triplets instead of a scan of an (N, M, M) mask.
+    """
     positive, negative = label_masks(labels, ref_labels)
-    a, p, n = torch.where(positive[:, :, None] & negative[:, None, :])
-    return TripletIndices(a, p, n)
+    anchors, positives = torch.where(positive)  # (P,) each, sorted by anchor
+    negative_columns = torch.where(negative)[1]  # every anchor's negatives, anchor by anchor
+    counts = negative.sum(dim=1)  # (N,) negatives per anchor
+    starts = torch.cumsum(counts, 0) - counts  # where each anchor's negatives begin
+    per_pair = counts[anchors]  # (P,) triplets each positive pair makes
+    pair = torch.repeat_interleave(torch.arange(len(anchors), device=labels.device), per_pair)  # (T,)
+    first_of_pair = torch.repeat_interleave(torch.cumsum(per_pair, 0) - per_pair, per_pair)
+    within = torch.arange(len(pair), device=labels.device) - first_of_pair  # 0..count-1 per pair
+    negatives = negative_columns[starts[anchors[pair]] + within]
+    return TripletIndices(anchors[pair], positives[pair], negatives)
 
 
 def to_pairs(indices: TupleIndices | None, labels: torch.Tensor, ref_labels: torch.Tensor | None) -> PairIndices:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
-from textdml.miners.base import BaseMiner, PairIndices, all_pairs
+from textdml.miners.base import BaseMiner, PairIndices, label_masks
 from textdml.registry import MINERS
 
 
@@ -61,16 +61,13 @@ class PairMarginMiner(BaseMiner):
         same_set: bool,
     ) -> PairIndices:
         mat = self.distance(embeddings, ref_embeddings)  # (N, M)
-        pairs = all_pairs(labels, None if same_set else ref_labels)
-        pos_values = mat[pairs.anchor_pos, pairs.positive]
-        neg_values = mat[pairs.anchor_neg, pairs.negative]
+        positive, negative = label_masks(labels, None if same_set else ref_labels)
+        # Filter on the matrix itself: no list of every pair is built first.
         if self.distance.higher_is_closer:
-            keep_pos, keep_neg = pos_values < self.pos_margin, neg_values > self.neg_margin
+            keep_pos, keep_neg = positive & (mat < self.pos_margin), negative & (mat > self.neg_margin)
         else:
-            keep_pos, keep_neg = pos_values > self.pos_margin, neg_values < self.neg_margin
-        return PairIndices(
-            pairs.anchor_pos[keep_pos], pairs.positive[keep_pos], pairs.anchor_neg[keep_neg], pairs.negative[keep_neg]
-        )
+            keep_pos, keep_neg = positive & (mat > self.pos_margin), negative & (mat < self.neg_margin)
+        return PairIndices(*torch.where(keep_pos), *torch.where(keep_neg))
 
     def extra_repr(self) -> str:
         return f"pos_margin={self.pos_margin}, neg_margin={self.neg_margin}"
