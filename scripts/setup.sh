@@ -9,12 +9,21 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   python3 -m venv .venv
 fi
-# torch first, pinned: pip on this machine kind takes the CPU build from local disk; elsewhere it
-# resolves to the platform's build as usual.
-if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  echo "[setup] installing torch"
-  .venv/bin/pip install -q "torch==2.13.0"
-fi
+# torch first, pinned so that pip takes the builds this machine kind keeps on local disk (elsewhere
+# it resolves to the platform's build as usual): the CPU build for text work, the build that
+# matches torchvision when the image towers (open_clip) are needed (the test and vision extras).
+case "$extras" in
+  *test*|*vision*)
+    if ! .venv/bin/python -c "import torchvision" 2>/dev/null; then
+      echo "[setup] installing torch + torchvision (image towers)"
+      .venv/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
+    fi ;;
+  *)
+    if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+      echo "[setup] installing torch"
+      .venv/bin/pip install -q "torch==2.13.0"
+    fi ;;
+esac
 echo "[setup] installing textdml[$extras]"
 .venv/bin/pip install -q -e ".[$extras]"
 

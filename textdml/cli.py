@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = verbs.add_parser("search", help="query a Qdrant collection")
     search.add_argument("--model", required=True)
-    search.add_argument("--query", required=True, action="append", help="query text (repeatable)")
+    search.add_argument("--query", "--text", dest="query", action="append", default=[],
+                        help="query text (repeatable); with an image-text model it returns images")
+    search.add_argument("--image", action="append", default=[],
+                        help="query image path (repeatable; image-text models): returns captions")
     search.add_argument("--top-k", type=int, default=5)
     add_config_arguments(search)
 
@@ -56,12 +59,12 @@ def run_train(config: RunConfig) -> dict[str, Any]:
 def run_eval(config: RunConfig, model_path: str) -> dict[str, float]:
     from textdml.evaluation.build import build_evaluator
     from textdml.evaluation.retrieval import format_table
-    from textdml.models import Embedder
+    from textdml.models.loading import load_model
 
     evaluator = build_evaluator(config.eval)
     if evaluator is None:
         raise ConfigError("the recipe has no eval.data: name held-out data to evaluate on")
-    results = evaluator(Embedder.from_pretrained(model_path))
+    results = evaluator(load_model(model_path))
     print(format_table(results))
     return results
 
@@ -77,33 +80,58 @@ def run_index(config: RunConfig, model_path: str, data: str | None) -> int:
     from textdml.data.loading import load_data
     from textdml.evaluation.build import load_eval_dataset, retrieval_task_from_pairs
     from textdml.index.qdrant import index_documents
-    from textdml.models import Embedder
+    from textdml.models.loading import load_model
 
     idx = config.index
-    if data is not None:
-        documents = load_data(data)
+    model = load_model(model_path)
+    if data is None and config.eval.data is None:
+        raise ConfigError("no documents: pass --data, or give the recipe eval.data whose corpus to index")
+    if hasattr(model, "encode_images"):  # images and captions, one point each, named vectors
+        from textdml.index.qdrant_images import index_image_text
+
+        rows = load_data(data) if data is not None else load_eval_dataset(config.eval.data)  # type: ignore[arg-type]
+        written = index_image_text(model, rows, open_index(config), idx.collection, id_field=idx.id_field,
+                                   batch_size=idx.batch_size, recreate=idx.recreate)
     else:
-        if config.eval.data is None:
-            raise ConfigError("no documents: pass --data, or give the recipe eval.data whose corpus to index")
-        dataset = load_eval_dataset(config.eval.data)
-        _, corpus, _ = retrieval_task_from_pairs(dataset, "anchor", "positive", config.eval.max_corpus)
-        documents = [{idx.id_field: doc_id, idx.text_field: text} for doc_id, text in corpus.items()]
-    model = Embedder.from_pretrained(model_path)
-    written = index_documents(model, documents, open_index(config), idx.collection, id_field=idx.id_field,
-                              text_field=idx.text_field, batch_size=idx.batch_size, recreate=idx.recreate)
+        if data is not None:
+            documents = load_data(data)
+        else:
+            dataset = load_eval_dataset(config.eval.data)  # type: ignore[arg-type]
+            _, corpus, _ = retrieval_task_from_pairs(dataset, "anchor", "positive", config.eval.max_corpus)
+            documents = [{idx.id_field: doc_id, idx.text_field: text} for doc_id, text in corpus.items()]
+        written = index_documents(model, documents, open_index(config), idx.collection, id_field=idx.id_field,
+                                  text_field=idx.text_field, batch_size=idx.batch_size, recreate=idx.recreate)
     print(f"indexed {written} documents into collection {idx.collection!r}")
     return written
 
 
-def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: int) -> list:
+def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: int,
+               images: list[str] | None = None) -> list:
     from textdml.index.qdrant import search
-    from textdml.models import Embedder
+    from textdml.models.loading import load_model
 
-    hits = search(Embedder.from_pretrained(model_path), open_index(config), config.index.collection, queries, top_k)
-    for query, query_hits in zip(queries, hits):
+    if not queries and not images:
+        raise ConfigError("give at least one --query/--text or --image")
+    model, client, collection = load_model(model_path), open_index(config), config.index.collection
+    dual = hasattr(model, "encode_images")
+    if images and not dual:
+        raise ConfigError(f"{model_path} is a text model: --image needs an image-text model")
+    hits = []
+    if dual:
+        from textdml.index.qdrant_images import search_images_by_text, search_texts_by_image
+
+        if queries:
+            hits += list(zip(queries, search_images_by_text(model, client, collection, queries, top_k)))
+        if images:
+            hits += list(zip(images, search_texts_by_image(model, client, collection, images, top_k)))
+    else:
+        hits = list(zip(queries, search(model, client, collection, queries, top_k)))
+    for query, query_hits in hits:
         print(f"\n{query}")
         for hit in query_hits:
-            print(f"  {hit.score:.3f}  {hit.payload.get(config.index.text_field, hit.doc_id)}")
+            shown = hit.payload.get("image") if dual and query in queries else None
+            print(f"  {hit.score:.3f}  {hit.payload.get(config.index.text_field, hit.doc_id)}"
+                  + (f"  [{shown}]" if shown else ""))
     return hits
 
 
@@ -126,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "index":
             run_index(config, args.model, args.data)
         elif args.verb == "search":
-            run_search(config, args.model, args.query, args.top_k)
+            run_search(config, args.model, args.query, args.top_k, args.image)
     except (ConfigError, FileNotFoundError, ValueError, KeyError) as err:
         print(f"textdml {args.verb}: error: {err}", file=sys.stderr)
         return 2

@@ -28,6 +28,10 @@ class ModelConfig:
     """The embedder to train (see ``Embedder.from_pretrained``)."""
 
     name_or_path: str = "sentence-transformers/all-MiniLM-L6-v2"
+    # text: an Embedder from name_or_path. dual: an image tower + a text tower, described by
+    # `dual` (see textdml.models.create_dual_encoder), or loaded from name_or_path when `dual` is unset.
+    kind: Literal["text", "dual"] = "text"
+    dual: dict[str, Any] | None = None
     pooling: Literal["mean", "cls", "max", "last_token", "weighted_mean"] | None = None
     normalize: bool | None = None
     max_seq_length: int | None = None
@@ -74,6 +78,10 @@ class TrainingConfig:
     batch_size: int = 32
     learning_rate: float = 2e-5
     weight_decay: float = 0.01
+    # Dual encoders: a learning rate per tower and for the logit scale / bias (default: learning_rate).
+    image_lr: float | None = None
+    text_lr: float | None = None
+    logit_scale_lr: float | None = None
     warmup_ratio: float = 0.1
     gradient_accumulation_steps: int = 1
     max_grad_norm: float | None = 1.0

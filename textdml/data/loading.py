@@ -49,7 +49,8 @@ def load_data(
     if path.startswith("textdml:"):
         builder = path.split(":", 1)[1]
         if builder not in BUILTIN_SOURCES:
-            import textdml.data.wordnet  # noqa: F401  (registers the builtin sources)
+            import textdml.data.emoji  # noqa: F401  (these register the builtin sources)
+            import textdml.data.wordnet  # noqa: F401
         if builder not in BUILTIN_SOURCES:
             raise ValueError(f"unknown builtin data set {path!r}; builtins: {sorted(BUILTIN_SOURCES)}")
         dataset = BUILTIN_SOURCES[builder](split=split, name=name, **kwargs)

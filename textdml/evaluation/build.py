@@ -64,9 +64,24 @@ def build_evaluator(config: EvalConfig, name: str = "") -> Any | None:
     from textdml.evaluation.retrieval import InformationRetrievalEvaluator
 
     dataset = load_eval_dataset(config.data)
+    if "image" in dataset.column_names or "image" in config.data.columns:
+        return build_image_evaluator(dataset, config, name)
     roles = resolve_roles(dataset.column_names, "evaluation", ("pairs", "triplets", "scored_pairs", "labelled"),
                           config.data.columns)
     if roles.kind == "labelled":
         return LabelledRetrievalEvaluator(list(dataset[roles.anchor]), list(dataset[roles.label]), name, config.batch_size)
     queries, corpus, relevant = retrieval_task_from_pairs(dataset, roles.anchor, roles.positive, config.max_corpus)
     return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, batch_size=config.batch_size)
+
+
+def build_image_evaluator(dataset: Dataset, config: EvalConfig, name: str = "") -> Any:
+    """Captions -> image/text retrieval; labels -> open-set retrieval among the held-out classes."""
+    from textdml.data.images import resolve_image_roles
+    from textdml.evaluation.image_text import ImageTextRetrievalEvaluator, LabelledImageEvaluator
+
+    roles = resolve_image_roles(dataset.column_names, "evaluation", ("image_text", "labelled_images"),
+                                config.data.columns)  # type: ignore[union-attr]
+    images = list(dataset[roles.image])
+    if roles.kind == "image_text":
+        return ImageTextRetrievalEvaluator(images, list(dataset[roles.text]), name, batch_size=config.batch_size)
+    return LabelledImageEvaluator(images, list(dataset[roles.label]), name, batch_size=config.batch_size)

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from textdml.config import RunConfig
+
+TEXT_USAGE = ["## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
+              'model = SentenceTransformer("path/to/this/model")',
+              'embeddings = model.encode(["A sentence to embed", "Another one"])', "```", ""]
+DUAL_USAGE = ["## Usage", "", "```python", "from textdml.models import DualEncoder", "",
+              'model = DualEncoder.from_pretrained("path/to/this/model")',
+              'image_vectors = model.encode_images(["cat.png"])',
+              'text_vectors = model.encode(["a photo of a cat"])', "```", "",
+              "Models whose two towers come from one open_clip model also load with "
+              "`open_clip.create_model_and_transforms(arch, pretrained=\"path/to/this/model/open_clip_model.safetensors\")`.",
+              ""]
+
+
+def describe_model(config: RunConfig) -> str:
+    if config.model.kind == "dual" and config.model.dual is not None:
+        return json.dumps(config.model.dual, sort_keys=True)
+    return config.model.name_or_path
 
 
 def describe_data(config: RunConfig) -> str:
@@ -17,22 +35,21 @@ def describe_data(config: RunConfig) -> str:
 
 def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]]) -> str:
     evaluation = {k: v for r in records for k, v in r.items() if k.startswith("eval_")}
+    dual = config.model.kind == "dual"
     metadata = {
-        "library_name": "sentence-transformers",
-        "pipeline_tag": "sentence-similarity",
-        "tags": ["sentence-transformers", "sentence-similarity", "feature-extraction", "textdml",
-                 f"loss:{type(loss).__name__}"],
-        "base_model": config.model.name_or_path if not Path(config.model.name_or_path).exists() else None,
+        "library_name": "textdml" if dual else "sentence-transformers",
+        "pipeline_tag": "zero-shot-image-classification" if dual else "sentence-similarity",
+        "tags": ["textdml", f"loss:{type(loss).__name__}"]
+        + (["image-text", "clip"] if dual else ["sentence-transformers", "sentence-similarity", "feature-extraction"]),
+        "base_model": None if dual or Path(config.model.name_or_path).exists() else config.model.name_or_path,
     }
     metadata = {k: v for k, v in metadata.items() if v is not None}
     lines = [
         "---", yaml.safe_dump(metadata, sort_keys=False).strip(), "---", "",
         f"# {Path(config.training.output_dir).name}", "",
-        f"A sentence embedding model fine-tuned with [textdml](https://pypi.org/project/textdml/) from "
-        f"`{config.model.name_or_path}` with `{type(loss).__name__}`.", "",
-        "## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
-        'model = SentenceTransformer("path/to/this/model")',
-        'embeddings = model.encode(["A sentence to embed", "Another one"])', "```", "",
+        f"{'An image-text' if dual else 'A sentence'} embedding model fine-tuned with "
+        f"[textdml](https://pypi.org/project/textdml/) from `{describe_model(config)}` with `{type(loss).__name__}`.", "",
+        *(DUAL_USAGE if dual else TEXT_USAGE),
         "## Training", "",
         f"- data: {describe_data(config)}",
         f"- loss: `{config.loss}`" + (f", miner: `{config.miner}`" if config.miner else ""),

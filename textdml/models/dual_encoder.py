@@ -21,7 +21,6 @@ Save layout (``save_pretrained``), read back by ``DualEncoder.from_pretrained``:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -36,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from textdml.models.identity import state_dict_sha256
 from textdml.models.towers import WHOLE_MODEL_KINDS, ImageTower, TextTower, tower_class
 from textdml.models.towers.base import read_json, write_json
 from textdml.registry import did_you_mean
@@ -288,11 +288,7 @@ class DualEncoder(nn.Module):
     # ------------------------------------------------------------------ identity
     def weights_sha256(self) -> str:
         """A hash of every weight, so a Qdrant payload says exactly which model wrote a vector."""
-        digest = hashlib.sha256()
-        for key, tensor in sorted(self.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
+        return state_dict_sha256(self.state_dict())
 
     def identity(self) -> dict[str, str]:
         return {"model_name": self.name, "weights_sha256": self.weights_sha256()}

@@ -7,7 +7,6 @@ Hugging Face models (local folders or Hub ids).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from textdml.models.identity import state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
 
 logger = logging.getLogger(__name__)
@@ -242,11 +242,7 @@ class Embedder(nn.Module):
     # ------------------------------------------------------------------ identity / adapters
     def weights_sha256(self) -> str:
         """A hash of every weight, so a Qdrant payload says exactly which model wrote a vector."""
-        digest = hashlib.sha256()
-        for key, tensor in sorted(self.state_dict().items()):
-            digest.update(key.encode())
-            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
+        return state_dict_sha256(self.state_dict())
 
     def identity(self) -> dict[str, str]:
         return {"model_name": self.name, "weights_sha256": self.weights_sha256()}

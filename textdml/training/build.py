@@ -13,8 +13,9 @@ from textdml.registry import DISTANCES, LOSSES, MINERS, Registry, did_you_mean, 
 
 # Argument names whose dict values are themselves components of a registry.
 NESTED = {"loss": LOSSES, "losses": LOSSES, "miner": MINERS, "miners": MINERS, "distance": DISTANCES}
-# Arguments the trainer fills from the model and the data.
-AUTO_ARGUMENTS = ("embedding_size", "num_classes")
+# Arguments the trainer fills from the model and the data (logit_scale / logit_bias: a dual
+# encoder's own parameters, shared with CLIP / SigLIP losses so that the model saves them).
+AUTO_ARGUMENTS = ("embedding_size", "num_classes", "logit_scale", "logit_bias")
 CONFIG_ONLY_KEYS = ("name", "target", "lr")
 
 
@@ -52,12 +53,28 @@ def build_nested(key: str, value: Any, section: str, auto: dict[str, Any] | None
     return value
 
 
-def build_loss(spec: dict[str, Any], embedding_size: int | None = None, num_classes: int | None = None) -> Any:
-    return build_component(spec, LOSSES, "loss", {"embedding_size": embedding_size, "num_classes": num_classes})
+def build_loss(spec: dict[str, Any], embedding_size: int | None = None, num_classes: int | None = None,
+               model: Any = None) -> Any:
+    auto = {"embedding_size": embedding_size, "num_classes": num_classes,
+            "logit_scale": getattr(model, "logit_scale", None), "logit_bias": getattr(model, "logit_bias", None)}
+    return build_component(spec, LOSSES, "loss", auto)
 
 
 def build_miner(spec: dict[str, Any] | None) -> Any:
     return None if spec is None else build_component(spec, MINERS, "miner")
+
+
+def create_model(config: ModelConfig) -> Any:
+    """An ``Embedder`` (text) or a ``DualEncoder`` (image + text), as the model config says."""
+    if config.kind == "text":
+        if config.dual is not None:
+            raise ValueError("model.dual is set but model.kind is 'text': set model.kind=dual")
+        return create_embedder(config)
+    from textdml.models.dual_encoder import DualEncoder, create_dual_encoder
+
+    if config.dual is not None:
+        return create_dual_encoder(config.dual)
+    return DualEncoder.from_pretrained(config.name_or_path)
 
 
 def create_embedder(config: ModelConfig) -> Embedder:

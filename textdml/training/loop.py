@@ -26,8 +26,9 @@ from textdml.data.loading import check_text_columns, is_list_column, label_mappi
 from textdml.data.roles import ColumnRoles, resolve_roles
 from textdml.data.shuffle import SeededShuffleSampler
 from textdml.models.embedder import Embedder
-from textdml.training.build import build_loss, build_miner, create_embedder
+from textdml.training.build import build_loss, build_miner, create_model
 from textdml.training.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
+from textdml.training.multimodal_task import ImageTextTask
 from textdml.training.optim import create_optimizer
 from textdml.training.task import EmbeddingTask
 
@@ -115,6 +116,22 @@ def prepare_training_data(config: RunConfig, embedder: Embedder, loss_kinds: tup
     return TrainingData(dataset, roles, collator, label_ids, set_lengths)
 
 
+def prepare_image_data(config: RunConfig, model: Any, loss_kinds: tuple[str, ...], loss_name: str,
+                       dataset: Dataset | IterableDataset | None = None) -> TrainingData:
+    """Image–text pairs or labelled images: roles by column name; images are decoded per batch."""
+    from textdml.data.image_collator import ImageTextCollator
+    from textdml.data.images import resolve_image_roles
+
+    sets = config.train if isinstance(config.train, list) else [config.train]
+    if len(sets) > 1:
+        raise ValueError("several train sets are supported for text data only; concatenate the image data sets")
+    dataset = dataset if dataset is not None else load_train_set(sets[0])
+    roles = resolve_image_roles(list(dataset.column_names or dataset.features or []), loss_name, loss_kinds,
+                                sets[0].columns)
+    label_ids = label_mapping(dataset, roles.label) if roles.kind == "labelled_images" else None
+    return TrainingData(dataset, roles, ImageTextCollator(model, roles, label_ids), label_ids, None)  # type: ignore[arg-type]
+
+
 def create_batch_sampler(data: TrainingData, config: RunConfig, embedder: Embedder) -> Any:
     """The batch sampler the training config asks for (None: a plain shuffled sampler will do)."""
     t, dataset, roles = config.training, data.dataset, data.roles
@@ -124,13 +141,15 @@ def create_batch_sampler(data: TrainingData, config: RunConfig, embedder: Embedd
         return MultiDatasetBatchSampler(data.set_lengths, t.batch_size, strategy=t.multi_dataset_strategy,
                                         seed=t.seed, drop_last=True)
     if t.max_tokens_per_batch:
+        if roles.kind not in ("pairs", "triplets", "scored_pairs", "labelled"):
+            raise ValueError("training.max_tokens_per_batch batches text by length; it does not apply to images")
         from textdml.data.batching import TokenBudgetBatchSampler
 
         lengths = row_token_lengths(dataset, roles, embedder)
         return TokenBudgetBatchSampler(lengths, t.max_tokens_per_batch, seed=t.seed, max_batch_size=t.batch_size)
     if t.sampler == "m_per_class":
-        if roles.kind != "labelled":
-            raise ValueError("training.sampler=m_per_class needs labelled data (anchor, label)")
+        if roles.kind not in ("labelled", "labelled_images"):
+            raise ValueError("training.sampler=m_per_class needs labelled data (anchor or image, and label)")
         from textdml.data.samplers import MPerClassSampler
 
         labels = [data.label_ids[v] for v in dataset[roles.label]]  # type: ignore[index]
@@ -198,23 +217,27 @@ def train(
                                              gradient_accumulation_steps=t.gradient_accumulation_steps)
     check_process_group(accelerator)
     set_seed(t.seed)
-    embedder = embedder or create_embedder(config.model)
+    embedder = embedder or create_model(config.model)
+    dual = is_dual_encoder(embedder)
     loss_name = config.loss.get("name") or config.loss.get("target")
     loss_cls_kinds = loss_input_kinds(config.loss)
-    data = prepare_training_data(config, embedder, loss_cls_kinds, loss_name, train_dataset)
+    prepare = prepare_image_data if dual else prepare_training_data
+    data = prepare(config, embedder, loss_cls_kinds, loss_name, train_dataset)
     loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
-                      num_classes=len(data.label_ids) if data.label_ids else None)
-    task = EmbeddingTask(embedder, loss, build_miner(config.miner))
+                      num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
+    task = (ImageTextTask if dual else EmbeddingTask)(embedder, loss, build_miner(config.miner))
     dataloader, sampler = create_dataloader(data, config, embedder)
     steps_per_epoch = None if isinstance(data.dataset, IterableDataset) else math.ceil(
         len(dataloader) / t.gradient_accumulation_steps)
     mini_batch_size = plan_grad_cache(config, embedder, accelerator) if t.grad_cache else None
     if t.compile:
-        embedder.transformer.compile()  # in place: parameter names (and saved files) are unchanged
+        embedder.compile()  # in place: parameter names (and saved files) are unchanged
     if t.max_steps is None and steps_per_epoch is None:
         raise ValueError("a streaming data set has no length: set training.max_steps")
     total_steps = t.max_steps or t.epochs * steps_per_epoch  # type: ignore[operator]
-    optimizer = create_optimizer(task, t.learning_rate, t.weight_decay, config.loss.get("lr"))
+    optimizer = create_optimizer(task, t.learning_rate, t.weight_decay, config.loss.get("lr"),
+                                 {"image_lr": t.image_lr, "text_lr": t.text_lr, "logit_scale_lr": t.logit_scale_lr}
+                                 if dual else None)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
     # The schedule counts optimiser steps. Accelerate's prepared scheduler would step once per
     # process per step (it assumes a schedule in single-process batches), so it is kept out of
@@ -313,6 +336,10 @@ def train(
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
 
 
+def is_dual_encoder(model: Any) -> bool:
+    return hasattr(model, "embed_images")
+
+
 def check_process_group(accelerator: Accelerator) -> None:
     from textdml import distributed
 
@@ -338,6 +365,9 @@ def plan_grad_cache(config: RunConfig, embedder: Embedder, accelerator: Accelera
     t = config.training
     if t.mini_batch_size:
         return t.mini_batch_size
+    if is_dual_encoder(embedder):
+        raise ValueError("training.grad_cache with a dual encoder needs training.mini_batch_size "
+                         "(the memory planner models text encoders only)")
     from textdml.training.memory_planner import plan_mini_batch
 
     device = accelerator.device
@@ -373,7 +403,7 @@ def gathered_embedder(accelerator: Accelerator, task: torch.nn.Module, config: R
     state = accelerator.get_state_dict(task)
     if not accelerator.is_main_process:
         return None
-    embedder = create_embedder(config.model)
+    embedder = create_model(config.model)
     prefix = "embedder."
     embedder.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
     return embedder
