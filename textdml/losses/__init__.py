@@ -5,6 +5,7 @@ from textdml.losses.arc_face import ArcFaceLoss
 from textdml.losses.base import BaseLoss, DegenerateBatchWarning, reduce_losses
 from textdml.losses.center import CenterLoss
 from textdml.losses.circle import CircleLoss
+from textdml.losses.clip import ClipLoss
 from textdml.losses.contrastive import ContrastiveLoss
 from textdml.losses.cos_face import CosFaceLoss
 from textdml.losses.cross_batch_memory import CrossBatchMemory
@@ -21,6 +22,7 @@ from textdml.losses.norm_softmax import NormSoftmaxLoss
 from textdml.losses.ntxent import NTXentLoss
 from textdml.losses.proxy_anchor import ProxyAnchorLoss
 from textdml.losses.proxy_nca import ProxyNCALoss
+from textdml.losses.siglip import SigLipLoss
 from textdml.losses.soft_triple import SoftTripleLoss
 from textdml.losses.sphere_face import SphereFaceLoss
 from textdml.losses.supervised_contrastive import SupervisedContrastiveLoss
@@ -33,6 +35,7 @@ __all__ = [
     "BaseLoss",
     "CenterLoss",
     "CircleLoss",
+    "ClipLoss",
     "ContrastiveLoss",
     "CosFaceLoss",
     "CrossBatchMemory",
@@ -50,6 +53,7 @@ __all__ = [
     "NormSoftmaxLoss",
     "ProxyAnchorLoss",
     "ProxyNCALoss",
+    "SigLipLoss",
     "SoftTripleLoss",
     "SphereFaceLoss",
     "SupervisedContrastiveLoss",
