@@ -166,3 +166,23 @@ def test_grad_cache_and_accumulation_do_not_mix():
 
     with pytest.raises(ConfigError, match="replaces gradient accumulation"):
         load_run_config(None, ["train.path=x", "training.grad_cache=true", "training.gradient_accumulation_steps=2"])
+
+
+def test_parametric_loss_parameters_are_checkpointed_and_resume(tiny_model_dir, tmp_path):
+    labelled = Dataset.from_dict({"anchor": [f"definition {i} of class {i % 4}" for i in range(32)],
+                                  "label": [f"class-{i % 4}" for i in range(32)]})
+    overrides = ("training.max_steps=4", "training.save_steps=2", "training.save_total_limit=5",
+                 "training.sampler=m_per_class", "training.m_per_class=2", "loss.name=proxy_anchor", "loss.lr=0.01")
+    train(make_config(tiny_model_dir, tmp_path / "a", *overrides), train_dataset=labelled)
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copytree(tmp_path / "a" / "checkpoints" / "checkpoint-2", tmp_path / "b" / "checkpoints" / "checkpoint-2")
+    train(make_config(tiny_model_dir, tmp_path / "b", *overrides, "training.resume_from_checkpoint=latest"),
+          train_dataset=labelled)
+    unbroken, resumed = (load_file(str(tmp_path / run / "checkpoints" / "checkpoint-4" / "model.safetensors"))
+                         for run in ("a", "b"))
+    proxies = [key for key in unbroken if key.startswith("loss.")]
+    assert proxies, "the loss's own parameters are in the checkpoint"
+    start = load_file(str(tmp_path / "a" / "checkpoints" / "checkpoint-2" / "model.safetensors"))
+    assert not torch.equal(unbroken[proxies[0]], start[proxies[0]])  # they were trained
+    for key in unbroken:
+        torch.testing.assert_close(resumed[key], unbroken[key], rtol=0, atol=1e-6, msg=key)
