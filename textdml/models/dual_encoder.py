@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
+from textdml.models.encoding import as_text_list, run_batches, run_length_sorted
 from textdml.models.identity import state_dict_sha256
 from textdml.models.towers import WHOLE_MODEL_KINDS, ImageTower, TextTower, tower_class
 from textdml.models.towers.base import read_json, write_json
@@ -189,20 +189,14 @@ class DualEncoder(nn.Module):
         convert_to: Literal["numpy", "torch"] = "numpy",
     ) -> np.ndarray | torch.Tensor:
         """Embed texts for inference (eval mode, no grad, input order kept); normalised unless ``normalize=False``."""
-        single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        for row, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"encode: text {row} is {type(text).__name__}, expected str")
-        # Long texts first, so that each batch pads little.
-        order = np.argsort([-len(t) for t in texts], kind="stable").tolist()
+        texts, single = as_text_list(texts)
 
         def embed(batch: list[str]) -> torch.Tensor:
             features = {k: v.to(self.device) for k, v in self.tokenize(batch).items()}
             return self.text_features(features)
 
-        embeddings = self._run_batches([texts[i] for i in order], embed, batch_size, show_progress_bar, "Encoding texts")
-        embeddings = embeddings[torch.as_tensor(np.argsort(order), device=embeddings.device)]
+        embeddings = run_length_sorted(self, texts, embed, batch_size, show_progress_bar, "Encoding texts",
+                                       self.embedding_dim)
         return finish(embeddings, normalize is not False, single, convert_to)
 
     def encode_images(
@@ -220,24 +214,8 @@ class DualEncoder(nn.Module):
             pixels = torch.stack([self.preprocess(open_image(item)) for item in batch]).to(self.device)
             return self.image_features(pixels)
 
-        embeddings = self._run_batches(items, embed, batch_size, show_progress_bar, "Encoding images")
+        embeddings = run_batches(self, items, embed, batch_size, show_progress_bar, "Encoding images", self.embedding_dim)
         return finish(embeddings, True, single, convert_to)
-
-    def _run_batches(self, items: list, embed: Callable[[list], torch.Tensor], batch_size: int,
-                    show_progress_bar: bool | None, description: str) -> torch.Tensor:
-        """``embed`` each batch in eval mode without grad; float32 ``(N, D)``."""
-        if show_progress_bar is None:
-            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO and len(items) > 10 * batch_size
-        was_training = self.training
-        self.eval()
-        chunks = []
-        try:
-            with torch.inference_mode():
-                for start in tqdm(range(0, len(items), batch_size), desc=description, disable=not show_progress_bar):
-                    chunks.append(embed(items[start : start + batch_size]).float())
-        finally:
-            self.train(was_training)
-        return torch.cat(chunks) if chunks else torch.empty(0, self.embedding_dim, device=self.device)
 
     # ------------------------------------------------------------------ training set-up
     def freeze_tower(self, side: Side, unlock_last_n_layers: int = 0) -> None:

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from textdml.models.encoding import as_text_list, run_length_sorted
 from textdml.models.identity import state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
 
@@ -210,29 +210,13 @@ class Embedder(nn.Module):
         convert_to: Literal["numpy", "torch"] = "numpy",
     ) -> np.ndarray | torch.Tensor:
         """Embed texts for inference: eval mode, no grad, length-sorted batches, input order kept."""
-        single = isinstance(texts, str)
-        texts = [texts] if single else list(texts)
-        for row, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"encode: text {row} is {type(text).__name__}, expected str")
-        if show_progress_bar is None:
-            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO and len(texts) > 10 * batch_size
-        # Sorting by length puts texts of similar length in one batch, so little padding is computed.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        was_training = self.training
-        self.eval()
-        chunks = []
-        try:
-            with torch.inference_mode():
-                for start in tqdm(range(0, len(texts), batch_size), desc="Encoding", disable=not show_progress_bar):
-                    batch = [texts[i] for i in order[start : start + batch_size]]
-                    features = {k: v.to(self.device) for k, v in self.tokenize(batch).items()}
-                    chunks.append(self(features).float())
-        finally:
-            self.train(was_training)
-        dim = self.embedding_dim
-        embeddings = torch.cat(chunks) if chunks else torch.empty(0, dim, device=self.device)
-        embeddings = embeddings[torch.as_tensor(np.argsort(order), device=embeddings.device)]
+        texts, single = as_text_list(texts)
+
+        def embed(batch: list[str]) -> torch.Tensor:
+            return self({k: v.to(self.device) for k, v in self.tokenize(batch).items()})
+
+        embeddings = run_length_sorted(self, texts, embed, batch_size, show_progress_bar, "Encoding",
+                                       self.embedding_dim)
         if normalize or (normalize is None and self.normalize):
             embeddings = F.normalize(embeddings, p=2, dim=-1)
         if single:
