@@ -122,3 +122,13 @@ def test_wordnet_builtin_holds_out_synsets():
     assert not set(train["synset"]) & set(test["synset"])
     labelled = load_data("textdml:wordnet", name="definition_hypernym", split="test")
     assert not set(labelled["label"]) & set(load_data("textdml:wordnet", name="definition_hypernym")["label"])
+
+
+def test_group_column_makes_rows_of_one_group_positives():
+    roles = resolve_roles(["anchor", "positive", "group"], "info_nce", ALL_KINDS)
+    assert roles.group == "group"
+    rows = [{"anchor": "q1", "positive": "p1", "group": "g"}, {"anchor": "q2", "positive": "p2", "group": "g"},
+            {"anchor": "q3", "positive": "p3", "group": 7}]
+    batch = RoleCollator(fake_tokenize, roles)(rows)
+    assert batch["labels"][0] == batch["labels"][1] != batch["labels"][2]
+    assert torch.equal(batch["ref_labels"], batch["labels"])  # q1's in-batch "negative" p2 is not a negative

@@ -42,3 +42,18 @@ def test_zero_shot_and_labelled_images(tmp_path):
 def test_mismatched_lengths():
     with pytest.raises(ValueError, match="one caption per image"):
         ImageTextRetrievalEvaluator(["a.png"], ["x", "y"])
+
+
+def test_labelled_image_data_gets_retrieval_and_zero_shot(tmp_path):
+    from datasets import Dataset
+
+    from textdml.config import DataConfig, EvalConfig
+    from textdml.evaluation.build import build_evaluator
+
+    rows = write_colour_images(tmp_path / "img")
+    path = tmp_path / "labelled.jsonl"
+    Dataset.from_dict({"image": [r["image"] for r in rows], "label": [r["label"] for r in rows]}).to_json(str(path))
+    evaluator = build_evaluator(EvalConfig(data=DataConfig(path=str(path))))
+    results = evaluator(ColourDualEncoder())
+    assert evaluator.primary_metric == "recall@1"
+    assert results["recall@1"] == 1.0 and results["zero_shot_top1"] == 1.0

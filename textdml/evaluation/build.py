@@ -77,11 +77,34 @@ def build_evaluator(config: EvalConfig, name: str = "") -> Any | None:
 def build_image_evaluator(dataset: Dataset, config: EvalConfig, name: str = "") -> Any:
     """Captions -> image/text retrieval; labels -> open-set retrieval among the held-out classes."""
     from textdml.data.images import resolve_image_roles
-    from textdml.evaluation.image_text import ImageTextRetrievalEvaluator, LabelledImageEvaluator
+    from textdml.evaluation.image_text import ImageTextRetrievalEvaluator, LabelledImageEvaluator, ZeroShotEvaluator
 
     roles = resolve_image_roles(dataset.column_names, "evaluation", ("image_text", "labelled_images"),
                                 config.data.columns)  # type: ignore[union-attr]
     images = list(dataset[roles.image])
     if roles.kind == "image_text":
         return ImageTextRetrievalEvaluator(images, list(dataset[roles.text]), name, batch_size=config.batch_size)
-    return LabelledImageEvaluator(images, list(dataset[roles.label]), name, batch_size=config.batch_size)
+    labels = list(dataset[roles.label])
+    # Held-out classes two ways: retrieval among the images, and zero-shot from the class names.
+    return CombinedEvaluator([LabelledImageEvaluator(images, labels, name, batch_size=config.batch_size),
+                              ZeroShotEvaluator(images, labels, class_names=readable_class_names(labels), name=name,
+                                                batch_size=config.batch_size)])
+
+
+def readable_class_names(labels: list[Any]) -> dict[Any, str]:
+    """Class ids as prompt words: ``animal-mammal`` -> ``animal mammal``."""
+    return {label: str(label).replace("-", " ").replace("_", " ") for label in set(labels)}
+
+
+class CombinedEvaluator:
+    """Several evaluators as one: their results merged; the first one's primary metric."""
+
+    def __init__(self, evaluators: list[Any]):
+        self.evaluators = evaluators
+        self.primary_metric = evaluators[0].primary_metric
+
+    def __call__(self, model: Any) -> dict[str, float]:
+        results: dict[str, float] = {}
+        for evaluator in self.evaluators:
+            results |= evaluator(model)
+        return results
