@@ -26,11 +26,11 @@ class LpDistance(BaseDistance):
         self.eps = eps
 
     def compute_matrix(self, query: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        if self.p == 2:
-            # Expanded form: one matmul, and a gradient that stays finite at zero distance.
+        if self.p == 2 and self.squared:
+            # Expanded form: one matmul, no square root.
             sq = (query * query).sum(-1, keepdim=True) - 2 * query @ ref.T + (ref * ref).sum(-1)[None, :]
-            sq = sq.clamp_min(0)
-            return sq if self.squared else (sq + self.eps).sqrt() * (sq > 0)
+            return sq.clamp_min(0)
+        # cdist's backward is fused (and gives 0, not NaN, at zero distance).
         dist = torch.cdist(upcast(query), upcast(ref), p=self.p).to(query.dtype)
         return dist**2 if self.squared else dist
 

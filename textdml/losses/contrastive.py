@@ -4,7 +4,7 @@ import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
-from textdml.miners.base import TupleIndices, to_pairs
+from textdml.miners.base import TupleIndices, label_masks, to_pairs
 from textdml.registry import LOSSES
 
 
@@ -83,16 +83,35 @@ class ContrastiveLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
+        dist = self.as_distance_values(self.distance(embeddings, None if same_set else ref_embeddings))  # (N, M)
+        if indices is None and self.reduction != "none":
+            return self.all_pairs_loss(embeddings, dist, labels, None if same_set else ref_labels)
         pairs = to_pairs(indices, labels, None if same_set else ref_labels)
         if len(pairs) == 0:
             return self.empty_loss(embeddings, "the batch has no pair")
-        dist = self.as_distance_values(self.distance(embeddings, None if same_set else ref_embeddings))  # (N, M)
-        pos_dist = dist[pairs.anchor_pos, pairs.positive]
-        neg_dist = dist[pairs.anchor_neg, pairs.negative]
-        pos_losses = (pos_dist - self.pos_margin).clamp_min(0) ** self.power
-        neg_losses = (self.margin - neg_dist).clamp_min(0) ** self.power
+        pos_losses = self.hinge(dist[pairs.anchor_pos, pairs.positive] - self.pos_margin)
+        neg_losses = self.hinge(self.margin - dist[pairs.anchor_neg, pairs.negative])
         if self.reduction == "mean_nonzero":
             return reduce_losses(pos_losses, "mean_nonzero", embeddings) + reduce_losses(
                 neg_losses, "mean_nonzero", embeddings
             )
         return reduce_losses(torch.cat([pos_losses, neg_losses]), self.reduction, embeddings)
+
+    def hinge(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_min(0) if self.power == 1 else x.clamp_min(0) ** self.power
+
+    def all_pairs_loss(self, embeddings: torch.Tensor, dist: torch.Tensor, labels: torch.Tensor,
+                       ref_labels: torch.Tensor | None) -> torch.Tensor:
+        """Every pair of the batch, on the (N, M) matrix with masks: the same value as gathering the
+        pairs, without gathering (and scattering back in backward) a million entries at B=1024."""
+        positive, negative = label_masks(labels, ref_labels)
+        count_pos, count_neg = positive.sum(), negative.sum()
+        if count_pos + count_neg == 0:
+            return self.empty_loss(embeddings, "the batch has no pair")
+        pos_losses = self.hinge(dist - self.pos_margin) * positive
+        neg_losses = self.hinge(self.margin - dist) * negative
+        if self.reduction == "mean_nonzero":
+            return pos_losses.sum() / (pos_losses > 0).sum().clamp_min(1) + \
+                neg_losses.sum() / (neg_losses > 0).sum().clamp_min(1)
+        total = pos_losses.sum() + neg_losses.sum()
+        return total if self.reduction == "sum" else total / (count_pos + count_neg)
