@@ -91,9 +91,10 @@ class NPairsLoss(BaseLoss):
         if len(pairs.anchor_pos) == 0:
             return self.empty_loss(embeddings, "the batch has no positive pair")
         anchor, positive = first_pair_per_label(pairs, labels)
-        # Rows whose label no anchor has can only be negatives (hard negatives of a triplet).
-        extra_negatives = ref_embeddings[~torch.isin(ref_labels, labels)]
-        candidates = torch.cat([ref_embeddings[positive], extra_negatives])  # (K + E, D)
+        candidates = ref_embeddings[positive]  # (K, D)
+        if not same_set:
+            # Rows whose label no anchor has can only be negatives (hard negatives of a triplet).
+            candidates = torch.cat([candidates, ref_embeddings[~torch.isin(ref_labels, labels)]])  # (K + E, D)
         if len(candidates) < 2:
             return self.empty_loss(embeddings, "one pair and no negative: N-pairs needs two classes")
         anchors = embeddings[anchor]  # (K, D)

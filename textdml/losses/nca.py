@@ -89,18 +89,16 @@ class NCALoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        closeness = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
-        if not self.distance.higher_is_closer:
-            closeness = -closeness
-        logits = self.softmax_scale * closeness
-        positive = labels[:, None] == ref_labels[None, :]  # (N, M)
-        if positive.all():
+        if bool((labels == labels[0]).all()) and bool((ref_labels == labels[0]).all()):  # O(N), not O(N*M)
             return self.empty_loss(embeddings, "every pair is positive (one class)")
+        values = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
+        # One elementwise pass: scale and, for distances, negate.
+        logits = values * (self.softmax_scale if self.distance.higher_is_closer else -self.softmax_scale)
+        positive = labels[:, None] == ref_labels[None, :]  # (N, M)
         if same_set:
-            # A row is never its own neighbour.
-            eye = torch.eye(len(labels), dtype=torch.bool, device=logits.device)
-            logits = logits.masked_fill(eye, float("-inf"))
-            positive = positive & ~eye
+            # A row is never its own neighbour (in place: both tensors are fresh).
+            logits.fill_diagonal_(float("-inf"))
+            positive.fill_diagonal_(False)
         losses, has_positive = multi_positive_cross_entropy(logits, positive)
         if losses.numel() == 0:
             return self.empty_loss(embeddings, "no anchor has a positive in the batch")
