@@ -130,3 +130,18 @@ def test_matches_pml(case: str) -> None:
     ours.backward()
     theirs.backward()
     torch.testing.assert_close(ours_x.grad, pml_x.grad)
+
+
+def test_rows_whose_positive_probability_underflows_are_kept_exactly():
+    from textdml.losses.info_nce import multi_positive_cross_entropy
+    from textdml.losses.nca import positive_log_likelihood
+
+    logits = torch.tensor([[0.0, -200.0, 10.0], [1.0, 2.0, 3.0]], dtype=torch.float32)
+    positive = torch.tensor([[False, True, False], [True, False, False]])
+    losses, has_positive = positive_log_likelihood(logits, positive)
+    expected, _ = multi_positive_cross_entropy(logits, positive)
+    assert has_positive.all() and torch.isfinite(losses).all()
+    torch.testing.assert_close(losses, expected)  # row 0: exp(-210) underflows in float32
+    x = logits.clone().requires_grad_()
+    positive_log_likelihood(x, positive)[0].sum().backward()
+    assert torch.isfinite(x.grad).all()

@@ -9,6 +9,26 @@ from textdml.miners.base import PairIndices, TupleIndices
 from textdml.registry import LOSSES
 
 
+def positive_log_likelihood(logits: torch.Tensor, positive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row ``-log(sum of softmax(logits) over the positives)`` and the rows that have a positive.
+
+    Computed as one softmax and a masked sum (fewer passes over the (N, M) matrix than two
+    log-sum-exps); rows whose positive mass underflows to 0 take the log-sum-exp form instead, so
+    no row is lost (pytorch-metric-learning drops them).
+    """
+    has_positive = positive.any(dim=1)
+    mass = (logits.softmax(dim=1) * positive).sum(dim=1)  # (N,)
+    underflow = has_positive & (mass <= 0)
+    if bool(underflow.any()):
+        stable, _ = multi_positive_cross_entropy(logits[underflow], positive[underflow])
+        mass = mass.clone()
+        mass[underflow] = torch.exp(-stable).clamp_min(torch.finfo(mass.dtype).tiny)
+        losses = -mass.log()
+        losses[underflow] = stable
+        return losses[has_positive], has_positive
+    return -mass[has_positive].log(), has_positive
+
+
 def row_weights(
     indices: TupleIndices | None, num_rows: int, same_set: bool, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
@@ -99,7 +119,7 @@ class NCALoss(BaseLoss):
             # A row is never its own neighbour (in place: both tensors are fresh).
             logits.fill_diagonal_(float("-inf"))
             positive.fill_diagonal_(False)
-        losses, has_positive = multi_positive_cross_entropy(logits, positive)
+        losses, has_positive = positive_log_likelihood(logits, positive)
         if losses.numel() == 0:
             return self.empty_loss(embeddings, "no anchor has a positive in the batch")
         weights = row_weights(indices, len(embeddings), same_set, losses.dtype, losses.device)
