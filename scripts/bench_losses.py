@@ -1,12 +1,21 @@
 """Losses and miners: textdml vs pytorch-metric-learning (PML), same embeddings, same settings.
 
-Losses are timed forward + backward, miners mining only; the median of a few repeats after a
-warm-up, for each (batch, dim). Labels give 8 rows per class (an m-per-class batch). Prints a table
-of milliseconds and the speed-up (PML time / textdml time: above 1 means textdml is faster).
+Every loss and miner that PML also has (SPECS below, with the settings the parity tests use) is
+timed on the same random embeddings and labels: losses forward + backward, miners mining only.
+The two run interleaved after a warm-up, so that load from other jobs hits both alike, and the
+median of the repeats is reported, with the speed-up PML ms / textdml ms (above 1: textdml is
+faster). Labels give 8 rows per class (an m-per-class batch) unless a spec says otherwise.
 
-    python scripts/bench_losses.py            # B in (256, 1024), D in (384, 768)
-    python scripts/bench_losses.py --quick    # B=256, D=384
-    python scripts/bench_losses.py --only arc_face --device cuda
+    python scripts/bench_losses.py                  # B in (256, 1024), D in (384, 768): a few minutes
+    python scripts/bench_losses.py --quick          # B=256, D=384
+    python scripts/bench_losses.py --only arc_face --only hdc --device cuda
+
+``--only NAME`` matches a spec's name, its name without the ``miner:`` prefix, or the part before
+the brackets (``--only arc_face`` runs both ArcFace rows). A PML call slower than SLOW_PML_MS is
+timed once, and PML is not run at a larger size where its time at the previous size, scaled by
+(batch ratio)^2, passes SLOW_PML_MS: its tuplet margin, lifted structure and NT-Xent losses and its
+angular miner loop in Python and take seconds at B=256 (NT-Xent takes 50 s at B=1024).
+Not compared (PML has no counterpart): center, clip, siglip losses; the maximum_loss miner.
 """
 
 from __future__ import annotations
@@ -19,105 +28,123 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from pytorch_metric_learning import distances as pml_distances
-from pytorch_metric_learning import losses as pml_losses
+from pytorch_metric_learning import losses as pml
 from pytorch_metric_learning import miners as pml_miners
 
 import textdml.losses as ours
 import textdml.miners as our_miners
 
-ROWS_PER_CLASS = 8  # rows per class in a batch
-PEER_BUDGET_MS = 1500.0  # PML slower than this at the smallest batch is not run at larger ones
+SLOW_PML_MS = 1000.0  # a PML call expected to be slower than this is not run, one this slow is timed once
+SIZES = [(256, 384), (256, 768), (1024, 384), (1024, 768)]  # (batch, dim), smallest first
+
+Factory = Callable[[int, int], torch.nn.Module]  # (num_classes, dim) -> loss or miner
 
 
 @dataclass
 class Spec:
+    """One comparison: our module and PML's, built with the same settings."""
+
     name: str
-    ours: Callable[[int, int], torch.nn.Module]  # (num_classes, dim) -> module
-    theirs: Callable[[int, int], torch.nn.Module]
-    kind: str = "loss"  # "loss", "class_loss" (own weights, copied from PML), "miner"
+    ours: Factory
+    theirs: Factory
+    miner: bool = False
+    pml_weight: str | None = None  # PML's class-weight attribute, copied into our ``weight``
+    transposed: bool = False  # PML stores that weight as (D, rows), ours is (rows, D)
+    rows_per_class: int = 8
+    warmup: int = 3  # calls before timing (a cross-batch memory is filled first)
 
 
-def copy_class_weights(our_loss: torch.nn.Module, pml_loss: torch.nn.Module) -> None:
-    """Same class weights in both (PML stores them as (D, C) ``W`` or (C, D) proxies)."""
-    theirs = next(iter(pml_loss.parameters())).detach()
-    ours_weight = next(iter(our_loss.parameters()))
-    with torch.no_grad():
-        ours_weight.copy_(theirs if theirs.shape == ours_weight.shape else theirs.T)
+def contrastive_as_pml() -> ours.ContrastiveLoss:
+    """Our contrastive loss set up as PML's default one (margin 1, plain distance, mean of nonzero)."""
+    return ours.ContrastiveLoss(margin=1.0, distance="lp", power=1, reduction="mean_nonzero")
 
 
 SPECS = [
-    Spec("contrastive", lambda c, d: ours.ContrastiveLoss(margin=1.0, distance="lp", power=1, reduction="mean_nonzero"),
-         lambda c, d: pml_losses.ContrastiveLoss()),
-    Spec("triplet", lambda c, d: ours.TripletLoss(), lambda c, d: pml_losses.TripletMarginLoss()),
-    Spec("margin", lambda c, d: ours.MarginLoss(), lambda c, d: pml_losses.MarginLoss()),
-    Spec("tuplet_margin", lambda c, d: ours.TupletMarginLoss(), lambda c, d: pml_losses.TupletMarginLoss()),
-    Spec("angular", lambda c, d: ours.AngularLoss(), lambda c, d: pml_losses.AngularLoss()),
+    # pair and triplet losses
+    Spec("contrastive", lambda c, d: contrastive_as_pml(), lambda c, d: pml.ContrastiveLoss()),
+    Spec("triplet", lambda c, d: ours.TripletLoss(), lambda c, d: pml.TripletMarginLoss()),
+    Spec("margin", lambda c, d: ours.MarginLoss(), lambda c, d: pml.MarginLoss()),
+    Spec("tuplet_margin", lambda c, d: ours.TupletMarginLoss(), lambda c, d: pml.TupletMarginLoss()),
+    Spec("angular", lambda c, d: ours.AngularLoss(), lambda c, d: pml.AngularLoss()),
     Spec("n_pairs", lambda c, d: ours.NPairsLoss(distance="cosine_similarity", l2_reg=0.0),
-         lambda c, d: pml_losses.NPairsLoss()),
-    Spec("lifted_structure", lambda c, d: ours.LiftedStructureLoss(), lambda c, d: pml_losses.LiftedStructureLoss()),
+         lambda c, d: pml.NPairsLoss()),
+    Spec("lifted_structure", lambda c, d: ours.LiftedStructureLoss(), lambda c, d: pml.LiftedStructureLoss()),
     Spec("generalized_lifted_structure", lambda c, d: ours.GeneralizedLiftedStructureLoss(),
-         lambda c, d: pml_losses.GeneralizedLiftedStructureLoss(neg_margin=1, pos_margin=0)),
-    Spec("nca", lambda c, d: ours.NCALoss(), lambda c, d: pml_losses.NCALoss()),
-    Spec("multi_similarity", lambda c, d: ours.MultiSimilarityLoss(), lambda c, d: pml_losses.MultiSimilarityLoss()),
-    Spec("ntxent", lambda c, d: ours.NTXentLoss(temperature=0.07), lambda c, d: pml_losses.NTXentLoss(0.07)),
-    Spec("supervised_contrastive", lambda c, d: ours.SupervisedContrastiveLoss(temperature=0.1),
-         lambda c, d: pml_losses.SupConLoss(0.1)),
-    Spec("circle", lambda c, d: ours.CircleLoss(), lambda c, d: pml_losses.CircleLoss()),
-    Spec("large_margin_softmax", lambda c, d: ours.LargeMarginSoftmaxLoss(num_classes=c, embedding_size=d),
-         lambda c, d: pml_losses.LargeMarginSoftmaxLoss(c, d), "class_loss"),
-    Spec("sphere_face", lambda c, d: ours.SphereFaceLoss(num_classes=c, embedding_size=d),
-         lambda c, d: pml_losses.SphereFaceLoss(c, d), "class_loss"),
-    Spec("cos_face", lambda c, d: ours.CosFaceLoss(num_classes=c, embedding_size=d),
-         lambda c, d: pml_losses.CosFaceLoss(c, d), "class_loss"),
-    Spec("arc_face", lambda c, d: ours.ArcFaceLoss(num_classes=c, embedding_size=d, margin=math.radians(28.6)),
-         lambda c, d: pml_losses.ArcFaceLoss(c, d, margin=28.6), "class_loss"),
-    Spec("norm_softmax", lambda c, d: ours.NormSoftmaxLoss(num_classes=c, embedding_size=d),
-         lambda c, d: pml_losses.NormalizedSoftmaxLoss(c, d), "class_loss"),
-    Spec("proxy_nca", lambda c, d: ours.ProxyNCALoss(num_classes=c, embedding_size=d),
-         lambda c, d: pml_losses.ProxyNCALoss(c, d), "class_loss"),
-    Spec("proxy_anchor", lambda c, d: ours.ProxyAnchorLoss(num_classes=c, embedding_size=d),
-         lambda c, d: pml_losses.ProxyAnchorLoss(c, d), "class_loss"),
-    Spec("soft_triple", lambda c, d: ours.SoftTripleLoss(num_classes=c, embedding_size=d, tau=0.0),
-         lambda c, d: pml_losses.SoftTripleLoss(c, d), "class_loss"),
-    Spec("miner:triplet_margin(semihard)", lambda c, d: our_miners.TripletMarginMiner(0.2, "semihard"),
-         lambda c, d: pml_miners.TripletMarginMiner(0.2, type_of_triplets="semihard"), "miner"),
+         lambda c, d: pml.GeneralizedLiftedStructureLoss()),
+    Spec("nca", lambda c, d: ours.NCALoss(), lambda c, d: pml.NCALoss()),
+    Spec("multi_similarity", lambda c, d: ours.MultiSimilarityLoss(), lambda c, d: pml.MultiSimilarityLoss()),
+    Spec("circle", lambda c, d: ours.CircleLoss(), lambda c, d: pml.CircleLoss()),
+    # softmax over the batch; InfoNCE equals NT-Xent when each row has exactly one positive
+    Spec("info_nce", lambda c, d: ours.InfoNCELoss(temperature=0.07), lambda c, d: pml.NTXentLoss(0.07),
+         rows_per_class=2),
+    Spec("ntxent", lambda c, d: ours.NTXentLoss(0.07), lambda c, d: pml.NTXentLoss(0.07)),
+    Spec("supervised_contrastive", lambda c, d: ours.SupervisedContrastiveLoss(0.1), lambda c, d: pml.SupConLoss(0.1)),
+    # wrappers
+    Spec("cross_batch_memory(contrastive)", lambda c, d: ours.CrossBatchMemory(contrastive_as_pml(), d, 1024),
+         lambda c, d: pml.CrossBatchMemory(pml.ContrastiveLoss(), d, 1024), warmup=4),
+    Spec("multiple_losses", lambda c, d: ours.MultipleLosses([contrastive_as_pml(), ours.MultiSimilarityLoss()]),
+         lambda c, d: pml.MultipleLosses([pml.ContrastiveLoss(), pml.MultiSimilarityLoss()])),
+    # class-level losses (one or a few vectors per class, PML's copied into ours)
+    Spec("large_margin_softmax", lambda c, d: ours.LargeMarginSoftmaxLoss(c, d),
+         lambda c, d: pml.LargeMarginSoftmaxLoss(c, d), pml_weight="W", transposed=True),
+    Spec("sphere_face", lambda c, d: ours.SphereFaceLoss(c, d), lambda c, d: pml.SphereFaceLoss(c, d),
+         pml_weight="W", transposed=True),
+    Spec("cos_face", lambda c, d: ours.CosFaceLoss(c, d), lambda c, d: pml.CosFaceLoss(c, d),
+         pml_weight="W", transposed=True),
+    Spec("arc_face", lambda c, d: ours.ArcFaceLoss(c, d, margin=math.radians(28.6)),
+         lambda c, d: pml.ArcFaceLoss(c, d, margin=28.6), pml_weight="W", transposed=True),
+    Spec("arc_face(sub_centers=3)", lambda c, d: ours.ArcFaceLoss(c, d, margin=math.radians(28.6), sub_centers=3),
+         lambda c, d: pml.SubCenterArcFaceLoss(num_classes=c, embedding_size=d, margin=28.6, sub_centers=3), pml_weight="W", transposed=True),
+    Spec("norm_softmax", lambda c, d: ours.NormSoftmaxLoss(c, d), lambda c, d: pml.NormalizedSoftmaxLoss(c, d),
+         pml_weight="W", transposed=True),
+    Spec("proxy_nca", lambda c, d: ours.ProxyNCALoss(c, d), lambda c, d: pml.ProxyNCALoss(c, d),
+         pml_weight="proxies"),
+    Spec("proxy_anchor", lambda c, d: ours.ProxyAnchorLoss(c, d), lambda c, d: pml.ProxyAnchorLoss(c, d),
+         pml_weight="proxies"),
+    Spec("soft_triple", lambda c, d: ours.SoftTripleLoss(c, d, tau=0.0), lambda c, d: pml.SoftTripleLoss(c, d),
+         pml_weight="fc", transposed=True),
+    # miners
+    *[
+        Spec(f"miner:triplet_margin({kind})", lambda c, d, kind=kind: our_miners.TripletMarginMiner(0.2, kind),
+             lambda c, d, kind=kind: pml_miners.TripletMarginMiner(0.2, type_of_triplets=kind), miner=True)
+        for kind in ("all", "hard", "semihard", "easy")
+    ],
+    Spec("miner:batch_all", lambda c, d: our_miners.BatchAllMiner(0.2),
+         lambda c, d: pml_miners.TripletMarginMiner(0.2, type_of_triplets="all"), miner=True),
     Spec("miner:batch_hard", lambda c, d: our_miners.BatchHardMiner(), lambda c, d: pml_miners.BatchHardMiner(),
-         "miner"),
+         miner=True),
     Spec("miner:batch_easy_hard", lambda c, d: our_miners.BatchEasyHardMiner(),
-         lambda c, d: pml_miners.BatchEasyHardMiner(), "miner"),
+         lambda c, d: pml_miners.BatchEasyHardMiner(), miner=True),
     Spec("miner:angular", lambda c, d: our_miners.AngularMiner(20.0), lambda c, d: pml_miners.AngularMiner(20),
-         "miner"),
+         miner=True),
     Spec("miner:distance_weighted", lambda c, d: our_miners.DistanceWeightedMiner(0.5, 1.4),
-         lambda c, d: pml_miners.DistanceWeightedMiner(0.5, 1.4), "miner"),
-    Spec("miner:hdc", lambda c, d: our_miners.HDCMiner(0.5), lambda c, d: pml_miners.HDCMiner(0.5), "miner"),
+         lambda c, d: pml_miners.DistanceWeightedMiner(0.5, 1.4), miner=True),
+    Spec("miner:hdc", lambda c, d: our_miners.HDCMiner(0.5), lambda c, d: pml_miners.HDCMiner(0.5), miner=True),
     Spec("miner:multi_similarity", lambda c, d: our_miners.MultiSimilarityMiner(0.1),
-         lambda c, d: pml_miners.MultiSimilarityMiner(0.1), "miner"),
+         lambda c, d: pml_miners.MultiSimilarityMiner(0.1), miner=True),
     Spec("miner:pair_margin", lambda c, d: our_miners.PairMarginMiner(0.2, 0.8),
-         lambda c, d: pml_miners.PairMarginMiner(0.2, 0.8), "miner"),
+         lambda c, d: pml_miners.PairMarginMiner(0.2, 0.8), miner=True),
 ]
-del pml_distances  # imported so that PML's distance registry is loaded before timing
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+def matches(spec: Spec, wanted: list[str] | None) -> bool:
+    if not wanted:
+        return True
+    short = spec.name.removeprefix("miner:")
+    return any(name in (spec.name, short, short.split("(")[0]) for name in wanted)
 
 
-def time_call(step: Callable[[], None], device: str, repeats: int) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        start = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+def build_pair(spec: Spec, num_classes: int, dim: int, device: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    mine, theirs = spec.ours(num_classes, dim).to(device), spec.theirs(num_classes, dim).to(device)
+    if spec.pml_weight is not None:
+        their_weight = getattr(theirs, spec.pml_weight).detach()
+        with torch.no_grad():
+            mine.weight.copy_(their_weight.T if spec.transposed else their_weight)
+    return mine, theirs
 
 
-def make_step(module: torch.nn.Module, kind: str, embeddings: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
-    if kind == "miner":
+def make_step(module: torch.nn.Module, spec: Spec, embeddings: torch.Tensor, labels: torch.Tensor) -> Callable:
+    if spec.miner:
         return lambda: module(embeddings, labels)
 
     def step() -> None:
@@ -127,47 +154,80 @@ def make_step(module: torch.nn.Module, kind: str, embeddings: torch.Tensor, labe
     return step
 
 
+def timed(step: Callable, device: str) -> float:
+    """Milliseconds of one call, the device synchronised before and after."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000
+
+
+def compare(our_step: Callable, their_step: Callable, spec: Spec, device: str, repeats: int) -> tuple[float, float, int]:
+    """Median ms of ours and of PML's, interleaved; returns (ours, PML, PML repeats)."""
+    our_warm = min(timed(our_step, device) for _ in range(spec.warmup))
+    their_warm = timed(their_step, device)
+    if their_warm > SLOW_PML_MS:
+        # Seconds per call: the first-call overhead is noise, and more runs would cost minutes.
+        return statistics.median(timed(our_step, device) for _ in range(repeats)), their_warm, 1
+    their_warm = min([their_warm] + [timed(their_step, device) for _ in range(spec.warmup - 1)])
+    # Short calls are noisier: give them more repeats (still well under a second in all).
+    repeats = max(repeats, min(25, int(200 / max(our_warm + their_warm, 1e-3))))
+    our_times, their_times = [], []
+    for _ in range(repeats):
+        our_times.append(timed(our_step, device))
+        their_times.append(timed(their_step, device))
+    return statistics.median(our_times), statistics.median(their_times), repeats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="B=256, D=384 only")
-    parser.add_argument("--only", action="append", help="a spec name (repeatable)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", action="append", metavar="NAME", help="a spec name (repeatable)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=7, help="at least this many timed runs per side")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sizes = [(256, 384)] if args.quick else [(256, 384), (256, 768), (1024, 384), (1024, 768)]
-    specs = [s for s in SPECS if not args.only or s.name in args.only or s.name.removeprefix("miner:") in args.only]
-    print(f"device={args.device} threads={torch.get_num_threads()} repeats={args.repeats} "
-          f"({ROWS_PER_CLASS} rows per class)\n")
-    print(f"{'name':<32}{'B':>6}{'D':>6}{'textdml ms':>12}{'PML ms':>10}{'speed-up':>10}")
-    slower: list[str] = []
-    slow_peer: dict[str, float] = {}  # the slowest PML time seen per spec, to skip hopeless larger runs
+    sizes = SIZES[:1] if args.quick else SIZES
+    specs = [spec for spec in SPECS if matches(spec, args.only)]
+    if not specs:
+        parser.error(f"no spec matches {args.only}; names: {', '.join(s.name for s in SPECS)}")
+
+    print(f"device={args.device} threads={torch.get_num_threads()} median of >= {args.repeats} interleaved runs\n")
+    print(f"{'name':<34}{'B':>6}{'D':>6}{'textdml ms':>12}{'PML ms':>10}{'speed-up':>10}")
+    slower, started = [], time.perf_counter()
     for spec in specs:
+        last_pml: tuple[float, int, int] | None = None  # PML's (ms, batch, dim) at the previous size
         for batch, dim in sizes:
             generator = torch.Generator().manual_seed(0)
             embeddings = torch.randn(batch, dim, generator=generator).to(args.device)
-            labels = (torch.arange(batch) // ROWS_PER_CLASS).to(args.device)
-            num_classes = batch // ROWS_PER_CLASS
-            mine, theirs = spec.ours(num_classes, dim).to(args.device), spec.theirs(num_classes, dim).to(args.device)
-            if spec.kind == "class_loss":
-                copy_class_weights(mine, theirs)
-            ours_ms = time_call(make_step(mine, spec.kind, embeddings, labels), args.device, args.repeats)
-            if slow_peer.get(spec.name, 0) > PEER_BUDGET_MS and batch > min(b for b, _ in sizes):
-                print(f"{spec.name:<32}{batch:>6}{dim:>6}{ours_ms:>12.2f}{'skipped':>10}  (PML took "
-                      f"{slow_peer[spec.name] / 1000:.1f} s at the smaller batch)", flush=True)
+            labels = (torch.arange(batch) // spec.rows_per_class).to(args.device)
+            mine, theirs = build_pair(spec, batch // spec.rows_per_class, dim, args.device)
+            our_step, their_step = make_step(mine, spec, embeddings, labels), make_step(theirs, spec, embeddings, labels)
+            row = f"{spec.name:<34}{batch:>6}{dim:>6}"
+            expected_pml_ms = last_pml[0] * (batch / last_pml[1]) ** 2 if last_pml else 0.0
+            if expected_pml_ms > SLOW_PML_MS:
+                our_ms = statistics.median(timed(our_step, args.device) for _ in range(args.repeats))
+                took = f"{last_pml[0] / 1000:.2f} s at B={last_pml[1]} D={last_pml[2]}"
+                print(f"{row}{our_ms:>12.2f}{'skipped':>10}   PML: ~{expected_pml_ms / 1000:.1f} s expected ({took})",
+                      flush=True)
                 continue
             try:
-                pml_ms = time_call(make_step(theirs, spec.kind, embeddings, labels), args.device, args.repeats)
-            except RuntimeError as err:  # e.g. PML's tuplet margin loss asks for 30 GB at B=1024
-                print(f"{spec.name:<32}{batch:>6}{dim:>6}{ours_ms:>12.2f}{'failed':>10}  ({str(err)[:60]})", flush=True)
+                our_ms, their_ms, their_runs = compare(our_step, their_step, spec, args.device, args.repeats)
+            except torch.OutOfMemoryError as err:
+                print(f"{row}{'out of memory':>28}   {str(err)[:60]}", flush=True)
                 continue
-            slow_peer[spec.name] = max(slow_peer.get(spec.name, 0), pml_ms)
-            speedup = pml_ms / ours_ms
+            last_pml = (their_ms, batch, dim)
+            note = "   (PML: 1 run)" if their_runs == 1 else ""
+            speedup = their_ms / our_ms
             if speedup < 0.95:
-                slower.append(f"{spec.name} B={batch} D={dim}")
-            print(f"{spec.name:<32}{batch:>6}{dim:>6}{ours_ms:>12.2f}{pml_ms:>10.2f}{speedup:>9.2f}x", flush=True)
+                slower.append(f"{spec.name} B={batch} D={dim} ({speedup:.2f}x)")
+            print(f"{row}{our_ms:>12.2f}{their_ms:>10.2f}{speedup:>9.2f}x{note}", flush=True)
     print(f"\nslower than PML (speed-up < 0.95): {', '.join(slower) if slower else 'none'}")
+    print(f"total {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

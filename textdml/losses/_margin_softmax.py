@@ -200,6 +200,8 @@ class CosineSoftmaxLoss(ClassLevelLoss):
     def class_cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Cosine of every embedding to every class -> (N, C)."""
         cos = cosine_to_rows(embeddings, self.weight)  # (N, C * K)
+        if self.centers_per_class == 1:
+            return cos  # nothing to pool (and a max over an axis of one is not free)
         return self.pool_centers(cos.view(len(embeddings), self.num_classes, self.centers_per_class))
 
     def pool_centers(self, cos: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,8 @@ import torch.nn.functional as F
 
 from textdml.distances import CosineSimilarityDistance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
-from textdml.losses.ops import masked_logsumexp, pair_masks
-from textdml.miners.base import TupleIndices, to_pairs
+from textdml.losses.ops import masked_logsumexp, mined_pair_masks
+from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 
@@ -74,13 +74,13 @@ class CircleLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        pairs = to_pairs(indices, labels, None if same_set else ref_labels)
         sim = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
-        positive, negative = pair_masks(pairs, sim.shape, sim.device)
+        positive, negative = mined_pair_masks(indices, labels, None if same_set else ref_labels, sim.shape)
         valid = positive.any(dim=1) & negative.any(dim=1)  # (N,)
         if not valid.any():
             return self.empty_loss(embeddings, "no anchor has both a positive and a negative")
-        sim, positive, negative = sim[valid], positive[valid], negative[valid]
+        if not valid.all():  # (usually every row is valid: no copy of the (N, M) matrices then)
+            sim, positive, negative = sim[valid], positive[valid], negative[valid]
         # The optima are 1 + m (positives) and -m (negatives); the decision margins 1 - m and m.
         pos_weight = (1 + self.m - sim.detach()).clamp_min(0)
         neg_weight = (sim.detach() + self.m).clamp_min(0)

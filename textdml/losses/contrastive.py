@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.ops import pair_values
 from textdml.miners.base import TupleIndices, label_masks, to_pairs
 from textdml.registry import LOSSES
 
@@ -89,8 +91,8 @@ class ContrastiveLoss(BaseLoss):
         pairs = to_pairs(indices, labels, None if same_set else ref_labels)
         if len(pairs) == 0:
             return self.empty_loss(embeddings, "the batch has no pair")
-        pos_losses = self.hinge(dist[pairs.anchor_pos, pairs.positive] - self.pos_margin)
-        neg_losses = self.hinge(self.margin - dist[pairs.anchor_neg, pairs.negative])
+        pos_losses = self.hinge(pair_values(dist, pairs.anchor_pos, pairs.positive) - self.pos_margin)
+        neg_losses = self.hinge(self.margin - pair_values(dist, pairs.anchor_neg, pairs.negative))
         if self.reduction == "mean_nonzero":
             return reduce_losses(pos_losses, "mean_nonzero", embeddings) + reduce_losses(
                 neg_losses, "mean_nonzero", embeddings
@@ -98,20 +100,23 @@ class ContrastiveLoss(BaseLoss):
         return reduce_losses(torch.cat([pos_losses, neg_losses]), self.reduction, embeddings)
 
     def hinge(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp_min(0) if self.power == 1 else x.clamp_min(0) ** self.power
+        # relu, as PML: its backward is one fused kernel, faster than clamp_min's.
+        return F.relu(x) if self.power == 1 else F.relu(x) ** self.power
 
     def all_pairs_loss(self, embeddings: torch.Tensor, dist: torch.Tensor, labels: torch.Tensor,
                        ref_labels: torch.Tensor | None) -> torch.Tensor:
         """Every pair of the batch, on the (N, M) matrix with masks: the same value as gathering the
         pairs, without gathering (and scattering back in backward) a million entries at B=1024."""
         positive, negative = label_masks(labels, ref_labels)
-        count_pos, count_neg = positive.sum(), negative.sum()
-        if count_pos + count_neg == 0:
+        if not (positive.any() or negative.any()):
             return self.empty_loss(embeddings, "the batch has no pair")
-        pos_losses = self.hinge(dist - self.pos_margin) * positive
-        neg_losses = self.hinge(self.margin - dist) * negative
+        # Mask before the hinge (hinge(0) = 0) and count with count_nonzero(): a product with the
+        # mask or a sum of booleans would first convert a (N, M) boolean matrix to floats.
+        pos_losses = self.hinge(torch.where(positive, dist - self.pos_margin, 0.0))
+        neg_losses = self.hinge(torch.where(negative, self.margin - dist, 0.0))
         if self.reduction == "mean_nonzero":
-            return pos_losses.sum() / (pos_losses > 0).sum().clamp_min(1) + \
-                neg_losses.sum() / (neg_losses > 0).sum().clamp_min(1)
+            return pos_losses.sum() / torch.count_nonzero(pos_losses).clamp_min(1) + \
+                neg_losses.sum() / torch.count_nonzero(neg_losses).clamp_min(1)
         total = pos_losses.sum() + neg_losses.sum()
-        return total if self.reduction == "sum" else total / (count_pos + count_neg)
+        count = torch.count_nonzero(positive) + torch.count_nonzero(negative)
+        return total if self.reduction == "sum" else total / count

@@ -4,8 +4,8 @@ import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
-from textdml.losses.ops import masked_logsumexp, pair_masks
-from textdml.miners.base import TupleIndices, to_pairs
+from textdml.losses.ops import masked_logsumexp, mined_pair_masks
+from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 
@@ -80,13 +80,14 @@ class GeneralizedLiftedStructureLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        pairs = to_pairs(indices, labels, None if same_set else ref_labels)
         dist = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
-        positive, negative = pair_masks(pairs, dist.shape, dist.device)
+        positive, negative = mined_pair_masks(indices, labels, None if same_set else ref_labels, dist.shape)
         valid = positive.any(dim=1) & negative.any(dim=1)  # (N,)
         if not valid.any():
             return self.empty_loss(embeddings, "no anchor has both a positive and a negative")
+        if not valid.all():  # (usually every row is valid: no copy of the (N, M) matrices then)
+            dist, positive, negative = dist[valid], positive[valid], negative[valid]
         # distance.margin(x, y) is how much closer x is than y.
-        pos_terms = masked_logsumexp(self.distance.margin(self.pos_margin, dist)[valid], positive[valid])
-        neg_terms = masked_logsumexp(self.distance.margin(dist, self.neg_margin)[valid], negative[valid])
+        pos_terms = masked_logsumexp(self.distance.margin(self.pos_margin, dist), positive)
+        neg_terms = masked_logsumexp(self.distance.margin(dist, self.neg_margin), negative)
         return reduce_losses((pos_terms + neg_terms).clamp_min(0), self.reduction, embeddings)

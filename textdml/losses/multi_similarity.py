@@ -4,8 +4,8 @@ import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
-from textdml.losses.ops import log1p_sum_exp, pair_masks
-from textdml.miners.base import TupleIndices, to_pairs
+from textdml.losses.ops import log1p_sum_exp, mined_pair_masks
+from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 
@@ -88,11 +88,11 @@ class MultiSimilarityLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        pairs = to_pairs(indices, labels, None if same_set else ref_labels)
-        if len(pairs) == 0:
+        shape = (len(embeddings), len(ref_embeddings))
+        positive, negative = mined_pair_masks(indices, labels, None if same_set else ref_labels, shape)
+        if not (positive.any() or negative.any()):
             return self.empty_loss(embeddings, "the batch has no pair")
         values = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
-        positive, negative = pair_masks(pairs, values.shape, values.device)
         # margin(x, y) > 0 when x is the closer: positives pay for being farther than base,
         # negatives for being closer than it, whatever the distance kind.
         pos_losses = log1p_sum_exp(self.alpha * self.distance.margin(self.base, values), positive) / self.alpha

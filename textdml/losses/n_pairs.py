@@ -5,13 +5,25 @@ import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, DotProductDistance, as_distance
 from textdml.losses.base import BaseLoss
-from textdml.miners.base import PairIndices, TupleIndices, to_pairs
+from textdml.miners.base import TupleIndices, label_masks, to_pairs
 from textdml.registry import LOSSES
 
 
-def first_pair_per_label(pairs: PairIndices, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def positive_pairs(
+    indices: TupleIndices | None, labels: torch.Tensor, ref_labels: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(anchor, positive)`` of the mined positive pairs, or of every positive pair in the batch."""
+    if indices is None:
+        # Straight from the label mask: listing the (far more numerous) negative pairs is wasted here.
+        return torch.where(label_masks(labels, ref_labels)[0])
+    pairs = to_pairs(indices, labels, ref_labels)
+    return pairs.anchor_pos, pairs.positive
+
+
+def first_pair_per_label(
+    anchor: torch.Tensor, positive: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(anchors, positives)``: the first positive pair of each anchor label, in label order."""
-    anchor, positive = pairs.anchor_pos, pairs.positive
     unique_labels, label_slot = torch.unique(labels[anchor], return_inverse=True)
     order = torch.arange(len(anchor), device=anchor.device)
     first = torch.full((len(unique_labels),), len(anchor), device=anchor.device)
@@ -87,10 +99,10 @@ class NPairsLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        pairs = to_pairs(indices, labels, None if same_set else ref_labels)
-        if len(pairs.anchor_pos) == 0:
+        anchor, positive = positive_pairs(indices, labels, None if same_set else ref_labels)
+        if len(anchor) == 0:
             return self.empty_loss(embeddings, "the batch has no positive pair")
-        anchor, positive = first_pair_per_label(pairs, labels)
+        anchor, positive = first_pair_per_label(anchor, positive, labels)
         candidates = ref_embeddings[positive]  # (K, D)
         if not same_set:
             # Rows whose label no anchor has can only be negatives (hard negatives of a triplet).

@@ -4,8 +4,8 @@ import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
-from textdml.losses.ops import masked_logsumexp, pair_masks
-from textdml.miners.base import TupleIndices, to_pairs
+from textdml.losses.ops import masked_logsumexp, mined_pair_masks
+from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 
@@ -78,14 +78,14 @@ class SupervisedContrastiveLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        pairs = to_pairs(indices, labels, None if same_set else ref_labels)
-        if len(pairs.anchor_pos) == 0:
+        shape = (len(embeddings), len(ref_embeddings))
+        positive, negative = mined_pair_masks(indices, labels, None if same_set else ref_labels, shape)
+        if not positive.any():
             return self.empty_loss(embeddings, "the batch has no positive pair")
-        if len(pairs.anchor_neg) == 0:
+        if not negative.any():
             return self.empty_loss(embeddings, "the batch has no negative pair")
         values = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
         logits = (values if self.distance.higher_is_closer else -values) / self.temperature
-        positive, negative = pair_masks(pairs, logits.shape, logits.device)
         log_prob = logits - masked_logsumexp(logits, positive | negative)[:, None]  # (N, M)
         # masked_fill, not a product: log_prob is +inf on rows that have no pair at all.
         pos_log_prob_sum = log_prob.masked_fill(~positive, 0.0).sum(dim=1)

@@ -10,9 +10,13 @@ from textdml.registry import MINERS
 
 
 def hardest_fraction(values: torch.Tensor, fraction: float, largest: bool) -> torch.Tensor:
-    """Positions of the ``ceil(fraction * len)`` largest (or smallest) values."""
+    """Boolean mask of the ``ceil(fraction * len)`` largest (or smallest) values."""
     k = math.ceil(fraction * len(values))
-    return torch.topk(values, k=k, largest=largest).indices
+    # An unsorted top-k is several times faster than a sorted one (k is half a million pairs at
+    # B=1024); the mask keeps the kept pairs in batch order.
+    keep = torch.zeros_like(values, dtype=torch.bool)
+    keep[torch.topk(values, k=k, largest=largest, sorted=False).indices] = True
+    return keep
 
 
 @MINERS.register("hdc")
