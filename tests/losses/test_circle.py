@@ -3,19 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from pair_checks import LABELS, REF_LABELS, randn
 from pytorch_metric_learning import losses as pml_losses
 
-from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.circle import CircleLoss
 from textdml.miners.base import PairIndices, all_pairs
-from textdml.registry import LOSSES
-
-LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])
-REF_LABELS = torch.tensor([0, 1, 1, 2, 3, 3, 4])
-
-
-def randn(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def mined_pairs(labels: torch.Tensor, seed: int = 0) -> PairIndices:
@@ -79,42 +71,6 @@ def test_gradient_matches_finite_differences_with_weights_held_constant() -> Non
         numerical[index] = (frozen(x.detach() + step) - frozen(x.detach() - step)) / (2 * eps)
     numerical = numerical.view_as(x)
     torch.testing.assert_close(x.grad, numerical, rtol=1e-5, atol=1e-7)
-
-
-def test_direction_closer_positives_lower_the_loss() -> None:
-    centres, noise = randn(4, 16), randn(8, 16, seed=1)
-    loss_fn = CircleLoss()
-    assert loss_fn(centres[LABELS] + 0.3 * noise, LABELS) < loss_fn(centres[LABELS] + 1.0 * noise, LABELS)
-
-
-def test_bfloat16_close_to_float32() -> None:
-    x = randn(8, 16).float()
-    full, half = CircleLoss()(x, LABELS), CircleLoss()(x.bfloat16(), LABELS)
-    assert half.dtype == torch.float32 and torch.isfinite(half)
-    torch.testing.assert_close(half, full, rtol=5e-2, atol=5e-2)
-
-
-@pytest.mark.parametrize(
-    "labels", [torch.zeros(6, dtype=torch.long), torch.arange(6)], ids=["one_class", "no_positive"]
-)
-def test_degenerate_batch_warns_and_is_zero(labels: torch.Tensor) -> None:
-    x = randn(6, 4).requires_grad_()
-    with pytest.warns(DegenerateBatchWarning):
-        loss = CircleLoss()(x, labels)
-    assert loss.item() == 0
-    loss.backward()
-    assert torch.all(x.grad == 0)
-
-
-def test_identical_embeddings_give_finite_loss_and_gradient() -> None:
-    x = torch.ones(6, 4, requires_grad=True)
-    loss = CircleLoss()(x, torch.tensor([0, 0, 1, 1, 2, 2]))
-    loss.backward()
-    assert torch.isfinite(loss) and loss > 0 and torch.isfinite(x.grad).all()
-
-
-def test_registered() -> None:
-    assert LOSSES.get("circle") is CircleLoss
 
 
 @pytest.mark.parametrize("case", ["same_set", "ref", "mined"])

@@ -10,7 +10,6 @@ from torch import nn
 from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.clip import CLIP_LOGIT_SCALE, ClipLoss
 from textdml.losses.info_nce import InfoNCELoss
-from textdml.registry import LOSSES
 
 
 def naive_clip(images, texts, labels=None, text_labels=None, logit_scale=CLIP_LOGIT_SCALE):
@@ -40,11 +39,6 @@ def naive_clip(images, texts, labels=None, text_labels=None, logit_scale=CLIP_LO
 def pairs(n: int, m: int | None = None, dim: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, dim, generator=gen), torch.randn(m or n, dim, generator=gen)
-
-
-def test_registered():
-    assert LOSSES.get("clip") is ClipLoss
-    assert ClipLoss.input_kinds == ("image_text",)
 
 
 @pytest.mark.parametrize("extra_texts", [0, 3])

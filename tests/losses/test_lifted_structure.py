@@ -3,34 +3,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from pair_checks import LABELS, REF_LABELS, mined_pairs, randn
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
-from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.lifted_structure import LiftedStructureLoss
-from textdml.miners.base import PairIndices, all_pairs
-from textdml.registry import LOSSES
-
-LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])
-REF_LABELS = torch.tensor([0, 1, 1, 2, 3, 3, 4])
-
-
-def randn(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def mined_pairs(labels: torch.Tensor, seed: int = 0) -> PairIndices:
-    """A random subset of all pairs that keeps one positive and one negative for every anchor."""
-    pairs = all_pairs(labels)
-    generator = torch.Generator().manual_seed(seed)
-
-    def keep(anchor: torch.Tensor) -> torch.Tensor:
-        first_of_anchor = torch.ones(len(anchor), dtype=torch.bool)
-        first_of_anchor[1:] = anchor[1:] != anchor[:-1]
-        return (torch.rand(len(anchor), generator=generator) < 0.5) | first_of_anchor
-
-    pos, neg = keep(pairs.anchor_pos), keep(pairs.anchor_neg)
-    return PairIndices(pairs.anchor_pos[pos], pairs.positive[pos], pairs.anchor_neg[neg], pairs.negative[neg])
 
 
 def euclidean(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -69,45 +46,9 @@ def test_matches_naive_reference(use_ref: bool) -> None:
         torch.testing.assert_close(got, want)
 
 
-def test_direction_closer_positives_lower_the_loss() -> None:
-    centres, noise = randn(4, 16), randn(8, 16, seed=1)
-    loss_fn = LiftedStructureLoss()
-    assert loss_fn(centres[LABELS] + 0.3 * noise, LABELS) < loss_fn(centres[LABELS] + 1.0 * noise, LABELS)
-
-
-def test_bfloat16_close_to_float32() -> None:
-    x = randn(8, 16).float()
-    full, half = LiftedStructureLoss()(x, LABELS), LiftedStructureLoss()(x.bfloat16(), LABELS)
-    assert half.dtype == torch.float32 and torch.isfinite(half)
-    torch.testing.assert_close(half, full, rtol=5e-2, atol=5e-2)
-
-
 def test_gradcheck() -> None:
     x = randn(6, 4).requires_grad_()
     assert torch.autograd.gradcheck(lambda e: LiftedStructureLoss()(e, torch.tensor([0, 0, 1, 1, 2, 2])), (x,))
-
-
-@pytest.mark.parametrize(
-    "labels", [torch.zeros(6, dtype=torch.long), torch.arange(6)], ids=["one_class", "no_positive"]
-)
-def test_degenerate_batch_warns_and_is_zero(labels: torch.Tensor) -> None:
-    x = randn(6, 4).requires_grad_()
-    with pytest.warns(DegenerateBatchWarning):
-        loss = LiftedStructureLoss()(x, labels)
-    assert loss.item() == 0
-    loss.backward()
-    assert torch.all(x.grad == 0)
-
-
-def test_identical_embeddings_give_finite_loss_and_gradient() -> None:
-    x = torch.ones(6, 4, requires_grad=True)
-    loss = LiftedStructureLoss()(x, torch.tensor([0, 0, 1, 1, 2, 2]))
-    loss.backward()
-    assert torch.isfinite(loss) and loss > 0 and torch.isfinite(x.grad).all()
-
-
-def test_registered() -> None:
-    assert LOSSES.get("lifted_structure") is LiftedStructureLoss
 
 
 @pytest.mark.parametrize("mined", [False, True])

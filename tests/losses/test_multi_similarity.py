@@ -62,16 +62,6 @@ def test_moving_positives_closer_lowers_the_loss():
     assert values[0] > values[1] > values[2]
 
 
-def test_bfloat16_close_to_float32():
-    torch.manual_seed(0)
-    x, labels = torch.randn(12, 16), torch.randint(0, 4, (12,))
-    x16 = x.bfloat16().requires_grad_()
-    value16 = MultiSimilarityLoss()(x16, labels)
-    value16.backward()
-    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
-    torch.testing.assert_close(value16, MultiSimilarityLoss()(x, labels), rtol=0.05, atol=0.02)
-
-
 @pytest.mark.parametrize("distance", [None, "lp"])
 def test_gradcheck(distance):
     torch.manual_seed(0)
@@ -96,13 +86,6 @@ def test_one_sided_batches_still_train(labels):
     value = MultiSimilarityLoss()(x, torch.tensor(labels))
     value.backward()
     assert torch.isfinite(value) and value > 0 and torch.isfinite(x.grad).all()
-
-
-def test_identical_embeddings_are_finite():
-    x = torch.ones(6, 4, requires_grad=True)
-    value = MultiSimilarityLoss(distance="lp")(x, torch.tensor([0, 0, 1, 1, 2, 2]))
-    value.backward()
-    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
 
 
 @pytest.mark.parametrize("use_ref", [False, True])

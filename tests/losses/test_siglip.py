@@ -11,7 +11,6 @@ from torch import nn
 
 from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.siglip import SIGLIP_LOGIT_SCALE, SigLipLoss
-from textdml.registry import LOSSES
 
 W = 2
 
@@ -39,11 +38,6 @@ def loss_and_grads(loss_fn, images, texts, *params, **kwargs):
     value = loss_fn(images, ref_embeddings=texts, **kwargs)
     value.backward()
     return value, [images.grad, texts.grad] + [p.grad for p in params]
-
-
-def test_registered():
-    assert LOSSES.get("siglip") is SigLipLoss
-    assert SigLipLoss.input_kinds == ("image_text",)
 
 
 @pytest.mark.parametrize("extra_texts", [0, 3])

@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from pair_checks import clustered_batch, some_pairs
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
-from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.ntxent import NTXentLoss
 from textdml.losses.supervised_contrastive import SupervisedContrastiveLoss
-from textdml.miners.base import PairIndices, all_pairs
+from textdml.miners.base import PairIndices
 
 
 def naive_supcon(x, labels, ref=None, ref_labels=None, temperature=0.1):
@@ -26,17 +26,6 @@ def naive_supcon(x, labels, ref=None, ref_labels=None, temperature=0.1):
         log_denominator = torch.logsumexp(torch.stack([logits[j] for j in others]), dim=0)
         anchor_losses.append(-torch.stack([logits[p] - log_denominator for p in positives]).mean())
     return torch.stack(anchor_losses).mean()
-
-
-def some_pairs(labels, ref_labels=None) -> PairIndices:
-    pairs = all_pairs(labels, ref_labels)
-    return PairIndices(pairs.anchor_pos[::2], pairs.positive[::2], pairs.anchor_neg[::3], pairs.negative[::3])
-
-
-def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    return torch.eye(3, 6)[labels] + noise * torch.randn(9, 6, generator=gen), labels
 
 
 @pytest.mark.parametrize("use_ref", [False, True])
@@ -61,16 +50,6 @@ def test_moving_positives_closer_lowers_the_loss():
     assert values[0] > values[1] > values[2]
 
 
-def test_bfloat16_close_to_float32():
-    torch.manual_seed(0)
-    x, labels = torch.randn(12, 16), torch.randint(0, 4, (12,))
-    x16 = x.bfloat16().requires_grad_()
-    value16 = SupervisedContrastiveLoss()(x16, labels)
-    value16.backward()
-    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
-    torch.testing.assert_close(value16, SupervisedContrastiveLoss()(x, labels), rtol=0.05, atol=0.05)
-
-
 @pytest.mark.parametrize("distance", [None, "lp"])
 def test_gradcheck(distance):
     torch.manual_seed(0)
@@ -78,22 +57,6 @@ def test_gradcheck(distance):
     labels = torch.tensor([0, 0, 0, 1, 1, 2])
     loss = SupervisedContrastiveLoss(0.5, distance=distance)
     assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
-
-
-@pytest.mark.parametrize("labels", [[0, 1, 2, 3], [0, 0, 0, 0]], ids=["no_positive", "one_class"])
-def test_degenerate_batches_warn(labels):
-    x = torch.randn(4, 5, requires_grad=True)
-    with pytest.warns(DegenerateBatchWarning):
-        value = SupervisedContrastiveLoss()(x, torch.tensor(labels))
-    value.backward()
-    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
-
-
-def test_identical_embeddings_are_finite():
-    x = torch.ones(6, 4, requires_grad=True)
-    value = SupervisedContrastiveLoss(distance="lp")(x, torch.tensor([0, 0, 1, 1, 2, 2]))
-    value.backward()
-    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
 
 
 def test_mined_rows_without_pairs_are_finite():
