@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, randn
+from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, randn
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.circle import CircleLoss
@@ -76,19 +76,7 @@ def test_gradient_matches_finite_differences_with_weights_held_constant() -> Non
 @pytest.mark.parametrize("case", ["same_set", "ref", "mined"])
 def test_matches_pml(case: str) -> None:
     x = randn(8, 5)
-    ref = randn(7, 5, seed=1) if case == "ref" else None
-    ours_fn, pml_fn = CircleLoss(m=0.4, gamma=80.0), pml_losses.CircleLoss(m=0.4, gamma=80.0)
-    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
-    if case == "ref":
-        ours = ours_fn(ours_x, LABELS, ref_embeddings=ref, ref_labels=REF_LABELS)
-        theirs = pml_fn(pml_x, LABELS, ref_emb=ref, ref_labels=REF_LABELS)
-    else:
-        indices = mined_pairs(LABELS) if case == "mined" else None
-        pml_indices = (
-            None if indices is None else (indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative)
-        )
-        ours, theirs = ours_fn(ours_x, LABELS, indices=indices), pml_fn(pml_x, LABELS, indices_tuple=pml_indices)
-    torch.testing.assert_close(ours, theirs)
-    ours.backward()
-    theirs.backward()
-    torch.testing.assert_close(ours_x.grad, pml_x.grad)
+    kwargs = dict(ref=randn(7, 5, seed=1), ref_labels=REF_LABELS) if case == "ref" else {}
+    indices = mined_pairs(LABELS) if case == "mined" else None
+    assert_same_loss_and_gradient(CircleLoss(m=0.4, gamma=80.0), pml_losses.CircleLoss(m=0.4, gamma=80.0), x, LABELS,
+                                  indices=indices, **kwargs)

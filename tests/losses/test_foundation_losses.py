@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, randn
+from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, randn
 from pytorch_metric_learning import losses as pml_losses
 from sentence_transformers.sentence_transformer import losses as st_losses
 from torch import nn
@@ -217,14 +217,6 @@ def test_triplet_matches_st_triplet(metric: str) -> None:
 # --- pytorch-metric-learning parity --------------------------------------------------------------
 
 
-def as_pml(indices: PairIndices | TripletIndices | None) -> tuple[torch.Tensor, ...] | None:
-    if indices is None:
-        return None
-    if isinstance(indices, TripletIndices):
-        return indices.anchor, indices.positive, indices.negative
-    return indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative
-
-
 def subset(indices: PairIndices | TripletIndices, seed: int = 0) -> PairIndices | TripletIndices:
     generator = torch.Generator().manual_seed(seed)
     if isinstance(indices, TripletIndices):
@@ -233,16 +225,6 @@ def subset(indices: PairIndices | TripletIndices, seed: int = 0) -> PairIndices 
     pos = torch.rand(len(indices.anchor_pos), generator=generator) < 0.5
     neg = torch.rand(len(indices.anchor_neg), generator=generator) < 0.5
     return PairIndices(indices.anchor_pos[pos], indices.positive[pos], indices.anchor_neg[neg], indices.negative[neg])
-
-
-def assert_same_loss_and_gradient(ours_fn, pml_fn, x, labels, ref=None, ref_labels=None, indices=None) -> None:
-    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ours = ours_fn(ours_x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
-    theirs = pml_fn(pml_x, labels, indices_tuple=as_pml(indices), ref_emb=ref, ref_labels=ref_labels)
-    torch.testing.assert_close(ours, theirs)
-    ours.backward()
-    theirs.backward()
-    torch.testing.assert_close(ours_x.grad, pml_x.grad)
 
 
 @pytest.mark.parametrize("use_ref", [False, True])

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, mined_pairs, randn
+from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, mined_pairs, randn
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
@@ -54,27 +54,14 @@ def test_gradcheck() -> None:
 
 @pytest.mark.parametrize("case", ["same_set", "ref", "mined", "cosine"])
 def test_matches_pml(case: str) -> None:
-    x = randn(8, 5)
-    ref = randn(7, 5, seed=1) if case == "ref" else None
     cosine = case == "cosine"
     margins = dict(neg_margin=0.3, pos_margin=0.9) if cosine else dict(neg_margin=1.0, pos_margin=0.1)
     ours_fn = GeneralizedLiftedStructureLoss(**margins, distance="cosine_similarity" if cosine else None)
-    pml_kwargs = {"distance": pml_distances.CosineSimilarity()} if cosine else {}
-    pml_fn = pml_losses.GeneralizedLiftedStructureLoss(**margins, **pml_kwargs)
-    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    pml_fn = pml_losses.GeneralizedLiftedStructureLoss(
+        **margins, **({"distance": pml_distances.CosineSimilarity()} if cosine else {})
+    )
     if case == "ref":
-        ours = ours_fn(ours_x, LABELS, ref_embeddings=ref, ref_labels=REF_LABELS)
-        theirs = pml_fn(pml_x, LABELS, ref_emb=ref, ref_labels=REF_LABELS)
+        assert_same_loss_and_gradient(ours_fn, pml_fn, randn(8, 5), LABELS, randn(7, 5, seed=1), REF_LABELS)
     else:
         indices = mined_pairs(PML_LABELS) if case == "mined" else None
-        pml_indices = (
-            None if indices is None else (indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative)
-        )
-        ours, theirs = (
-            ours_fn(ours_x, PML_LABELS, indices=indices),
-            pml_fn(pml_x, PML_LABELS, indices_tuple=pml_indices),
-        )
-    torch.testing.assert_close(ours, theirs)
-    ours.backward()
-    theirs.backward()
-    torch.testing.assert_close(ours_x.grad, pml_x.grad)
+        assert_same_loss_and_gradient(ours_fn, pml_fn, randn(8, 5), PML_LABELS, indices=indices)

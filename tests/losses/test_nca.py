@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, randn
+from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, randn
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
@@ -76,17 +76,10 @@ def test_matches_pml(case: str) -> None:
         indices = random_subset(all_pairs(LABELS, ref_labels))
     elif case == "mined_triplets":
         indices = random_subset(all_triplets(LABELS))
-    pml_indices = None if indices is None else tuple(getattr(indices, f) for f in indices.__dataclass_fields__)
     cosine = case == "cosine"
     ours_fn = NCALoss(softmax_scale=2.0, distance="cosine_similarity" if cosine else None)
     pml_fn = pml_losses.NCALoss(softmax_scale=2.0, **({"distance": pml_distances.CosineSimilarity()} if cosine else {}))
-    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ours = ours_fn(ours_x, LABELS, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
-    theirs = pml_fn(pml_x, LABELS, indices_tuple=pml_indices, ref_emb=ref, ref_labels=ref_labels)
-    torch.testing.assert_close(ours, theirs)
-    ours.backward()
-    theirs.backward()
-    torch.testing.assert_close(ours_x.grad, pml_x.grad)
+    assert_same_loss_and_gradient(ours_fn, pml_fn, x, LABELS, ref, ref_labels, indices)
 
 
 def test_rows_whose_positive_probability_underflows_are_kept_exactly():

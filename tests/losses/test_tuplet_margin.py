@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, mined_pairs, randn
+from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, mined_pairs, randn
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.tuplet_margin import TupletMarginLoss
@@ -52,17 +52,8 @@ def test_gradcheck() -> None:
 @pytest.mark.parametrize("case", ["same_set", "ref", "mined"])
 def test_matches_pml(case: str) -> None:
     x = randn(8, 5)
-    ref = randn(7, 5, seed=1) if case == "ref" else None
-    ours_fn, pml_fn = TupletMarginLoss(margin=5.73, scale=16.0), pml_losses.TupletMarginLoss(margin=5.73, scale=16.0)
-    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
-    if case == "ref":
-        ours = ours_fn(ours_x, LABELS, ref_embeddings=ref, ref_labels=REF_LABELS)
-        theirs = pml_fn(pml_x, LABELS, ref_emb=ref, ref_labels=REF_LABELS)
-    else:
-        mined = mined_pairs(LABELS) if case == "mined" else None
-        pml_mined = None if mined is None else (mined.anchor_pos, mined.positive, mined.anchor_neg, mined.negative)
-        ours, theirs = ours_fn(ours_x, LABELS, indices=mined), pml_fn(pml_x, LABELS, indices_tuple=pml_mined)
-    torch.testing.assert_close(ours, theirs)
-    ours.backward()
-    theirs.backward()
-    torch.testing.assert_close(ours_x.grad, pml_x.grad)
+    kwargs = dict(ref=randn(7, 5, seed=1), ref_labels=REF_LABELS) if case == "ref" else {}
+    indices = mined_pairs(LABELS) if case == "mined" else None
+    assert_same_loss_and_gradient(TupletMarginLoss(margin=5.73, scale=16.0),
+                                  pml_losses.TupletMarginLoss(margin=5.73, scale=16.0), x, LABELS, indices=indices,
+                                  **kwargs)
