@@ -9,6 +9,7 @@ from textdml.losses.clip import ClipLoss
 from textdml.losses.contrastive import ContrastiveLoss
 from textdml.losses.cos_face import CosFaceLoss
 from textdml.losses.cross_batch_memory import CrossBatchMemory
+from textdml.losses.fast_ap import FastAPLoss
 from textdml.losses.generalized_lifted_structure import GeneralizedLiftedStructureLoss
 from textdml.losses.info_nce import InfoNCELoss
 from textdml.losses.large_margin_softmax import LargeMarginSoftmaxLoss
@@ -23,6 +24,7 @@ from textdml.losses.ntxent import NTXentLoss
 from textdml.losses.proxy_anchor import ProxyAnchorLoss
 from textdml.losses.proxy_nca import ProxyNCALoss
 from textdml.losses.siglip import SigLipLoss
+from textdml.losses.smooth_ap import SmoothAPLoss
 from textdml.losses.soft_triple import SoftTripleLoss
 from textdml.losses.sphere_face import SphereFaceLoss
 from textdml.losses.supervised_contrastive import SupervisedContrastiveLoss
@@ -40,6 +42,7 @@ __all__ = [
     "CosFaceLoss",
     "CrossBatchMemory",
     "DegenerateBatchWarning",
+    "FastAPLoss",
     "GeneralizedLiftedStructureLoss",
     "InfoNCELoss",
     "LargeMarginSoftmaxLoss",
@@ -54,6 +57,7 @@ __all__ = [
     "ProxyAnchorLoss",
     "ProxyNCALoss",
     "SigLipLoss",
+    "SmoothAPLoss",
     "SoftTripleLoss",
     "SphereFaceLoss",
     "SupervisedContrastiveLoss",
