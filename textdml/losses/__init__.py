@@ -11,7 +11,9 @@ from textdml.losses.cos_face import CosFaceLoss
 from textdml.losses.cross_batch_memory import CrossBatchMemory
 from textdml.losses.fast_ap import FastAPLoss
 from textdml.losses.generalized_lifted_structure import GeneralizedLiftedStructureLoss
+from textdml.losses.histogram import HistogramLoss
 from textdml.losses.info_nce import InfoNCELoss
+from textdml.losses.instance import InstanceLoss
 from textdml.losses.large_margin_softmax import LargeMarginSoftmaxLoss
 from textdml.losses.lifted_structure import LiftedStructureLoss
 from textdml.losses.margin import MarginLoss
@@ -44,7 +46,9 @@ __all__ = [
     "DegenerateBatchWarning",
     "FastAPLoss",
     "GeneralizedLiftedStructureLoss",
+    "HistogramLoss",
     "InfoNCELoss",
+    "InstanceLoss",
     "LargeMarginSoftmaxLoss",
     "LiftedStructureLoss",
     "MarginLoss",
