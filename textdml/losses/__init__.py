@@ -14,6 +14,7 @@ from textdml.losses.generalized_lifted_structure import GeneralizedLiftedStructu
 from textdml.losses.histogram import HistogramLoss
 from textdml.losses.info_nce import InfoNCELoss
 from textdml.losses.instance import InstanceLoss
+from textdml.losses.intra_pair_variance import IntraPairVarianceLoss
 from textdml.losses.large_margin_softmax import LargeMarginSoftmaxLoss
 from textdml.losses.lifted_structure import LiftedStructureLoss
 from textdml.losses.margin import MarginLoss
@@ -49,6 +50,7 @@ __all__ = [
     "HistogramLoss",
     "InfoNCELoss",
     "InstanceLoss",
+    "IntraPairVarianceLoss",
     "LargeMarginSoftmaxLoss",
     "LiftedStructureLoss",
     "MarginLoss",
