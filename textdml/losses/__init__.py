@@ -17,6 +17,7 @@ from textdml.losses.instance import InstanceLoss
 from textdml.losses.intra_pair_variance import IntraPairVarianceLoss
 from textdml.losses.large_margin_softmax import LargeMarginSoftmaxLoss
 from textdml.losses.lifted_structure import LiftedStructureLoss
+from textdml.losses.manifold import ManifoldLoss
 from textdml.losses.margin import MarginLoss
 from textdml.losses.multi_similarity import MultiSimilarityLoss
 from textdml.losses.multiple_losses import MultipleLosses
@@ -53,6 +54,7 @@ __all__ = [
     "IntraPairVarianceLoss",
     "LargeMarginSoftmaxLoss",
     "LiftedStructureLoss",
+    "ManifoldLoss",
     "MarginLoss",
     "MultiSimilarityLoss",
     "MultipleLosses",
