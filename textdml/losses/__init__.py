@@ -25,6 +25,7 @@ from textdml.losses.n_pairs import NPairsLoss
 from textdml.losses.nca import NCALoss
 from textdml.losses.norm_softmax import NormSoftmaxLoss
 from textdml.losses.ntxent import NTXentLoss
+from textdml.losses.p2s_grad import P2SGradLoss
 from textdml.losses.proxy_anchor import ProxyAnchorLoss
 from textdml.losses.proxy_nca import ProxyNCALoss
 from textdml.losses.siglip import SigLipLoss
@@ -62,6 +63,7 @@ __all__ = [
     "NPairsLoss",
     "NTXentLoss",
     "NormSoftmaxLoss",
+    "P2SGradLoss",
     "ProxyAnchorLoss",
     "ProxyNCALoss",
     "SigLipLoss",
