@@ -9,10 +9,20 @@ from textdml.registry import LOSSES
 
 
 def first_row_of_label(labels: torch.Tensor, ref_labels: torch.Tensor) -> torch.Tensor:
-    """For each label, the first row of ``ref_labels`` that carries it -> (N,); -1 where none does."""
-    match = labels[:, None] == ref_labels[None, :]  # (N, M)
-    # argmax returns the first maximum: the first matching column.
-    return torch.where(match.any(dim=1), match.to(torch.uint8).argmax(dim=1), -1)
+    """For each label, the first row of ``ref_labels`` that carries it -> (N,); -1 where none does.
+
+    Sorting the labels costs O((N + M) log M), where comparing every label with every ref label
+    costs O(N M).
+    """
+    if len(ref_labels) == 0:
+        return torch.full_like(labels, -1, dtype=torch.long)
+    values, inverse = torch.unique(ref_labels, return_inverse=True)  # values sorted
+    rows = torch.arange(len(ref_labels), device=ref_labels.device)
+    first = torch.full_like(values, len(ref_labels), dtype=torch.long).scatter_reduce_(0, inverse, rows, "amin")
+    if labels is ref_labels:
+        return first[inverse]
+    slot = torch.searchsorted(values, labels).clamp_max(len(values) - 1)
+    return torch.where(values[slot] == labels, first[slot], -1)
 
 
 @LOSSES.register("instance")

@@ -3,8 +3,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from textdml.losses._margin_softmax import ClassLevelLoss, cosine_to_rows
+from textdml.losses._margin_softmax import ClassLevelLoss
 from textdml.registry import LOSSES
+
+# A zero row has no direction: its cosines are 0 (as F.normalize gives), not 0 / 0.
+NORM_EPS = 1e-12
 
 
 @LOSSES.register("p2s_grad")
@@ -61,8 +64,11 @@ class P2SGradLoss(ClassLevelLoss):
         self.weight = torch.nn.Parameter(F.normalize(weight, dim=1))
 
     def class_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.to(embeddings.dtype)
+        # Dividing the (N, C) products by the norms is cheaper than normalising the (N, D) rows.
+        norms = embeddings.norm(dim=1).clamp_min(NORM_EPS)[:, None] * weight.norm(dim=1).clamp_min(NORM_EPS)
         # Clamped as the original: a cosine past +-1 by rounding must not pull further.
-        cos = cosine_to_rows(embeddings, self.weight).clamp(-1, 1)  # (N, C)
+        cos = (embeddings @ weight.T / norms).clamp(-1, 1)  # (N, C)
         return F.mse_loss(cos, F.one_hot(labels, self.num_classes).to(cos.dtype))
 
     def extra_repr(self) -> str:
