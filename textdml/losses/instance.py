@@ -71,7 +71,7 @@ class InstanceLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled", "image_text")
+    input_kinds = ("pairs", "triplets", "labelled")
     citation = """@article{zheng2020dual,
   title={Dual-Path Convolutional Image-Text Embeddings with Instance Loss},
   author={Zheng, Zhedong and Zheng, Liang and Garrett, Michael and Yang, Yi and Xu, Mingliang and Shen, Yi-Dong},
