@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.miners.miner_checks import random_batch, random_ref_batch, unit
 from pytorch_metric_learning import losses as pml_losses
 
+from tests.miners.miner_checks import random_batch, random_ref_batch, unit
 from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.fast_ap import FastAPLoss
 

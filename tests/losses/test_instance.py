@@ -96,7 +96,9 @@ def test_empty_batch_and_no_target_warn_and_are_zero():
     assert value.item() == 0.0
     x = torch.randn(3, 4, requires_grad=True)
     with pytest.warns(DegenerateBatchWarning, match="reference rows"):
-        value = InstanceLoss()(x, torch.tensor([0, 1, 2]), ref_embeddings=torch.randn(2, 4), ref_labels=torch.tensor([5, 6]))
+        value = InstanceLoss()(
+            x, torch.tensor([0, 1, 2]), ref_embeddings=torch.randn(2, 4), ref_labels=torch.tensor([5, 6])
+        )
     value.backward()
     assert value.item() == 0.0 and torch.isfinite(x.grad).all()
 

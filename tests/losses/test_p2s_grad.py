@@ -45,8 +45,10 @@ def test_moving_rows_toward_their_class_lowers_the_loss():
     loss = build()
     embeddings, labels = labelled_rows(dtype=torch.float32)
     targets = loss.weight.detach()[labels]
-    values = [loss(torch.nn.functional.normalize(embeddings, dim=1) + pull * targets, labels).item()
-              for pull in (0.0, 0.5, 2.0)]
+    values = [
+        loss(torch.nn.functional.normalize(embeddings, dim=1) + pull * targets, labels).item()
+        for pull in (0.0, 0.5, 2.0)
+    ]
     assert values[0] > values[1] > values[2]
 
 

@@ -69,8 +69,10 @@ class IntraPairVarianceLoss(BaseLoss):
     ):
         super().__init__()
         if reduction == "none":
-            raise ValueError("IntraPairVarianceLoss: reduction 'none' has no meaning for two sides of different sizes; "
-                             "use 'mean', 'sum' or 'mean_nonzero'")
+            raise ValueError(
+                "IntraPairVarianceLoss: reduction 'none' has no meaning for two sides of different sizes; "
+                "use 'mean', 'sum' or 'mean_nonzero'"
+            )
         self.pos_eps = pos_eps
         self.neg_eps = neg_eps
         self.distance = as_distance(distance, CosineSimilarityDistance())
