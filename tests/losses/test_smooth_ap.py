@@ -156,3 +156,16 @@ def test_pml_is_wrong_outside_its_layout_and_we_are_not():
     # The same rows shuffled give the same loss here, as they should.
     order = torch.randperm(24, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(SmoothAPLoss(0.1, include_self=True)(x[order], labels[order]), expected)
+
+
+def test_blocks_of_anchors_match_one_block_forward_and_backward():
+    x, _ = random_batch(n=13, dim=6, seed=7)
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 0, 1, 2, 1, 0, 3, 3])  # one large class
+    whole, blocked = SmoothAPLoss(0.1), SmoothAPLoss(0.1)
+    blocked.max_block_elements = 40  # one anchor per block
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    value, expected = blocked(x1, labels), whole(x2, labels)
+    value.backward()
+    expected.backward()
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(x1.grad, x2.grad)

@@ -55,6 +55,8 @@ class HistogramLoss(BaseLoss):
         between two rows that both have no positive; here every negative pair counts (equal when
         every class has two rows). A similarity of exactly 1 goes to the last node (PML indexes
         past its histogram there).
+        Across devices the loss is a per-device estimate: this device's anchors against
+        every device's rows, not one statistic over the whole global batch.
 
     References:
         Ustinova and Lempitsky, "Learning Deep Embeddings with Histogram Loss", NeurIPS 2016.

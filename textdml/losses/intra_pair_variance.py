@@ -40,6 +40,8 @@ class IntraPairVarianceLoss(BaseLoss):
         Matches pytorch-metric-learning's IntraPairVarianceLoss: every ordered pair counts, a
         side without pairs adds 0, and a batch with at most one pair on each side gives 0 (with
         a warning).
+        Across devices the loss is a per-device estimate: this device's anchors against
+        every device's rows, not one statistic over the whole global batch.
 
     References:
         Yu and Tao, "Deep Metric Learning with Tuplet Margin Loss", ICCV 2019.

@@ -54,6 +54,8 @@ class SmoothAPLoss(BaseLoss):
     """
 
     input_kinds = ("pairs", "triplets", "labelled")
+    #: At most this many (anchor, positive, ranked row) comparisons are held at once (float32: 128 MB).
+    max_block_elements: int = 2**25
     citation = """@inproceedings{brown2020smooth,
   title={Smooth-AP: Smoothing the Path Towards Large-Scale Image Retrieval},
   author={Brown, Andrew and Xie, Weidi and Kalogeiton, Vicky and Zisserman, Andrew},
@@ -94,20 +96,36 @@ class SmoothAPLoss(BaseLoss):
         x = F.normalize(embeddings, dim=1)
         ref = F.normalize(ref_embeddings, dim=1)
         sim = x @ ref.T  # (N, M)
+        k = int(num_positives.max())
+        # The (rows, K, M) comparisons are built a block of anchors at a time, so that a batch
+        # with a large class (K near M) stays within a fixed memory budget.
+        rows = max(1, self.max_block_elements // (k * sim.shape[1]))
+        ap = torch.cat(
+            [
+                self.average_precision(
+                    sim[i : i + rows], positive[i : i + rows], ranked[i : i + rows], num_positives[i : i + rows]
+                )
+                for i in range(0, len(sim), rows)
+            ]
+        )
+        return reduce_losses(1 - ap, self.reduction, embeddings)
+
+    def average_precision(
+        self, sim: torch.Tensor, positive: torch.Tensor, ranked: torch.Tensor, num_positives: torch.Tensor
+    ) -> torch.Tensor:
+        """Smooth AP of each anchor (row) of ``sim`` (n, M), whose positives and ranked rows are masks."""
         # Each anchor's positive columns first (stable sort), padded to the largest count K.
         k = int(num_positives.max())
-        pos_columns = positive.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :k]  # (N, K)
-        pos_valid = torch.arange(k, device=sim.device)[None, :] < num_positives[:, None]  # (N, K)
-        pos_sim = sim.gather(1, pos_columns)  # (N, K)
+        pos_columns = positive.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, :k]  # (n, K)
+        pos_valid = torch.arange(k, device=sim.device)[None, :] < num_positives[:, None]  # (n, K)
+        pos_sim = sim.gather(1, pos_columns)  # (n, K)
         # above[i, p, j] ~ "row j ranks above positive p of anchor i".
-        above = torch.sigmoid((sim[:, None, :] - pos_sim[:, :, None]) / self.temperature)  # (N, K, M)
-        ranked_pos = ranked & positive
-        counts = torch.stack([ranked, ranked_pos], dim=2).to(sim.dtype)  # (N, M, 2)
+        above = torch.sigmoid((sim[:, None, :] - pos_sim[:, :, None]) / self.temperature)  # (n, K, M)
+        counts = torch.stack([ranked, ranked & positive], dim=2).to(sim.dtype)  # (n, M, 2)
         # Column j == p is counted by both sums as sigmoid(0) = 1/2 exactly (with a zero
         # gradient): adding 1/2, not 1, leaves a positive out of its own rank.
-        rank_all, rank_pos = (0.5 + torch.bmm(above, counts)).unbind(dim=2)  # (N, K) each
-        ap = torch.where(pos_valid, rank_pos / rank_all, 0.0).sum(dim=1) / num_positives
-        return reduce_losses(1 - ap, self.reduction, embeddings)
+        rank_all, rank_pos = (0.5 + torch.bmm(above, counts)).unbind(dim=2)  # (n, K) each
+        return torch.where(pos_valid, rank_pos / rank_all, 0.0).sum(dim=1) / num_positives
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, include_self={self.include_self}, reduction={self.reduction!r}"
