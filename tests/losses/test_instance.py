@@ -148,3 +148,11 @@ def test_pml_targets_unrelated_rows_in_other_layouts():
     expected = naive_instance(x, labels, gamma=16.0)
     assert math.isclose(InstanceLoss(16.0)(x, labels).item(), expected, rel_tol=1e-9)
     assert abs(pml_losses.InstanceLoss(gamma=16.0)(x, labels).item() - expected) > 1e-3
+
+
+def test_reductions_agree():
+    x, labels = image_then_captions(seed=4)
+    per_row = InstanceLoss(8.0, reduction="none")(x, labels)
+    assert per_row.shape == (len(x),)
+    torch.testing.assert_close(InstanceLoss(8.0)(x, labels), per_row.mean())
+    torch.testing.assert_close(InstanceLoss(8.0, reduction="sum")(x, labels), per_row.sum())
