@@ -123,6 +123,15 @@ def test_similarities_at_the_ends_are_finite(batch):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="n_bins"):
         HistogramLoss(n_bins=0)
+    with pytest.raises(ValueError, match="whole bins"):
+        HistogramLoss(delta=0.3)
+    with pytest.raises(ValueError, match="disagree"):
+        HistogramLoss(n_bins=10, delta=0.1)
+
+
+def test_delta_is_the_node_spacing():
+    assert HistogramLoss(delta=0.02).n_bins == 100 == HistogramLoss().n_bins
+    assert HistogramLoss(n_bins=20, delta=0.1).n_bins == 20
 
 
 @pytest.mark.parametrize("mined", [False, True])

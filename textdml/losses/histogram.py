@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -38,8 +40,9 @@ class HistogramLoss(BaseLoss):
     cumulative histogram of the positive pairs.
 
     Args:
-        n_bins: histogram intervals over [-1, 1] (100 as pytorch-metric-learning; the node
-            spacing is ``delta = 2 / n_bins``).
+        n_bins: histogram intervals over [-1, 1] (100 as pytorch-metric-learning).
+        delta: the node spacing ``2 / n_bins``, instead of ``n_bins`` (pytorch-metric-learning
+            takes either).
 
     Inputs:
         Labelled rows, pairs or triplets (pairs from their labels), or the tuples of a miner.
@@ -78,8 +81,17 @@ class HistogramLoss(BaseLoss):
   year={2016}
 }"""
 
-    def __init__(self, n_bins: int = 100):
+    def __init__(self, n_bins: int | None = None, delta: float | None = None):
         super().__init__()
+        if delta is not None:
+            if delta <= 0 or not math.isclose(2 / delta, round(2 / delta)):
+                raise ValueError(f"HistogramLoss: delta must divide 2 into whole bins (2 / n_bins), got {delta}")
+            if n_bins is not None and not math.isclose(delta, 2 / n_bins):
+                raise ValueError(
+                    f"HistogramLoss: n_bins={n_bins} and delta={delta} disagree; give one of them (delta = 2 / n_bins)"
+                )
+            n_bins = round(2 / delta)
+        n_bins = 100 if n_bins is None else n_bins
         if int(n_bins) != n_bins or n_bins < 1:
             raise ValueError(f"HistogramLoss: n_bins must be an integer >= 1, got {n_bins}")
         self.n_bins = int(n_bins)

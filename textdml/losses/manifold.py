@@ -54,7 +54,8 @@ class ManifoldLoss(ClassLevelLoss):
         (``parameter_groups``). The cost is an (N + K) x (N + K) matrix inverse.
 
     Conventions:
-        Matches pytorch-metric-learning's ManifoldLoss given the labels as its meta-classes
+        ``num_classes``, ``embedding_size`` and ``lambda_c`` are pytorch-metric-learning's ``K``,
+        ``l`` and ``lambdaC``. Matches PML's ManifoldLoss given the labels as its meta-classes
         (``indices_tuple``); PML's random meta-classes when none are given are not reproduced
         (labels are required). ``weight`` holds the proxies like PML's ``proxies``, ``N(0, 1)``
         initialised. ``lambda_c=inf`` gives the context term alone (PML multiplies it by inf).

@@ -34,8 +34,8 @@ class P2SGradLoss(ClassLevelLoss):
         (``parameter_groups``).
 
     Conventions:
-        ``weight`` is ``(num_classes, embedding_size)``, the transpose of pytorch-metric-learning's
-        ``weight``, initialised to unit rows as its. The class vectors are normalised inside the
+        ``embedding_size`` is pytorch-metric-learning's ``descriptors_dim``. ``weight`` is
+        ``(num_classes, embedding_size)``, the transpose of PML's, initialised to unit rows as its. The class vectors are normalised inside the
         graph, as the original code (Xin Wang's p2sgrad.py); PML renormalises them in place and
         leaves the norm out of the graph, so its weight gradient is ours plus a radial part (the
         embedding gradient and the loss are the same).
