@@ -137,6 +137,9 @@ def make_cases() -> dict[str, Case]:
         "fast_ap_pairs": pair_case(FastAPLoss(), [3, 3], with_negatives=True, seed=110),
         "smooth_ap_pairs": pair_case(SmoothAPLoss(temperature=0.1), [3, 3], with_negatives=True, seed=120),
         "instance_unequal_batches": pair_case(InstanceLoss(gamma=8.0), [2, 4], with_negatives=True, seed=130),
+        # Labelled rows: the trainer's tuples (every pair but self-comparisons) are the lists.
+        "fast_ap_labelled": labelled_case(FastAPLoss(), same_structure, seed=140, scale=1.0),
+        "smooth_ap_labelled": labelled_case(SmoothAPLoss(temperature=0.1), same_structure, seed=150, scale=1.0),
     }
 
 

@@ -7,10 +7,14 @@ from pytorch_metric_learning import losses as pml_losses
 from tests.miners.miner_checks import random_batch, random_ref_batch, unit
 from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.fast_ap import FastAPLoss
+from textdml.miners.base import PairIndices, all_pairs
 
 
-def naive_fast_ap(x, labels, ref=None, ref_labels=None, num_bins=10):
-    """FastAP one anchor, one bin and one reference row at a time (the paper's Eq. 11)."""
+def naive_fast_ap(x, labels, ref=None, ref_labels=None, num_bins=10, pairs=None):
+    """FastAP one anchor, one bin and one reference row at a time (the paper's Eq. 11).
+
+    ``pairs``: (positive pairs, negative pairs) as lists of (anchor, row), to rank only those.
+    """
     same_set = ref is None
     ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
     delta = 4.0 / num_bins
@@ -19,6 +23,9 @@ def naive_fast_ap(x, labels, ref=None, ref_labels=None, num_bins=10):
     for i in range(len(x)):
         others = [j for j in range(len(ref)) if not (same_set and i == j)]
         positives = [j for j in others if ref_labels[j] == labels[i]]
+        if pairs is not None:
+            positives = [j for a, j in pairs[0] if a == i]
+            others = positives + [j for a, j in pairs[1] if a == i]
         if not positives:
             continue
         dist = {j: ((unit(x[i]) - unit(ref[j])) ** 2).sum() for j in others}
@@ -108,11 +115,25 @@ def test_hard_batches_are_finite(batch):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="num_bins"):
         FastAPLoss(num_bins=0)
-    x, labels = random_batch()
-    with pytest.raises(ValueError, match="miner"):
-        from textdml.miners.base import all_pairs
 
-        FastAPLoss()(x, labels, indices=all_pairs(labels))
+
+@pytest.mark.parametrize("use_ref", [False, True])
+def test_every_pair_as_tuples_is_the_plain_loss(use_ref):
+    x, labels, ref, ref_labels = random_ref_batch()
+    ref, ref_labels = (ref, ref_labels) if use_ref else (None, None)
+    loss = FastAPLoss()
+    expected = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    got = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=all_pairs(labels, ref_labels))
+    torch.testing.assert_close(got, expected)
+
+
+def test_mined_tuples_restrict_each_list():
+    x, labels = random_batch(n=10, dim=5, num_classes=3)
+    every = all_pairs(labels)
+    mined = PairIndices(every.anchor_pos[::2], every.positive[::2], every.anchor_neg[::3], every.negative[::3])
+    pairs = tuple(list(zip(a.tolist(), b.tolist(), strict=True))
+                  for a, b in ((mined.anchor_pos, mined.positive), (mined.anchor_neg, mined.negative)))
+    torch.testing.assert_close(FastAPLoss()(x, labels, indices=mined), naive_fast_ap(x, labels, pairs=pairs))
 
 
 @pytest.mark.parametrize("num_bins", [10, 25])

@@ -7,16 +7,23 @@ from pytorch_metric_learning import losses as pml_losses
 from tests.miners.miner_checks import cosine, random_batch, random_ref_batch
 from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.smooth_ap import SmoothAPLoss
+from textdml.miners.base import PairIndices, all_pairs, all_triplets
 
 
-def naive_smooth_ap(x, labels, ref=None, ref_labels=None, temperature=0.01, include_self=False):
-    """Smooth-AP one anchor, one positive and one ranked row at a time (the paper's Eq. 6)."""
+def naive_smooth_ap(x, labels, ref=None, ref_labels=None, temperature=0.01, include_self=False, pairs=None):
+    """Smooth-AP one anchor, one positive and one ranked row at a time (the paper's Eq. 6).
+
+    ``pairs``: (positive pairs, negative pairs) as lists of (anchor, row), to rank only those.
+    """
     same_set = ref is None
     ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
     losses = []
     for i in range(len(x)):
         ranked = [j for j in range(len(ref)) if include_self or not (same_set and i == j)]
         positives = [j for j in ranked if ref_labels[j] == labels[i]]
+        if pairs is not None:
+            positives = [j for a, j in pairs[0] if a == i]
+            ranked = positives + [j for a, j in pairs[1] if a == i]
         if not positives:
             continue
         sim = {j: torch.nn.functional.cosine_similarity(x[i], ref[j], dim=0) for j in ranked}
@@ -169,3 +176,24 @@ def test_blocks_of_anchors_match_one_block_forward_and_backward():
     expected.backward()
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(x1.grad, x2.grad)
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+def test_every_pair_as_tuples_is_the_plain_loss(use_ref):
+    x, labels, ref, ref_labels = random_ref_batch()
+    ref, ref_labels = (ref, ref_labels) if use_ref else (None, None)
+    loss = SmoothAPLoss(0.1)
+    expected = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    for indices in (all_pairs(labels, ref_labels), all_triplets(labels, ref_labels)):
+        got = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
+        torch.testing.assert_close(got, expected)
+
+
+def test_mined_tuples_restrict_each_list():
+    x, labels = random_batch(n=10, dim=5, num_classes=3)
+    every = all_pairs(labels)
+    mined = PairIndices(every.anchor_pos[::2], every.positive[::2], every.anchor_neg[::3], every.negative[::3])
+    pairs = tuple(list(zip(a.tolist(), b.tolist(), strict=True))
+                  for a, b in ((mined.anchor_pos, mined.positive), (mined.anchor_neg, mined.negative)))
+    expected = naive_smooth_ap(x, labels, temperature=0.1, pairs=pairs)
+    torch.testing.assert_close(SmoothAPLoss(0.1)(x, labels, indices=mined), expected)

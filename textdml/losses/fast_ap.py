@@ -4,7 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
-from textdml.miners.base import TupleIndices, label_masks
+from textdml.losses.ops import mined_pair_masks
+from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 # Squared euclidean distances between unit vectors lie in [0, 4].
@@ -47,7 +48,8 @@ class FastAPLoss(BaseLoss):
 
     Inputs:
         Labelled rows, pairs or triplets (pairs from their labels). ``ref_embeddings`` are the
-        lists each anchor ranks (no self-match is left out there).
+        lists each anchor ranks (no self-match is left out there). Tuples from a miner (or the
+        trainer, across devices) restrict each anchor's list to its tuples' rows.
 
     Requirements:
         Several rows per class in a batch (an m-per-class sampler); large batches help, since
@@ -55,8 +57,9 @@ class FastAPLoss(BaseLoss):
 
     Conventions:
         Matches pytorch-metric-learning's FastAPLoss, whose distance is squared euclidean on
-        L2-normalised embeddings. Anchors without a positive are skipped. Mined tuples are
-        refused (PML reads them as per-anchor weights, which FastAP's paper has no use for).
+        L2-normalised embeddings. Anchors without a positive are skipped. Mined tuples choose
+        the pairs, as for every pair loss here; PML instead weights each anchor by how often it
+        appears in them.
 
     References:
         Cakir, He, Xia, Kulis, Sclaroff, "Deep Metric Learning to Rank", CVPR 2019.
@@ -70,6 +73,7 @@ class FastAPLoss(BaseLoss):
     """
 
     input_kinds = ("pairs", "triplets", "labelled")
+    accepts_indices = True
     citation = """@inproceedings{cakir2019deep,
   title={Deep Metric Learning to Rank},
   author={Cakir, Fatih and He, Kun and Xia, Xide and Kulis, Brian and Sclaroff, Stan},
@@ -93,7 +97,8 @@ class FastAPLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        positive, negative = label_masks(labels, None if same_set else ref_labels)  # (N, M) each
+        shape = (len(embeddings), len(ref_embeddings))
+        positive, negative = mined_pair_masks(indices, labels, None if same_set else ref_labels, shape)  # (N, M)
         num_positives = positive.sum(dim=1)  # (N,)
         has_positive = num_positives > 0
         if not has_positive.any():

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.ops import mined_pair_masks
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
@@ -22,14 +23,16 @@ class SmoothAPLoss(BaseLoss):
 
     Args:
         temperature: the sigmoid temperature ``t`` (0.01 in the paper and pytorch-metric-learning).
-        include_self: without ``ref_embeddings``, let each anchor rank itself too, as its own
-            first positive: the paper's code and pytorch-metric-learning do this. The default
-            leaves the anchor out of its own list, as every other loss of the catalogue.
+        include_self: without ``ref_embeddings`` or tuples, let each anchor rank itself too, as
+            its own first positive: the paper's code and pytorch-metric-learning do this. The
+            default leaves the anchor out of its own list, as every other loss of the catalogue.
         reduction: ``mean`` over the anchors with a positive, ``sum``, ``none`` or ``mean_nonzero``.
 
     Inputs:
         Labelled rows, pairs or triplets (pairs from their labels), in any order and with any
-        class sizes. ``ref_embeddings`` are the lists each anchor ranks.
+        class sizes. ``ref_embeddings`` are the lists each anchor ranks. Tuples from a miner (or
+        the trainer, across devices) restrict each anchor's list to its tuples' rows (PML instead
+        weights each anchor by how often it appears in them).
 
     Requirements:
         Several rows per class in a batch (an m-per-class sampler).
@@ -54,6 +57,7 @@ class SmoothAPLoss(BaseLoss):
     """
 
     input_kinds = ("pairs", "triplets", "labelled")
+    accepts_indices = True
     #: At most this many (anchor, positive, ranked row) comparisons are held at once (float32: 128 MB).
     max_block_elements: int = 2**25
     citation = """@inproceedings{brown2020smooth,
@@ -80,11 +84,16 @@ class SmoothAPLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        positive = labels[:, None] == ref_labels[None, :]  # (N, M)
-        ranked = torch.ones_like(positive)  # the rows each anchor ranks
-        if same_set and not self.include_self:
-            positive.fill_diagonal_(False)
-            ranked.fill_diagonal_(False)
+        if indices is not None:  # the tuples' pairs are the lists (the trainer's, across devices)
+            shape = (len(embeddings), len(ref_embeddings))
+            positive, negative = mined_pair_masks(indices, labels, None if same_set else ref_labels, shape)
+            ranked = positive | negative  # (N, M): the rows each anchor ranks
+        else:
+            positive = labels[:, None] == ref_labels[None, :]  # (N, M)
+            ranked = torch.ones_like(positive)
+            if same_set and not self.include_self:
+                positive.fill_diagonal_(False)
+                ranked.fill_diagonal_(False)
         num_positives = positive.sum(dim=1)  # (N,)
         has_positive = num_positives > 0
         if not has_positive.any():
