@@ -52,6 +52,7 @@ class Spec:
     transposed: bool = False  # PML stores that weight as (D, rows), ours is (rows, D)
     rows_per_class: int = 8
     warmup: int = 3  # calls before timing (a cross-batch memory is filled first)
+    pml_labels_as_indices: bool = False  # PML takes the labels as ``indices_tuple`` (its manifold loss)
 
 
 def contrastive_as_pml() -> ours.ContrastiveLoss:
@@ -74,10 +75,17 @@ SPECS = [
     Spec("nca", lambda c, d: ours.NCALoss(), lambda c, d: pml.NCALoss()),
     Spec("multi_similarity", lambda c, d: ours.MultiSimilarityLoss(), lambda c, d: pml.MultiSimilarityLoss()),
     Spec("circle", lambda c, d: ours.CircleLoss(), lambda c, d: pml.CircleLoss()),
+    Spec("intra_pair_variance", lambda c, d: ours.IntraPairVarianceLoss(), lambda c, d: pml.IntraPairVarianceLoss()),
+    Spec("histogram", lambda c, d: ours.HistogramLoss(), lambda c, d: pml.HistogramLoss()),
+    # ranking losses (Smooth-AP: PML needs sorted labels, as many classes as rows per class)
+    Spec("fast_ap", lambda c, d: ours.FastAPLoss(), lambda c, d: pml.FastAPLoss()),
+    Spec("smooth_ap", lambda c, d: ours.SmoothAPLoss(include_self=True), lambda c, d: pml.SmoothAPLoss(),
+         rows_per_class=16),
     # softmax over the batch; InfoNCE equals NT-Xent when each row has exactly one positive
     Spec("info_nce", lambda c, d: ours.InfoNCELoss(temperature=0.07), lambda c, d: pml.NTXentLoss(0.07),
          rows_per_class=2),
     Spec("ntxent", lambda c, d: ours.NTXentLoss(0.07), lambda c, d: pml.NTXentLoss(0.07)),
+    Spec("instance", lambda c, d: ours.InstanceLoss(), lambda c, d: pml.InstanceLoss()),
     Spec("supervised_contrastive", lambda c, d: ours.SupervisedContrastiveLoss(0.1), lambda c, d: pml.SupConLoss(0.1)),
     # wrappers
     Spec("cross_batch_memory(contrastive)", lambda c, d: ours.CrossBatchMemory(contrastive_as_pml(), d, 1024),
@@ -103,6 +111,10 @@ SPECS = [
          pml_weight="proxies"),
     Spec("soft_triple", lambda c, d: ours.SoftTripleLoss(c, d, tau=0.0), lambda c, d: pml.SoftTripleLoss(c, d),
          pml_weight="fc", transposed=True),
+    Spec("p2s_grad", lambda c, d: ours.P2SGradLoss(c, d), lambda c, d: pml.P2SGradLoss(d, c),
+         pml_weight="weight", transposed=True),
+    Spec("manifold", lambda c, d: ours.ManifoldLoss(c, d), lambda c, d: pml.ManifoldLoss(d, c),
+         pml_weight="proxies", pml_labels_as_indices=True),
     # miners
     *[
         Spec(f"miner:triplet_margin({kind})", lambda c, d, kind=kind: our_miners.TripletMarginMiner(0.2, kind),
@@ -143,13 +155,18 @@ def build_pair(spec: Spec, num_classes: int, dim: int, device: str) -> tuple[tor
     return mine, theirs
 
 
-def make_step(module: torch.nn.Module, spec: Spec, embeddings: torch.Tensor, labels: torch.Tensor) -> Callable:
+def make_step(
+    module: torch.nn.Module, spec: Spec, embeddings: torch.Tensor, labels: torch.Tensor, pml_side: bool = False
+) -> Callable:
     if spec.miner:
         return lambda: module(embeddings, labels)
 
     def step() -> None:
         x = embeddings.detach().requires_grad_()
-        module(x, labels).backward()
+        if pml_side and spec.pml_labels_as_indices:
+            module(x, indices_tuple=labels).backward()
+        else:
+            module(x, labels).backward()
 
     return step
 
@@ -206,7 +223,8 @@ def main() -> None:
             embeddings = torch.randn(batch, dim, generator=generator).to(args.device)
             labels = (torch.arange(batch) // spec.rows_per_class).to(args.device)
             mine, theirs = build_pair(spec, batch // spec.rows_per_class, dim, args.device)
-            our_step, their_step = make_step(mine, spec, embeddings, labels), make_step(theirs, spec, embeddings, labels)
+            our_step = make_step(mine, spec, embeddings, labels)
+            their_step = make_step(theirs, spec, embeddings, labels, pml_side=True)
             row = f"{spec.name:<34}{batch:>6}{dim:>6}"
             expected_pml_ms = last_pml[0] * (batch / last_pml[1]) ** 2 if last_pml else 0.0
             if expected_pml_ms > SLOW_PML_MS:

@@ -26,7 +26,10 @@ from textdml.distributed import (
 )
 from textdml.losses.base import BaseLoss
 from textdml.losses.contrastive import ContrastiveLoss
+from textdml.losses.fast_ap import FastAPLoss
 from textdml.losses.info_nce import InfoNCELoss
+from textdml.losses.instance import InstanceLoss
+from textdml.losses.smooth_ap import SmoothAPLoss
 from textdml.losses.triplet import TripletLoss
 from textdml.miners.base import BaseMiner, PairIndices, TripletIndices, all_triplets
 from textdml.training.grad_cache import cached_backward
@@ -130,6 +133,13 @@ def make_cases() -> dict[str, Case]:
         "triplet_miner_sum": labelled_case(
             TripletLoss(margin=1.5, reduction="sum"), mixed, seed=100, scale=W, miner=AllTripletsMiner()
         ),
+        # Ranking and instance losses average over anchors: exact across devices with a ref set.
+        "fast_ap_pairs": pair_case(FastAPLoss(), [3, 3], with_negatives=True, seed=110),
+        "smooth_ap_pairs": pair_case(SmoothAPLoss(temperature=0.1), [3, 3], with_negatives=True, seed=120),
+        "instance_unequal_batches": pair_case(InstanceLoss(gamma=8.0), [2, 4], with_negatives=True, seed=130),
+        # Labelled rows: the trainer's tuples (every pair but self-comparisons) are the lists.
+        "fast_ap_labelled": labelled_case(FastAPLoss(), same_structure, seed=140, scale=1.0),
+        "smooth_ap_labelled": labelled_case(SmoothAPLoss(temperature=0.1), same_structure, seed=150, scale=1.0),
     }
 
 

@@ -9,10 +9,15 @@ from textdml.losses.clip import ClipLoss
 from textdml.losses.contrastive import ContrastiveLoss
 from textdml.losses.cos_face import CosFaceLoss
 from textdml.losses.cross_batch_memory import CrossBatchMemory
+from textdml.losses.fast_ap import FastAPLoss
 from textdml.losses.generalized_lifted_structure import GeneralizedLiftedStructureLoss
+from textdml.losses.histogram import HistogramLoss
 from textdml.losses.info_nce import InfoNCELoss
+from textdml.losses.instance import InstanceLoss
+from textdml.losses.intra_pair_variance import IntraPairVarianceLoss
 from textdml.losses.large_margin_softmax import LargeMarginSoftmaxLoss
 from textdml.losses.lifted_structure import LiftedStructureLoss
+from textdml.losses.manifold import ManifoldLoss
 from textdml.losses.margin import MarginLoss
 from textdml.losses.multi_similarity import MultiSimilarityLoss
 from textdml.losses.multiple_losses import MultipleLosses
@@ -20,9 +25,11 @@ from textdml.losses.n_pairs import NPairsLoss
 from textdml.losses.nca import NCALoss
 from textdml.losses.norm_softmax import NormSoftmaxLoss
 from textdml.losses.ntxent import NTXentLoss
+from textdml.losses.p2s_grad import P2SGradLoss
 from textdml.losses.proxy_anchor import ProxyAnchorLoss
 from textdml.losses.proxy_nca import ProxyNCALoss
 from textdml.losses.siglip import SigLipLoss
+from textdml.losses.smooth_ap import SmoothAPLoss
 from textdml.losses.soft_triple import SoftTripleLoss
 from textdml.losses.sphere_face import SphereFaceLoss
 from textdml.losses.supervised_contrastive import SupervisedContrastiveLoss
@@ -40,10 +47,15 @@ __all__ = [
     "CosFaceLoss",
     "CrossBatchMemory",
     "DegenerateBatchWarning",
+    "FastAPLoss",
     "GeneralizedLiftedStructureLoss",
+    "HistogramLoss",
     "InfoNCELoss",
+    "InstanceLoss",
+    "IntraPairVarianceLoss",
     "LargeMarginSoftmaxLoss",
     "LiftedStructureLoss",
+    "ManifoldLoss",
     "MarginLoss",
     "MultiSimilarityLoss",
     "MultipleLosses",
@@ -51,9 +63,11 @@ __all__ = [
     "NPairsLoss",
     "NTXentLoss",
     "NormSoftmaxLoss",
+    "P2SGradLoss",
     "ProxyAnchorLoss",
     "ProxyNCALoss",
     "SigLipLoss",
+    "SmoothAPLoss",
     "SoftTripleLoss",
     "SphereFaceLoss",
     "SupervisedContrastiveLoss",

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_metric_learning import losses as pml_losses
+
+from tests.miners.miner_checks import random_batch, random_ref_batch, unit
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.losses.fast_ap import FastAPLoss
+from textdml.miners.base import PairIndices, all_pairs
+
+
+def naive_fast_ap(x, labels, ref=None, ref_labels=None, num_bins=10, pairs=None):
+    """FastAP one anchor, one bin and one reference row at a time (the paper's Eq. 11).
+
+    ``pairs``: (positive pairs, negative pairs) as lists of (anchor, row), to rank only those.
+    """
+    same_set = ref is None
+    ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
+    delta = 4.0 / num_bins
+    centres = [k * delta for k in range(num_bins + 1)]
+    losses = []
+    for i in range(len(x)):
+        others = [j for j in range(len(ref)) if not (same_set and i == j)]
+        positives = [j for j in others if ref_labels[j] == labels[i]]
+        if pairs is not None:
+            positives = [j for a, j in pairs[0] if a == i]
+            others = positives + [j for a, j in pairs[1] if a == i]
+        if not positives:
+            continue
+        dist = {j: ((unit(x[i]) - unit(ref[j])) ** 2).sum() for j in others}
+        pos_hist = [sum(torch.relu(1 - (dist[j] - c).abs() / delta) for j in positives) for c in centres]
+        all_hist = [sum(torch.relu(1 - (dist[j] - c).abs() / delta) for j in others) for c in centres]
+        ap, pos_cum, all_cum = 0.0, 0.0, 0.0
+        for h_pos, h_all in zip(pos_hist, all_hist, strict=True):
+            pos_cum, all_cum = pos_cum + h_pos, all_cum + h_all
+            if h_pos * pos_cum > 0:
+                ap = ap + h_pos * pos_cum / all_cum
+        losses.append(1 - ap / len(positives))
+    return torch.stack(losses).mean()
+
+
+def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three classes around orthogonal centres; smaller noise means closer positives."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    return torch.eye(3, 6)[labels] + noise * torch.randn(9, 6, generator=gen), labels
+
+
+@pytest.mark.parametrize("num_bins", [10, 4])
+def test_matches_naive_reference(num_bins):
+    x, labels = random_batch(n=10, dim=5, num_classes=3)
+    labels[-1] = 7  # an anchor without a positive is skipped
+    expected = naive_fast_ap(x, labels, num_bins=num_bins)
+    torch.testing.assert_close(FastAPLoss(num_bins)(x, labels), expected)
+
+
+def test_matches_naive_reference_with_ref_embeddings():
+    x, labels, ref, ref_labels = random_ref_batch()
+    got = FastAPLoss()(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    torch.testing.assert_close(got, naive_fast_ap(x, labels, ref, ref_labels))
+
+
+def test_pairs_by_position():
+    x, _ = random_batch(n=5, dim=4)
+    ref, _ = random_batch(n=8, dim=4, seed=3)
+    got = FastAPLoss()(x, ref_embeddings=ref)
+    torch.testing.assert_close(got, naive_fast_ap(x, torch.arange(5), ref, torch.arange(8)))
+
+
+def test_moving_positives_closer_lowers_the_loss():
+    loss = FastAPLoss()
+    values = [loss(*clustered_batch(noise)).item() for noise in (1.0, 0.5, 0.1)]
+    assert values[0] > values[1] > values[2]
+
+
+def test_bfloat16_close_to_float32():
+    x, labels = random_batch(n=16, dim=16, dtype=torch.float32)
+    x16 = x.bfloat16().requires_grad_()
+    value16 = FastAPLoss()(x16, labels)
+    value16.backward()
+    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
+    torch.testing.assert_close(value16, FastAPLoss()(x, labels), rtol=0.05, atol=0.02)
+
+
+def test_gradcheck():
+    x, labels = random_batch(n=8, dim=4, num_classes=3)
+    assert torch.autograd.gradcheck(lambda e: FastAPLoss(num_bins=5)(e, labels), (x.requires_grad_(),))
+
+
+@pytest.mark.parametrize("labels", [[0, 1, 2, 3], [0]], ids=["no_positive", "single_row"])
+def test_no_positive_warns_and_is_zero(labels):
+    x = torch.randn(len(labels), 4, requires_grad=True)
+    with pytest.warns(DegenerateBatchWarning, match="positive"):
+        value = FastAPLoss()(x, torch.tensor(labels))
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("batch", ["identical", "one_class", "antipodal"])
+def test_hard_batches_are_finite(batch):
+    x, labels = random_batch(n=6, dim=4, num_classes=2, dtype=torch.float32)
+    if batch == "identical":
+        x = torch.ones(6, 4)
+    elif batch == "one_class":
+        labels = torch.zeros(6, dtype=torch.long)
+    else:  # distances exactly 0 and 4: the two ends of the histogram
+        x = torch.tensor([[1.0, 0.0], [-1.0, 0.0]]).repeat(3, 1)
+    x = x.clone().requires_grad_()
+    value = FastAPLoss()(x, labels)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_bins"):
+        FastAPLoss(num_bins=0)
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+def test_every_pair_as_tuples_is_the_plain_loss(use_ref):
+    x, labels, ref, ref_labels = random_ref_batch()
+    ref, ref_labels = (ref, ref_labels) if use_ref else (None, None)
+    loss = FastAPLoss()
+    expected = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    got = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=all_pairs(labels, ref_labels))
+    torch.testing.assert_close(got, expected)
+
+
+def test_mined_tuples_restrict_each_list():
+    x, labels = random_batch(n=10, dim=5, num_classes=3)
+    every = all_pairs(labels)
+    mined = PairIndices(every.anchor_pos[::2], every.positive[::2], every.anchor_neg[::3], every.negative[::3])
+    pairs = tuple(list(zip(a.tolist(), b.tolist(), strict=True))
+                  for a, b in ((mined.anchor_pos, mined.positive), (mined.anchor_neg, mined.negative)))
+    torch.testing.assert_close(FastAPLoss()(x, labels, indices=mined), naive_fast_ap(x, labels, pairs=pairs))
+
+
+@pytest.mark.parametrize("num_bins", [10, 25])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_parity_with_pml(num_bins, dtype):
+    x, labels = random_batch(n=24, dim=8, num_classes=5, seed=2, dtype=dtype)
+    labels[0] = 9  # an anchor without a positive
+    x.requires_grad_()
+    value = FastAPLoss(num_bins)(x, labels)
+    (grad,) = torch.autograd.grad(value, x)
+    expected = pml_losses.FastAPLoss(num_bins)(x, labels)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(grad, expected_grad)

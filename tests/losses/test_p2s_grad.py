@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import io
+import warnings
+
+import pytest
+import torch
+from class_level_checks import EMBEDDING_SIZE, NUM_CLASSES, assert_matches_naive, cosine, labelled_rows
+from pytorch_metric_learning import losses as pml_losses
+
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.losses.p2s_grad import P2SGradLoss
+
+
+def naive_p2s_grad(embeddings, labels, weight):
+    total = 0.0
+    for x, y in zip(embeddings, labels.tolist(), strict=True):
+        for j, w in enumerate(weight):
+            total += (min(max(cosine(x, w), -1.0), 1.0) - (1.0 if j == y else 0.0)) ** 2
+    return total / (len(embeddings) * len(weight))
+
+
+def build(seed: int = 0) -> P2SGradLoss:
+    torch.manual_seed(seed)
+    return P2SGradLoss(NUM_CLASSES, EMBEDDING_SIZE)
+
+
+def test_matches_naive_loop():
+    loss = build().double()
+    weight = loss.weight.detach()
+    assert_matches_naive(loss, lambda x, y: naive_p2s_grad(x, y, weight))
+
+
+def test_class_vectors_start_as_unit_rows_and_their_norm_does_not_matter():
+    loss = build()
+    torch.testing.assert_close(loss.weight.norm(dim=1), torch.ones(NUM_CLASSES))
+    embeddings, labels = labelled_rows(dtype=torch.float32)
+    before = loss(embeddings, labels)
+    with torch.no_grad():
+        loss.weight.mul_(5.0)
+    torch.testing.assert_close(loss(embeddings * 3.0, labels), before)
+
+
+def test_moving_rows_toward_their_class_lowers_the_loss():
+    loss = build()
+    embeddings, labels = labelled_rows(dtype=torch.float32)
+    targets = loss.weight.detach()[labels]
+    values = [
+        loss(torch.nn.functional.normalize(embeddings, dim=1) + pull * targets, labels).item()
+        for pull in (0.0, 0.5, 2.0)
+    ]
+    assert values[0] > values[1] > values[2]
+
+
+def test_bfloat16_close_to_float32():
+    loss = build()
+    embeddings, labels = labelled_rows(dtype=torch.float32)
+    expected = loss(embeddings, labels)
+    got = loss(embeddings.bfloat16(), labels)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=5e-2, atol=2e-2)
+    got = loss.to(torch.bfloat16)(embeddings.bfloat16(), labels)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, rtol=1e-1, atol=5e-2)
+
+
+def test_gradcheck_embeddings_and_weight():
+    loss = build().double()
+    embeddings, labels = labelled_rows(n=5)
+    weight = loss.weight.detach().clone().requires_grad_()
+
+    def run(x, w):
+        return torch.func.functional_call(loss, {"weight": w}, (x, labels))
+
+    assert torch.autograd.gradcheck(run, (embeddings.requires_grad_(), weight))
+
+
+@pytest.mark.parametrize("batch", ["one_class", "identical_rows", "zero_rows", "on_class_vector"])
+def test_hard_batches_are_finite_without_warning(batch):
+    loss = build()
+    embeddings, labels = labelled_rows(dtype=torch.float32)
+    if batch == "one_class":
+        labels = torch.zeros_like(labels)
+    elif batch == "identical_rows":
+        embeddings = embeddings[:1].repeat(len(embeddings), 1)
+    elif batch == "zero_rows":
+        embeddings = torch.zeros_like(embeddings)
+    else:
+        embeddings = loss.weight.detach()[labels].clone()
+    embeddings.requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateBatchWarning)
+        value = loss(embeddings, labels)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(embeddings.grad).all() and torch.isfinite(loss.weight.grad).all()
+
+
+def test_empty_batch_warns_and_keeps_the_graph():
+    loss = build()
+    with pytest.warns(DegenerateBatchWarning, match="empty"):
+        value = loss(torch.zeros(0, EMBEDDING_SIZE, requires_grad=True), torch.zeros(0, dtype=torch.long))
+    value.backward()
+    assert value.item() == 0.0 and (loss.weight.grad == 0).all()
+
+
+def test_state_dict_round_trip():
+    loss = build(seed=0)
+    buffer = io.BytesIO()
+    torch.save(loss.state_dict(), buffer)
+    restored = build(seed=1)
+    buffer.seek(0)
+    restored.load_state_dict(torch.load(buffer))
+    embeddings, labels = labelled_rows(dtype=torch.float32)
+    assert restored(embeddings, labels).item() == loss(embeddings, labels).item()
+
+
+def test_bad_inputs_raise_clear_errors():
+    loss = build()
+    embeddings, labels = labelled_rows(dtype=torch.float32)
+    with pytest.raises(ValueError, match="integer class ids"):
+        loss(embeddings, labels.float())
+    with pytest.raises(ValueError, match=f"embedding_size={EMBEDDING_SIZE}"):
+        loss(torch.randn(8, EMBEDDING_SIZE + 1), labels)
+
+
+@pytest.mark.parametrize("labels_kind", ["every_class", "some_classes"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_matches_pytorch_metric_learning(labels_kind, dtype):
+    embeddings, labels = labelled_rows(n=10, seed=3, dtype=dtype)
+    if labels_kind == "some_classes":
+        labels = labels % 2
+    theirs = pml_losses.P2SGradLoss(descriptors_dim=EMBEDDING_SIZE, num_classes=NUM_CLASSES).to(dtype)
+    ours = P2SGradLoss(NUM_CLASSES, EMBEDDING_SIZE).to(dtype)
+    with torch.no_grad():
+        ours.weight.copy_(theirs.weight.T)
+    ours_input, their_input = embeddings.clone().requires_grad_(), embeddings.clone().requires_grad_()
+    got, expected = ours(ours_input, labels), theirs(their_input, labels)
+    got.backward()
+    expected.backward()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(ours_input.grad, their_input.grad)
+    # PML keeps the unit norm out of the graph: ours is its gradient without the radial part.
+    unit = ours.weight.detach()
+    their_grad = theirs.weight.grad.T
+    tangent = their_grad - (their_grad * unit).sum(dim=1, keepdim=True) * unit
+    torch.testing.assert_close(ours.weight.grad, tangent)
