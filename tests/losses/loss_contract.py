@@ -48,6 +48,9 @@ class LossCase:
     mean_kwargs: dict[str, Any] = field(default_factory=dict)
     # False for a loss that brings its own reference rows (a memory): ref_embeddings is an error.
     takes_ref: bool = True
+    # False for a statistic over all pairs of the batch (a histogram, a variance): across devices
+    # each device computes it over its anchors' pairs, an estimate, not the global value.
+    exact_across_devices: bool = True
 
 
 def needs_classes(cls: type) -> bool:
@@ -103,6 +106,11 @@ SPECIAL: dict[str, dict[str, Any]] = {
     "multiple_losses": dict(build=multiple_losses, mean_kwargs={"reduction": "mean"}, warns_on=()),
     # Positive pairs alone, or negative pairs alone, still carry a loss: nothing is degenerate.
     "contrastive": dict(warns_on=()),
+    "intra_pair_variance": dict(warns_on=(), exact_across_devices=False),
+    "histogram": dict(exact_across_devices=False),
+    # Rows are instances: one class is a batch of one instance (still a softmax over it), all
+    # distinct labels are N instances, the paper's layout.
+    "instance": dict(warns_on=()),
     "multi_similarity": dict(warns_on=()),
     # Pairs by position: anchor i with ref i; there is no "one class" batch.
     "clip": dict(layout="pairs", warns_on=("one_pair",)),

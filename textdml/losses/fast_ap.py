@@ -103,6 +103,8 @@ class FastAPLoss(BaseLoss):
         has_positive = num_positives > 0
         if not has_positive.any():
             return self.empty_loss(embeddings, "no anchor has a positive")
+        if not (has_positive & negative.any(dim=1)).any():  # every ranking is all positives: AP is 1
+            return self.empty_loss(embeddings, "no anchor has both a positive and a negative")
         x = F.normalize(embeddings, dim=1)
         ref = x if same_set else F.normalize(ref_embeddings, dim=1)
         dist = (2 - 2 * x @ ref.T).clamp_min(0)  # (N, M) squared euclidean between unit vectors

@@ -98,6 +98,8 @@ class SmoothAPLoss(BaseLoss):
         has_positive = num_positives > 0
         if not has_positive.any():
             return self.empty_loss(embeddings, "no anchor has a positive")
+        if not (has_positive & (ranked & ~positive).any(dim=1)).any():  # all rankings all positives: AP is 1
+            return self.empty_loss(embeddings, "no anchor has both a positive and a negative")
         if not has_positive.all():
             embeddings, positive, ranked, num_positives = (
                 t[has_positive] for t in (embeddings, positive, ranked, num_positives)
