@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import torch
+
+from textdml.distances import BaseDistance, LpDistance, as_distance
+from textdml.losses.base import BaseLoss
+from textdml.miners.base import TupleIndices, to_triplets
+from textdml.registry import LOSSES
+
+
+@LOSSES.register("dynamic_soft_margin")
+class DynamicSoftMarginLoss(BaseLoss):
+    """Dynamic soft margin loss of Zhang and Rusinkiewicz: triplets weighted by the CDF of their own margins.
+
+    Each triplet's ``x = d(a, p) - d(a, n)`` is weighted by the cumulative share of triplets
+    with a smaller ``x``, read from a histogram kept as a moving average over batches: the
+    hardest triplets (large ``x``) weigh most, the easy ones little, with no margin to tune.
+
+    Formula: ``L = mean_t CDF(x_t) * x_t``, ``x_t = d(a, p) - d(a, n)``; the histogram has ``num_bins``
+    bins over ``[min_val, -min_val]`` and moves by ``momentum`` per training batch.
+
+    Args:
+        min_val: the smallest ``x`` the histogram holds (-2 for euclidean distance on unit vectors).
+        num_bins: number of histogram bins.
+        momentum: the weight of the current batch in the histogram's moving average (the first
+            batch sets it).
+        distance: euclidean distance on L2-normalised embeddings (the histogram range assumes it).
+
+    Inputs:
+        Labelled rows (every triplet of the batch, or a miner's), triplets; or pairs by position
+        (``labels=None`` with ``ref_embeddings``): the paper's patch-matching set-up, where each
+        pair's negative is the hardest one in its row or its column.
+
+    Requirements:
+        Several samples per class in a batch (an m-per-class sampler) for labelled rows.
+
+    Conventions:
+        Equals pytorch-metric-learning's ``DynamicSoftMarginLoss`` forward and backward (the
+        gradient also flows through the current batch's share of the histogram). Unlike PML, the
+        stored histogram is a buffer, detached after each step (PML keeps the graph and fails on
+        the second backward), updated only in training mode, and ``x`` outside the range goes to
+        the end bins (PML raises an index error). By position with more ref rows than anchors,
+        only the anchors' pairs count (PML also averages in a zero per extra ref row).
+
+    References:
+        Zhang and Rusinkiewicz, "Learning Local Descriptors with a CDF-Based Dynamic Soft Margin",
+        ICCV 2019.
+
+    Example:
+        >>> import torch
+        >>> loss = DynamicSoftMarginLoss()
+        >>> loss(torch.randn(6, 8), torch.tensor([0, 0, 1, 1, 2, 2])).shape
+        torch.Size([])
+    """
+
+    input_kinds = ("pairs", "triplets", "labelled")
+    accepts_indices = True
+    citation = """@inproceedings{zhang2019learning,
+  title={Learning Local Descriptors with a CDF-Based Dynamic Soft Margin},
+  author={Zhang, Linguang and Rusinkiewicz, Szymon},
+  booktitle={ICCV},
+  year={2019}
+}"""
+
+    histogram: torch.Tensor
+
+    def __init__(
+        self,
+        min_val: float = -2.0,
+        num_bins: int = 10,
+        momentum: float = 0.01,
+        distance: BaseDistance | str | None = None,
+    ):
+        super().__init__()
+        if num_bins < 1:
+            raise ValueError(f"DynamicSoftMarginLoss: num_bins must be >= 1, got {num_bins}")
+        if min_val >= 0:
+            raise ValueError(f"DynamicSoftMarginLoss: min_val must be < 0 (the range is [min_val, -min_val]), "
+                             f"got {min_val}")
+        if not 0 < momentum <= 1:
+            raise ValueError(f"DynamicSoftMarginLoss: momentum must be in (0, 1], got {momentum}")
+        self.distance = as_distance(distance, LpDistance())
+        d = self.distance
+        if not (isinstance(d, LpDistance) and d.p == 2 and not d.squared and d.normalize_embeddings):
+            raise ValueError("DynamicSoftMarginLoss: the histogram range assumes euclidean distance on unit "
+                             "vectors; use distance='lp' (p=2, normalize_embeddings=True)")
+        self.min_val = min_val
+        self.num_bins = int(num_bins)
+        self.delta = 2 * abs(min_val) / num_bins
+        self.momentum = momentum
+        self.register_buffer("histogram", torch.zeros(self.num_bins))
+        self._by_position = False
+
+    def resolve_labels(self, embeddings, labels, ref_embeddings, ref_labels):  # type: ignore[no-untyped-def]
+        # labels=None means pairs by position: the hardest-negative form, not every triplet.
+        self._by_position = labels is None
+        return super().resolve_labels(embeddings, labels, ref_embeddings, ref_labels)
+
+    def compute_loss(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_embeddings: torch.Tensor,
+        ref_labels: torch.Tensor,
+        same_set: bool,
+        indices: TupleIndices | None,
+    ) -> torch.Tensor:
+        if self._by_position and indices is None:
+            margins = self.hardest_negative_margins(self.distance(embeddings, ref_embeddings))
+        else:
+            triplets = to_triplets(indices, labels, None if same_set else ref_labels)
+            if len(triplets) == 0:
+                return self.empty_loss(embeddings, "the batch has no triplet (use an m-per-class sampler)")
+            dist = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
+            margins = dist[triplets.anchor, triplets.positive] - dist[triplets.anchor, triplets.negative]  # (T,)
+        if len(margins) == 0:
+            return self.empty_loss(embeddings, "the batch has no pair with a negative")
+        histogram, bins = self.updated_histogram(margins)
+        if self.training:
+            self.histogram.copy_(histogram.detach())
+        return (torch.cumsum(histogram, 0)[bins] * margins).mean()
+
+    @staticmethod
+    def hardest_negative_margins(dist: torch.Tensor) -> torch.Tensor:
+        """``d(a_i, p_i) - d(hardest negative)`` for each pair i, the negative searched in row i and column i."""
+        n = len(dist)
+        if n < 2 and dist.shape[1] < 2:
+            return dist.new_zeros(0)
+        positives = dist.diagonal()  # (N,)
+        off_diagonal = dist.masked_fill(torch.eye(*dist.shape, dtype=torch.bool, device=dist.device), float("inf"))
+        row_min = off_diagonal.min(dim=1).values  # (N,) other refs against anchor i
+        column_min = off_diagonal[:, :n].min(dim=0).values  # (N,) other anchors against ref i
+        return positives - torch.minimum(row_min, column_min)
+
+    def updated_histogram(self, margins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The histogram after this batch (with gradient through the batch's share) and each margin's bin."""
+        position = (margins - self.min_val) / self.delta
+        bins = torch.floor(position).long().clamp(0, self.num_bins - 1)
+        fraction = torch.frac(position)
+        old = self.histogram.to(margins.dtype)
+        momentum = self.momentum if old.sum() != 0 else 1.0
+        # Each margin splits its unit of mass between its bin and the next, by where it falls.
+        histogram = torch.scatter_add((1.0 - momentum) * old, 0, bins, momentum * (1 - fraction))
+        histogram = torch.scatter_add(histogram, 0, (bins + 1).clamp(max=self.num_bins - 1), momentum * fraction)
+        return histogram / histogram.sum(), bins
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, num_bins={self.num_bins}, momentum={self.momentum}"
