@@ -26,7 +26,10 @@ LOSSES_WITH_WEIGHTS = "arc_face, cos_face, sphere_face, large_margin_softmax, no
 
 def with_regularizer_arguments(init: Callable[..., None]) -> Callable[..., None]:
     """Wrap a loss's ``__init__`` so that it also takes ``embedding_regularizer`` / ``weight_regularizer``."""
-    if getattr(init, "_takes_regularizers", False):
+    signature = inspect.signature(init)
+    # Already wrapped, or a loss that handles the arguments itself.
+    if getattr(init, "_takes_regularizers", False) or {"embedding_regularizer", "weight_regularizer"} & set(
+            signature.parameters):
         return init
 
     @functools.wraps(init)
@@ -35,10 +38,9 @@ def with_regularizer_arguments(init: Callable[..., None]) -> Callable[..., None]
         init(self, *args, **kwargs)
         attach_regularizers(self, embedding_regularizer, weight_regularizer)
 
-    signature = inspect.signature(init)
     parameters = list(signature.parameters.values())
     extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation="RegularizerSpec")
-             for name in ("embedding_regularizer", "weight_regularizer") if name not in signature.parameters]
+             for name in ("embedding_regularizer", "weight_regularizer")]
     # Keyword-only parameters go before a **kwargs, if the loss has one.
     cut = len(parameters) - (1 if parameters and parameters[-1].kind is inspect.Parameter.VAR_KEYWORD else 0)
     __init__.__signature__ = signature.replace(parameters=parameters[:cut] + extra + parameters[cut:])  # type: ignore[attr-defined]

@@ -3,8 +3,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from textdml.regularizers.base import BaseRegularizer
 from textdml.registry import REGULARIZERS
+from textdml.regularizers.base import BaseRegularizer
 
 
 @REGULARIZERS.register("regular_face")

@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textdml.regularizers.base import BaseRegularizer
 from textdml.registry import REGULARIZERS
+from textdml.regularizers.base import BaseRegularizer
 
 
 @REGULARIZERS.register("sparse_centers")

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
-from textdml.regularizers.base import BaseRegularizer
 from textdml.registry import REGULARIZERS
+from textdml.regularizers.base import BaseRegularizer
 
 
 @REGULARIZERS.register("zero_mean")
