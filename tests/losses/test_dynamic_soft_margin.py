@@ -82,6 +82,34 @@ def test_pairs_by_position_use_the_hardest_negative():
     assert math.isclose(value.item(), expected, rel_tol=1e-9)
 
 
+def naive_hardest_labelled_margins(x, labels):
+    margins = []
+    for a in range(len(x)):
+        for p in range(len(x)):
+            if p == a or labels[p] != labels[a]:
+                continue
+            row = [dist(x[a], x[n]) for n in range(len(x)) if labels[n] != labels[a]]
+            column = [dist(x[k], x[p]) for k in range(len(x)) if labels[k] != labels[p]]
+            if row or column:
+                margins.append(dist(x[a], x[p]) - min(row + column))
+    return margins
+
+
+def test_hardest_negatives_on_labelled_rows():
+    torch.manual_seed(0)
+    x, labels = torch.randn(9, 5, dtype=torch.float64), torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    value = DynamicSoftMarginLoss(negatives="hardest")(x, labels)
+    expected, _ = naive_weighted_mean(naive_hardest_labelled_margins(x, labels), [0.0] * 10)
+    assert math.isclose(value.item(), expected, rel_tol=1e-9)
+    # Pair labels with negatives="hardest" are the same as pairs by position.
+    ref = torch.randn(9, 5, dtype=torch.float64)
+    torch.testing.assert_close(
+        DynamicSoftMarginLoss(negatives="hardest")(x, torch.arange(9), ref_embeddings=ref, ref_labels=torch.arange(9)),
+        DynamicSoftMarginLoss()(x, ref_embeddings=ref))
+    with pytest.raises(ValueError, match="remove the miner"):
+        DynamicSoftMarginLoss(negatives="hardest")(x, labels, indices=TripletIndices(*torch.tensor([[0], [1], [3]])))
+
+
 def test_a_descent_step_moves_positives_closer_than_negatives():
     torch.manual_seed(0)
     x, labels = torch.randn(12, 8), torch.arange(12) % 3
@@ -150,6 +178,8 @@ def test_bad_arguments_are_errors():
         DynamicSoftMarginLoss(distance="cosine_similarity")
     with pytest.raises(ValueError, match="min_val"):
         DynamicSoftMarginLoss(min_val=1.0)
+    with pytest.raises(ValueError, match="negatives"):
+        DynamicSoftMarginLoss(negatives="semi")
 
 
 @pytest.mark.parametrize("mode", ["labels", "mined", "by_position"])

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss
-from textdml.miners.base import TupleIndices, to_triplets
+from textdml.miners.base import TupleIndices, label_masks, to_triplets
 from textdml.registry import LOSSES
 
 
@@ -25,11 +27,14 @@ class DynamicSoftMarginLoss(BaseLoss):
         momentum: the weight of the current batch in the histogram's moving average (the first
             batch sets it).
         distance: euclidean distance on L2-normalised embeddings (the histogram range assumes it).
+        negatives: ``all``: every (anchor, positive, negative) triplet of the batch (or a
+            miner's); ``hardest``: each positive pair (a, p) once, with the closest negative of
+            ``a``'s row or ``p``'s column (the paper's patch-matching set-up); None: ``hardest``
+            for pairs by position (``labels=None``), ``all`` otherwise, as pytorch-metric-learning.
 
     Inputs:
-        Labelled rows (every triplet of the batch, or a miner's), triplets; or pairs by position
-        (``labels=None`` with ``ref_embeddings``): the paper's patch-matching set-up, where each
-        pair's negative is the hardest one in its row or its column.
+        Labelled rows, triplets, or pairs (set ``negatives="hardest"`` for the paper's in-batch
+        hardest negatives: the trainer passes pair batches with their pair labels).
 
     Requirements:
         Several samples per class in a batch (an m-per-class sampler) for labelled rows.
@@ -70,8 +75,11 @@ class DynamicSoftMarginLoss(BaseLoss):
         num_bins: int = 10,
         momentum: float = 0.01,
         distance: BaseDistance | str | None = None,
+        negatives: Literal["all", "hardest"] | None = None,
     ):
         super().__init__()
+        if negatives not in (None, "all", "hardest"):
+            raise ValueError(f"DynamicSoftMarginLoss: negatives must be 'all', 'hardest' or None, got {negatives!r}")
         if num_bins < 1:
             raise ValueError(f"DynamicSoftMarginLoss: num_bins must be >= 1, got {num_bins}")
         if min_val >= 0:
@@ -88,6 +96,7 @@ class DynamicSoftMarginLoss(BaseLoss):
         self.num_bins = int(num_bins)
         self.delta = 2 * abs(min_val) / num_bins
         self.momentum = momentum
+        self.negatives = negatives
         self.register_buffer("histogram", torch.zeros(self.num_bins))
         self._by_position = False
 
@@ -105,13 +114,17 @@ class DynamicSoftMarginLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        if self._by_position and indices is None:
-            margins = self.hardest_negative_margins(self.distance(embeddings, ref_embeddings))
+        negatives = self.negatives or ("hardest" if self._by_position else "all")
+        if negatives == "hardest" and indices is not None:
+            raise ValueError("DynamicSoftMarginLoss(negatives='hardest') finds its own negatives; remove the miner "
+                             "or use negatives='all'")
+        dist = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
+        if negatives == "hardest":
+            margins = self.hardest_negative_margins(dist, *label_masks(labels, None if same_set else ref_labels))
         else:
             triplets = to_triplets(indices, labels, None if same_set else ref_labels)
             if len(triplets) == 0:
                 return self.empty_loss(embeddings, "the batch has no triplet (use an m-per-class sampler)")
-            dist = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
             margins = dist[triplets.anchor, triplets.positive] - dist[triplets.anchor, triplets.negative]  # (T,)
         if len(margins) == 0:
             return self.empty_loss(embeddings, "the batch has no pair with a negative")
@@ -121,16 +134,19 @@ class DynamicSoftMarginLoss(BaseLoss):
         return (torch.cumsum(histogram, 0)[bins] * margins).mean()
 
     @staticmethod
-    def hardest_negative_margins(dist: torch.Tensor) -> torch.Tensor:
-        """``d(a_i, p_i) - d(hardest negative)`` for each pair i, the negative searched in row i and column i."""
-        n = len(dist)
-        if n < 2 and dist.shape[1] < 2:
-            return dist.new_zeros(0)
-        positives = dist.diagonal()  # (N,)
-        off_diagonal = dist.masked_fill(torch.eye(*dist.shape, dtype=torch.bool, device=dist.device), float("inf"))
-        row_min = off_diagonal.min(dim=1).values  # (N,) other refs against anchor i
-        column_min = off_diagonal[:, :n].min(dim=0).values  # (N,) other anchors against ref i
-        return positives - torch.minimum(row_min, column_min)
+    def hardest_negative_margins(dist: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """``d(a, p) - d(hardest negative)`` per positive pair, the negative searched in a's row and p's column.
+
+        For pairs by position (positives on the diagonal) this is the paper's: the closest other
+        ref to anchor i, or the closest other anchor to ref i.
+        """
+        negative_dist = dist.masked_fill(~negative, float("inf"))
+        row_min = negative_dist.min(dim=1).values  # (N,)
+        column_min = negative_dist.min(dim=0).values  # (M,)
+        anchors, positives = torch.where(positive)
+        hardest = torch.minimum(row_min[anchors], column_min[positives])
+        found = torch.isfinite(hardest)  # a pair with no negative anywhere has no margin
+        return dist[anchors[found], positives[found]] - hardest[found]
 
     def updated_histogram(self, margins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The histogram after this batch (with gradient through the batch's share) and each margin's bin."""
@@ -145,4 +161,4 @@ class DynamicSoftMarginLoss(BaseLoss):
         return histogram / histogram.sum(), bins
 
     def extra_repr(self) -> str:
-        return f"min_val={self.min_val}, num_bins={self.num_bins}, momentum={self.momentum}"
+        return f"min_val={self.min_val}, num_bins={self.num_bins}, momentum={self.momentum}, negatives={self.negatives!r}"
