@@ -263,3 +263,13 @@ def test_from_yaml(tmp_path):
         load_run_config(None, ["train.path=data.jsonl", "loss.name=arc_face", "loss.weight_regularizer=regularface"])
     with pytest.raises(ValueError, match="no class weights"):
         build_loss({"name": "triplet", "weight_regularizer": {"name": "lp"}})
+
+
+def test_model_card_cites_the_loss_and_its_regularizers():
+    from textdml.hub.model_card import render_model_card
+
+    config = load_run_config(None, ["train.path=data.jsonl", "loss.name=arc_face"])
+    loss = ArcFaceLoss(4, 8, weight_regularizer="regular_face", embedding_regularizer="lp")
+    card = render_model_card(config, loss, [])
+    assert "deng2019arcface" in card
+    assert "zhao2019regularface" in card and "sohn2016improved" in card

@@ -94,3 +94,10 @@ def add_regularization(loss: nn.Module, args: tuple, kwargs: dict[str, Any], val
     if weight is not None:
         value = value + weight(loss.class_weights())
     return value
+
+
+def loss_citations(loss: nn.Module) -> list[str]:
+    """BibTeX of the loss and of the regularizers attached to it (for the model card), without repeats."""
+    found = [getattr(loss, "citation", None)]
+    found += [getattr(getattr(loss, name, None), "citation", None) for name in ("embedding_regularizer", "weight_regularizer")]
+    return list(dict.fromkeys(c for c in found if c))
