@@ -108,8 +108,10 @@ def test_no_pair_warns_and_is_zero():
     assert value.item() == 0.0 and torch.isfinite(x.grad).all()
 
 
-def test_identical_embeddings_are_finite():
-    x = torch.ones(6, 4) + 0.01 * torch.arange(4.0)  # equal rows with a non-zero variance
+@pytest.mark.parametrize("spread", [0.01, 0.0], ids=["equal_rows", "constant_rows"])
+def test_identical_embeddings_are_finite(spread):
+    # Constant rows have no variance (no signal): distances stay finite instead of 0 / 0.
+    x = torch.ones(6, 4) + spread * torch.arange(4.0)
     x.requires_grad_()
     value = SignalToNoiseRatioContrastiveLoss()(x, torch.tensor([0, 0, 1, 1, 2, 2]))
     value.backward()

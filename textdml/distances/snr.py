@@ -18,6 +18,8 @@ class SNRDistance(BaseDistance):
 
     Args:
         normalize_embeddings: L2-normalise inputs first (as pytorch-metric-learning does).
+        eps: the floor on a query row's sum of squared deviations (a constant row has no signal;
+            PML divides by zero there).
 
     Conventions:
         Equals pytorch-metric-learning's ``SNRDistance``. The matrix is computed from centred
@@ -36,8 +38,9 @@ class SNRDistance(BaseDistance):
 
     higher_is_closer = False
 
-    def __init__(self, normalize_embeddings: bool = True):
+    def __init__(self, normalize_embeddings: bool = True, eps: float = 1e-12):
         super().__init__(normalize_embeddings=normalize_embeddings)
+        self.eps = eps
 
     def compute_matrix(self, query: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         query_c = query - query.mean(dim=1, keepdim=True)  # (Nq, D)
@@ -46,8 +49,10 @@ class SNRDistance(BaseDistance):
         ref_sq = (ref_c * ref_c).sum(dim=1)
         # Rounding can leave a tiny negative variance where ref == query: clamp it to 0.
         noise = torch.addmm(query_sq[:, None] + ref_sq[None, :], query_c, ref_c.T, alpha=-2).clamp_min(0)
-        # Both variances share the 1 / (D - 1) factor: it cancels in the ratio.
-        return noise / query_sq[:, None]
+        # Both variances share the 1 / (D - 1) factor: it cancels in the ratio. A constant row has
+        # no signal: the floor keeps its distances finite (large) instead of a division by zero.
+        return noise / query_sq.clamp_min(self.eps)[:, None]
 
     def compute_pairwise(self, query: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        return torch.var(ref - query, dim=1) / torch.var(query, dim=1)
+        dim = query.shape[1]
+        return torch.var(ref - query, dim=1) / torch.var(query, dim=1).clamp_min(self.eps / max(dim - 1, 1))
