@@ -142,3 +142,17 @@ def test_parity_with_pml(use_ref, mined):
     (expected_grad,) = torch.autograd.grad(expected, x)
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+def test_snr_distance_works_in_other_losses_as_in_pml():
+    from textdml.losses import TripletLoss
+
+    torch.manual_seed(2)
+    x = torch.randn(12, 8, requires_grad=True)
+    labels = torch.arange(12) % 3
+    value = TripletLoss(margin=0.2, distance="snr")(x, labels)
+    (grad,) = torch.autograd.grad(value, x)
+    expected = pml_losses.TripletMarginLoss(margin=0.2, distance=pml_distances.SNRDistance())(x, labels)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(grad, expected_grad)
