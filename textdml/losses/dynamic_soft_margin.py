@@ -121,17 +121,28 @@ class DynamicSoftMarginLoss(BaseLoss):
         dist = self.distance(embeddings, None if same_set else ref_embeddings)  # (N, M)
         if negatives == "hardest":
             margins = self.hardest_negative_margins(dist, *label_masks(labels, None if same_set else ref_labels))
+        elif indices is None:
+            margins = self.all_triplet_margins(dist, *label_masks(labels, None if same_set else ref_labels))
         else:
             triplets = to_triplets(indices, labels, None if same_set else ref_labels)
-            if len(triplets) == 0:
-                return self.empty_loss(embeddings, "the batch has no triplet (use an m-per-class sampler)")
             margins = dist[triplets.anchor, triplets.positive] - dist[triplets.anchor, triplets.negative]  # (T,)
         if len(margins) == 0:
-            return self.empty_loss(embeddings, "the batch has no pair with a negative")
+            return self.empty_loss(embeddings, "the batch has no triplet (use an m-per-class sampler)")
         histogram, bins = self.updated_histogram(margins)
         if self.training:
             self.histogram.copy_(histogram.detach())
         return (torch.cumsum(histogram, 0)[bins] * margins).mean()
+
+    @staticmethod
+    def all_triplet_margins(dist: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """``d(a, p) - d(a, n)`` for every valid triplet, ordered by (a, p, n); (T,).
+
+        One row of the matrix per positive pair, masked to the anchor's negatives: about twice as
+        fast as listing the triplets' indices and gathering (7 million triplets at B=1024).
+        """
+        anchors, positives = torch.where(positive)  # (K,)
+        per_pair = dist[anchors, positives][:, None] - dist.index_select(0, anchors)  # (K, M)
+        return torch.masked_select(per_pair, negative[anchors])
 
     @staticmethod
     def hardest_negative_margins(dist: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
