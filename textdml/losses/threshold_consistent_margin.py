@@ -38,7 +38,8 @@ class ThresholdConsistentMarginLoss(BaseLoss):
         Equals pytorch-metric-learning's ``ThresholdConsistentMarginLoss`` without a reference set.
         With ``ref_embeddings`` the positives and negatives are reference rows; PML 2.9.0 reads
         them from ``embeddings`` instead (wrong rows, or an index error when the reference set is
-        larger).
+        larger). Across devices each device averages over its own paying pairs (a per-device
+        mean, as ``mean_nonzero`` losses; see ``textdml.distributed``).
 
     References:
         Zhang et al., "Threshold-Consistent Margin Loss for Open-World Deep Metric Learning",
