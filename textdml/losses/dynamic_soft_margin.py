@@ -45,7 +45,9 @@ class DynamicSoftMarginLoss(BaseLoss):
         stored histogram is a buffer, detached after each step (PML keeps the graph and fails on
         the second backward), updated only in training mode, and ``x`` outside the range goes to
         the end bins (PML raises an index error). By position with more ref rows than anchors,
-        only the anchors' pairs count (PML also averages in a zero per extra ref row).
+        only the anchors' pairs count (PML also averages in a zero per extra ref row); PML's
+        backward fails by position (it fills the distance matrix in place). Across devices each
+        device keeps its own histogram (the state is not synchronised).
 
     References:
         Zhang and Rusinkiewicz, "Learning Local Descriptors with a CDF-Based Dynamic Soft Margin",
