@@ -273,3 +273,12 @@ def test_model_card_cites_the_loss_and_its_regularizers():
     card = render_model_card(config, loss, [])
     assert "deng2019arcface" in card
     assert "zhao2019regularface" in card and "sohn2016improved" in card
+
+
+def test_sparse_centers_reads_the_centres_per_class_from_the_loss():
+    loss = ArcFaceLoss(4, 8, sub_centers=3, weight_regularizer={"name": "sparse_centers", "weight": 0.5})
+    assert (loss.weight_regularizer.num_classes, loss.weight_regularizer.centers_per_class) == (4, 3)
+    expected = 0.5 * pml_regularizers.SparseCentersRegularizer(4, 3)(loss.weight)
+    torch.testing.assert_close(loss.weight_regularizer(loss.weight), expected)
+    with pytest.raises(ValueError, match="expected 4 x 2 = 8 centres"):
+        SparseCentersRegularizer(num_classes=4, centers_per_class=2)(loss.weight)
