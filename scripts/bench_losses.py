@@ -16,6 +16,8 @@ timed once, and PML is not run at a larger size where its time at the previous s
 (batch ratio)^2, passes SLOW_PML_MS: its tuplet margin, lifted structure and NT-Xent losses and its
 angular miner loop in Python and take seconds at B=256 (NT-Xent takes 50 s at B=1024).
 Not compared (PML has no counterpart): center, clip, siglip losses; the maximum_loss miner.
+PML's dynamic soft margin keeps the graph in its histogram and fails on a second backward: it
+runs with the histogram detached before each call (PMLDynamicSoftMargin).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from dataclasses import dataclass
 import torch
 from pytorch_metric_learning import losses as pml
 from pytorch_metric_learning import miners as pml_miners
+from pytorch_metric_learning import regularizers as pml_regs
 
 import textdml.losses as ours
 import textdml.miners as our_miners
+import textdml.regularizers as regs
 
 SLOW_PML_MS = 1000.0  # a PML call expected to be slower than this is not run, one this slow is timed once
 SIZES = [(256, 384), (256, 768), (1024, 384), (1024, 768)]  # (batch, dim), smallest first
@@ -53,6 +57,16 @@ class Spec:
     rows_per_class: int = 8
     warmup: int = 3  # calls before timing (a cross-batch memory is filled first)
     pml_labels_as_indices: bool = False  # PML takes the labels as ``indices_tuple`` (its manifold loss)
+    two_views: bool = False  # called on (embeddings, second view) by position, without labels (VICReg)
+
+
+class PMLDynamicSoftMargin(pml.DynamicSoftMarginLoss):
+    """PML's loss with its stored histogram detached before each call: as is, its second backward
+    fails (the histogram keeps the previous step's graph). The detach costs nothing measurable."""
+
+    def compute_loss(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.hist_ = self.hist_.detach()
+        return super().compute_loss(*args, **kwargs)
 
 
 def contrastive_as_pml() -> ours.ContrastiveLoss:
@@ -115,6 +129,26 @@ SPECS = [
          pml_weight="weight", transposed=True),
     Spec("manifold", lambda c, d: ours.ManifoldLoss(c, d), lambda c, d: pml.ManifoldLoss(d, c),
          pml_weight="proxies", pml_labels_as_indices=True),
+    # issue 14: ranking, SNR, threshold-consistent, dynamic margin, self-supervised; regularizers attached
+    Spec("pnp", lambda c, d: ours.PNPLoss(), lambda c, d: pml.PNPLoss()),
+    Spec("ranked_list", lambda c, d: ours.RankedListLoss(margin=0.4, Tn=10), lambda c, d: pml.RankedListLoss(0.4, 10)),
+    Spec("signal_to_noise_ratio_contrastive", lambda c, d: ours.SignalToNoiseRatioContrastiveLoss(),
+         lambda c, d: pml.SignalToNoiseRatioContrastiveLoss()),
+    Spec("threshold_consistent_margin", lambda c, d: ours.ThresholdConsistentMarginLoss(),
+         lambda c, d: pml.ThresholdConsistentMarginLoss()),
+    Spec("dynamic_soft_margin", lambda c, d: ours.DynamicSoftMarginLoss(), lambda c, d: PMLDynamicSoftMargin()),
+    Spec("vicreg", lambda c, d: ours.VICRegLoss(), lambda c, d: pml.VICRegLoss(), two_views=True),
+    Spec("arc_face(+regular_face)", lambda c, d: ours.ArcFaceLoss(c, d, margin=math.radians(28.6),
+                                                                  weight_regularizer=regs.RegularFaceRegularizer()),
+         lambda c, d: pml.ArcFaceLoss(c, d, margin=28.6, weight_regularizer=pml_regs.RegularFaceRegularizer()),
+         pml_weight="W", transposed=True),
+    Spec("soft_triple(+sparse_centers)", lambda c, d: ours.SoftTripleLoss(
+        c, d, tau=0.0, weight_regularizer=regs.SparseCentersRegularizer(weight=0.2)),
+         lambda c, d: pml.SoftTripleLoss(c, d, weight_regularizer=pml_regs.SparseCentersRegularizer(c, 10),
+                                         weight_reg_weight=0.2), pml_weight="fc", transposed=True),
+    Spec("contrastive(+lp)", lambda c, d: ours.ContrastiveLoss(margin=1.0, distance="lp", power=1,
+                                                               reduction="mean_nonzero", embedding_regularizer="lp"),
+         lambda c, d: pml.ContrastiveLoss(embedding_regularizer=pml_regs.LpRegularizer())),
     # miners
     *[
         Spec(f"miner:triplet_margin({kind})", lambda c, d, kind=kind: our_miners.TripletMarginMiner(0.2, kind),
@@ -136,6 +170,8 @@ SPECS = [
          lambda c, d: pml_miners.MultiSimilarityMiner(0.1), miner=True),
     Spec("miner:pair_margin", lambda c, d: our_miners.PairMarginMiner(0.2, 0.8),
          lambda c, d: pml_miners.PairMarginMiner(0.2, 0.8), miner=True),
+    Spec("miner:uniform_histogram", lambda c, d: our_miners.UniformHistogramMiner(),
+         lambda c, d: pml_miners.UniformHistogramMiner(), miner=True),
 ]
 
 
@@ -160,6 +196,17 @@ def make_step(
 ) -> Callable:
     if spec.miner:
         return lambda: module(embeddings, labels)
+    if spec.two_views:
+        second = embeddings + 0.1 * torch.randn(embeddings.shape, generator=torch.Generator().manual_seed(1)).to(
+            embeddings.device)
+        # PML names the second view ref_emb, textdml ref_embeddings.
+        keyword = "ref_embeddings" if type(module).__module__.startswith("textdml") else "ref_emb"
+
+        def two_view_step() -> None:
+            x = embeddings.detach().requires_grad_()
+            module(x, **{keyword: second}).backward()
+
+        return two_view_step
 
     def step() -> None:
         x = embeddings.detach().requires_grad_()

@@ -250,6 +250,10 @@ def validate(config: RunConfig) -> None:
     from textdml.registry import LOSSES, MINERS
 
     check_component(config.loss, LOSSES, "loss")
+    from textdml.regularizers.base import regularizer_spec_error
+
+    if problem := regularizer_spec_error(config.loss, "loss"):
+        raise ConfigError(problem)
     if "lr" in config.loss:
         config.loss["lr"] = convert(float, config.loss["lr"], "config.loss.lr")
     if config.miner is not None:

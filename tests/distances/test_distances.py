@@ -91,6 +91,6 @@ def test_mahalanobis_learns_through_a_loss():
 
 def test_losses_accept_distances_by_name():
     assert isinstance(TripletLoss(distance="cosine_similarity").distance, CosineSimilarityDistance)
-    assert set(DISTANCES.names()) == {"cosine_similarity", "dot_product", "lp", "mahalanobis"}
+    assert set(DISTANCES.names()) == {"cosine_similarity", "dot_product", "lp", "mahalanobis", "snr"}
     with pytest.raises(KeyError, match="did you mean 'lp'"):
         TripletLoss(distance="lpp")

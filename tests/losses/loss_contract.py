@@ -111,6 +111,16 @@ SPECIAL: dict[str, dict[str, Any]] = {
     # Rows are instances: one class is a batch of one instance (still a softmax over it), all
     # distinct labels are N instances, the paper's layout.
     "instance": dict(warns_on=()),
+    # Self-supervised on two views of the same rows (by position); its variance and covariance
+    # terms are statistics of each device's batch (as the paper's code).
+    "vicreg": dict(layout="pairs", warns_on=(), exact_across_devices=False),
+    # Positive pairs alone, or negative pairs alone, still carry these losses.
+    "ranked_list": dict(warns_on=()),
+    "signal_to_noise_ratio_contrastive": dict(warns_on=()),
+    # A mean over the pairs that pay the margin, per device (documented in the loss).
+    "threshold_consistent_margin": dict(warns_on=(), exact_across_devices=False),
+    # The CDF histogram is state updated by every call (so no gradcheck), and per device.
+    "dynamic_soft_margin": dict(gradcheck=False, exact_across_devices=False),
     "multi_similarity": dict(warns_on=()),
     # Pairs by position: anchor i with ref i; there is no "one class" batch.
     "clip": dict(layout="pairs", warns_on=("one_pair",)),

@@ -20,6 +20,7 @@ from textdml.miners.maximum_loss import MaximumLossMiner
 from textdml.miners.multi_similarity import MultiSimilarityMiner
 from textdml.miners.pair_margin import PairMarginMiner
 from textdml.miners.triplet_margin import TripletMarginMiner
+from textdml.miners.uniform_histogram import UniformHistogramMiner
 from textdml.registry import MINERS
 
 # Factories, so that a sampling miner starts from the same seed in every call.
@@ -35,10 +36,11 @@ FACTORIES = {
     "maximum_loss_pairs": lambda: MaximumLossMiner(ContrastiveLoss(reduction="none"), k=20, tuple_kind="pairs"),
     "multi_similarity": MultiSimilarityMiner,
     "pair_margin": PairMarginMiner,
+    "uniform_histogram": lambda: UniformHistogramMiner(num_bins=10, generator=torch.Generator().manual_seed(0)),
 }
 NAMES = list(FACTORIES)
 # Threshold and top-k miners can flip borderline tuples when inputs are rounded to bfloat16.
-SAMPLING = {"distance_weighted"}
+SAMPLING = {"distance_weighted", "uniform_histogram"}
 
 
 def registry_name(name: str) -> str:

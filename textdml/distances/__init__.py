@@ -5,8 +5,9 @@ from textdml.distances.cosine_similarity import CosineSimilarityDistance
 from textdml.distances.dot_product import DotProductDistance
 from textdml.distances.lp import LpDistance
 from textdml.distances.mahalanobis import MahalanobisDistance
+from textdml.distances.snr import SNRDistance
 
-__all__ = ["as_distance", "BaseDistance", "CosineSimilarityDistance", "DotProductDistance", "LpDistance", "MahalanobisDistance"]
+__all__ = ["as_distance", "BaseDistance", "CosineSimilarityDistance", "DotProductDistance", "LpDistance", "MahalanobisDistance", "SNRDistance"]
 
 
 def as_distance(distance: "BaseDistance | str | None", default: "BaseDistance") -> "BaseDistance":

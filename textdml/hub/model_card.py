@@ -60,9 +60,11 @@ def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]
         lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k.removeprefix('eval_')} | {v:.4f} |" for k, v in evaluation.items() if isinstance(v, float)]
         lines.append("")
-    citation = getattr(loss, "citation", None)
-    if citation:
-        lines += ["## Citation", "", "```bibtex", citation.strip(), "```", ""]
+    from textdml.regularizers.attach import loss_citations
+
+    citations = loss_citations(loss)
+    if citations:
+        lines += ["## Citation", ""] + [line for c in citations for line in ("```bibtex", c.strip(), "```", "")]
     return "\n".join(lines)
 
 

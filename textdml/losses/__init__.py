@@ -9,6 +9,7 @@ from textdml.losses.clip import ClipLoss
 from textdml.losses.contrastive import ContrastiveLoss
 from textdml.losses.cos_face import CosFaceLoss
 from textdml.losses.cross_batch_memory import CrossBatchMemory
+from textdml.losses.dynamic_soft_margin import DynamicSoftMarginLoss
 from textdml.losses.fast_ap import FastAPLoss
 from textdml.losses.generalized_lifted_structure import GeneralizedLiftedStructureLoss
 from textdml.losses.histogram import HistogramLoss
@@ -26,15 +27,20 @@ from textdml.losses.nca import NCALoss
 from textdml.losses.norm_softmax import NormSoftmaxLoss
 from textdml.losses.ntxent import NTXentLoss
 from textdml.losses.p2s_grad import P2SGradLoss
+from textdml.losses.pnp import PNPLoss
 from textdml.losses.proxy_anchor import ProxyAnchorLoss
 from textdml.losses.proxy_nca import ProxyNCALoss
+from textdml.losses.ranked_list import RankedListLoss
 from textdml.losses.siglip import SigLipLoss
+from textdml.losses.signal_to_noise_ratio_contrastive import SignalToNoiseRatioContrastiveLoss
 from textdml.losses.smooth_ap import SmoothAPLoss
 from textdml.losses.soft_triple import SoftTripleLoss
 from textdml.losses.sphere_face import SphereFaceLoss
 from textdml.losses.supervised_contrastive import SupervisedContrastiveLoss
+from textdml.losses.threshold_consistent_margin import ThresholdConsistentMarginLoss
 from textdml.losses.triplet import TripletLoss
 from textdml.losses.tuplet_margin import TupletMarginLoss
+from textdml.losses.vicreg import VICRegLoss
 
 __all__ = [
     "AngularLoss",
@@ -48,6 +54,7 @@ __all__ = [
     "CrossBatchMemory",
     "DegenerateBatchWarning",
     "FastAPLoss",
+    "DynamicSoftMarginLoss",
     "GeneralizedLiftedStructureLoss",
     "HistogramLoss",
     "InfoNCELoss",
@@ -64,14 +71,19 @@ __all__ = [
     "NTXentLoss",
     "NormSoftmaxLoss",
     "P2SGradLoss",
+    "PNPLoss",
     "ProxyAnchorLoss",
     "ProxyNCALoss",
+    "RankedListLoss",
     "SigLipLoss",
     "SmoothAPLoss",
+    "SignalToNoiseRatioContrastiveLoss",
     "SoftTripleLoss",
     "SphereFaceLoss",
     "SupervisedContrastiveLoss",
+    "ThresholdConsistentMarginLoss",
     "TripletLoss",
     "TupletMarginLoss",
+    "VICRegLoss",
     "reduce_losses",
 ]

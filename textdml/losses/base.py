@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -49,6 +49,22 @@ class BaseLoss(nn.Module):
     symmetric: bool = False
     #: BibTeX for the model card.
     citation: ClassVar[str | None] = None
+    #: Whether ``embedding_regularizer=`` may add a penalty on the embeddings (``textdml.regularizers``).
+    accepts_embedding_regularizer: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every loss takes embedding_regularizer= / weight_regularizer= (as PML's mixins), without
+        # each __init__ listing them.
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            from textdml.regularizers.attach import with_regularizer_arguments
+
+            cls.__init__ = with_regularizer_arguments(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
+    def class_weights(self) -> torch.Tensor | None:
+        """The class vectors a weight regularizer acts on, (rows, D): ``weight`` when the loss has one."""
+        weight = getattr(self, "weight", None)
+        return weight if isinstance(weight, nn.Parameter) and weight.ndim == 2 else None
 
     def forward(
         self,

@@ -11,6 +11,7 @@ from textdml.miners.maximum_loss import MaximumLossMiner
 from textdml.miners.multi_similarity import MultiSimilarityMiner
 from textdml.miners.pair_margin import PairMarginMiner
 from textdml.miners.triplet_margin import TripletMarginMiner
+from textdml.miners.uniform_histogram import UniformHistogramMiner
 
 __all__ = [
     "AngularMiner",
@@ -26,6 +27,7 @@ __all__ = [
     "PairMarginMiner",
     "TripletIndices",
     "TripletMarginMiner",
+    "UniformHistogramMiner",
     "all_pairs",
     "all_triplets",
     "to_pairs",

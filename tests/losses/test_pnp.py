@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_metric_learning import losses as pml_losses
+
+from textdml.losses.base import DegenerateBatchWarning
+from textdml.losses.pnp import VARIANTS, PNPLoss
+
+
+def penalty(rank, variant, b, alpha):
+    return {
+        "O": rank,
+        "Ds": math.log(1 + rank),
+        "Dq": 1 / (1 + rank) ** alpha,
+        "Iu": (1 + rank) * math.log(1 + rank),
+        "Ib": (b * rank - math.log(1 + b * rank)) / b**2,
+    }[variant]
+
+
+def naive_pnp(x, labels, ref=None, ref_labels=None, variant="O", anneal=0.01, b=2.0, alpha=1.0):
+    """One (anchor, positive) pair at a time; without ref the anchor is one of its own positives."""
+    same_set = ref is None
+    ref, ref_labels = (x, labels) if same_set else (ref, ref_labels)
+
+    def sim(i, j):
+        return float(F.cosine_similarity(x[i], ref[j], dim=0))
+
+    anchor_losses = []
+    for i in range(len(x)):
+        positives = [j for j in range(len(ref)) if ref_labels[j] == labels[i] and not (same_set and j == i)]
+        if not positives:
+            continue
+        if same_set:
+            positives.append(i)
+        negatives = [j for j in range(len(ref)) if ref_labels[j] != labels[i]]
+        total = 0.0
+        for p in positives:
+            rank = sum(1 / (1 + math.exp(-max(-50.0, min(50.0, (sim(i, n) - sim(i, p)) / anneal))))
+                       for n in negatives)
+            total += penalty(rank, variant, b, alpha)
+        anchor_losses.append(total / len(positives))
+    loss = sum(anchor_losses) / len(anchor_losses)
+    return 1 - loss if variant == "Dq" else loss
+
+
+def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    centres = torch.eye(3, 6)
+    return centres[labels] + noise * torch.randn(9, 6, generator=gen), labels
+
+
+@pytest.mark.parametrize("use_ref", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_matches_naive_reference(use_ref, variant):
+    torch.manual_seed(0)
+    x, labels = torch.randn(10, 6, dtype=torch.float64), torch.randint(0, 3, (10,))
+    ref, ref_labels = (torch.randn(7, 6, dtype=torch.float64), torch.randint(0, 3, (7,))) if use_ref else (None, None)
+    loss = PNPLoss(variant=variant, anneal=0.1, b=3.0, alpha=2.0)
+    ours = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    expected = naive_pnp(x, labels, ref, ref_labels, variant, anneal=0.1, b=3.0, alpha=2.0)
+    assert math.isclose(ours.item(), expected, rel_tol=1e-9, abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_moving_positives_closer_lowers_the_loss(variant):
+    loss = PNPLoss(variant=variant, anneal=0.5)
+    values = [loss(*clustered_batch(noise)).item() for noise in (1.0, 0.5, 0.1)]
+    assert values[0] > values[1] > values[2]
+
+
+def test_bfloat16_close_to_float32():
+    torch.manual_seed(0)
+    x, labels = torch.randn(12, 16), torch.randint(0, 4, (12,))
+    x16 = x.bfloat16().requires_grad_()
+    value16 = PNPLoss(anneal=0.1)(x16, labels)
+    value16.backward()
+    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
+    torch.testing.assert_close(value16, PNPLoss(anneal=0.1)(x, labels), rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradcheck(variant):
+    torch.manual_seed(0)
+    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    loss = PNPLoss(variant=variant, anneal=0.5)
+    assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
+
+
+@pytest.mark.parametrize("labels", [[0], [0, 1, 2, 3]], ids=["one_row", "no_positive"])
+def test_no_positive_warns_and_is_zero(labels):
+    x = torch.randn(len(labels), 4, requires_grad=True)
+    with pytest.warns(DegenerateBatchWarning):
+        value = PNPLoss()(x, torch.tensor(labels))
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+
+
+def test_identical_embeddings_are_finite():
+    x = torch.ones(6, 4, requires_grad=True)
+    value = PNPLoss()(x, torch.tensor([0, 0, 1, 1, 2, 2]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+
+
+def test_bad_arguments_are_errors():
+    with pytest.raises(ValueError, match="variant"):
+        PNPLoss(variant="X")
+    with pytest.raises(ValueError, match="distance"):
+        PNPLoss(distance="lp")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_parity_with_pml(variant):
+    torch.manual_seed(1)
+    x = torch.randn(16, 8, requires_grad=True)
+    labels = torch.randint(0, 4, (16,))
+    labels[-1] = 9  # an anchor without a positive
+    value = PNPLoss(variant=variant, anneal=0.05)(x, labels)
+    (grad,) = torch.autograd.grad(value, x)
+    expected = pml_losses.PNPLoss(variant=variant, anneal=0.05)(x, labels)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(grad, expected_grad)
