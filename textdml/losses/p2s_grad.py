@@ -65,11 +65,15 @@ class P2SGradLoss(ClassLevelLoss):
 
     def class_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         weight = self.weight.to(embeddings.dtype)
-        # Dividing the (N, C) products by the norms is cheaper than normalising the (N, D) rows.
-        norms = embeddings.norm(dim=1).clamp_min(NORM_EPS)[:, None] * weight.norm(dim=1).clamp_min(NORM_EPS)
+        unit_weight = weight / weight.norm(dim=1, keepdim=True).clamp_min(NORM_EPS)  # (C, D), small
+        # Scaling the (N, C) products by 1 / |x| is cheaper than normalising the (N, D) rows.
+        # (rsqrt of the squared norm: its backward is one product, a norm's is a division.)
+        inv_norm = (embeddings * embeddings).sum(dim=1, keepdim=True).clamp_min(NORM_EPS**2).rsqrt()  # (N, 1)
         # Clamped as the original: a cosine past +-1 by rounding must not pull further.
-        cos = (embeddings @ weight.T / norms).clamp(-1, 1)  # (N, C)
-        return F.mse_loss(cos, F.one_hot(labels, self.num_classes).to(cos.dtype))
+        cos = (embeddings @ unit_weight.T * inv_norm).clamp(-1, 1)  # (N, C)
+        # The labels were checked against num_classes already (F.one_hot would check them again).
+        target = torch.zeros_like(cos).scatter_(1, labels[:, None], 1.0)
+        return F.mse_loss(cos, target)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, embedding_size={self.embedding_size}"
