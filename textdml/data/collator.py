@@ -59,14 +59,17 @@ class RoleCollator:
         label_ids: raw label value -> class id, for labelled data (see ``label_mapping``).
         bucket_rows: tokenise all texts of a batch sorted by length in blocks of this many rows,
             each padded to its own longest text (less padding computed); None pads per role.
+        keep_texts: also return the raw texts of each role as ``"texts"`` (a teacher or guide
+            model with its own tokenizer embeds them; see ``textdml.training.teacher``).
     """
 
     def __init__(self, model: Tokenizes, roles: ColumnRoles, label_ids: dict[Any, int] | None = None,
-                 bucket_rows: int | None = None):
+                 bucket_rows: int | None = None, keep_texts: bool = False):
         self.model = model
         self.roles = roles
         self.label_ids = label_ids
         self.bucket_rows = bucket_rows
+        self.keep_texts = keep_texts
 
     def texts(self, rows: list[dict], column: str) -> list[str]:
         values = [row[column] for row in rows]
@@ -101,6 +104,22 @@ class RoleCollator:
         return TokenizedRoles([self.model.tokenize(texts) for texts in role_texts], sizes)
 
     def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        batch = self.collate(rows)
+        if self.keep_texts:
+            batch["texts"] = self.role_texts(rows)
+        return batch
+
+    def role_texts(self, rows: list[dict]) -> list[list[str]]:
+        """The raw texts of every role, in the order of ``TokenizedRoles.role_sizes``."""
+        roles = self.roles
+        texts = [self.texts(rows, roles.anchor)]
+        if roles.kind != "labelled":
+            texts.append(self.texts(rows, roles.positive))  # type: ignore[arg-type]
+        if roles.kind == "triplets":
+            texts.extend(self.negative_texts(rows))
+        return texts
+
+    def collate(self, rows: list[dict]) -> dict[str, Any]:
         roles = self.roles
         anchors = self.texts(rows, roles.anchor)
         if roles.kind == "labelled":
@@ -109,6 +128,8 @@ class RoleCollator:
         if roles.kind == "scored_pairs":
             pair_labels = torch.tensor([float(row[roles.label]) for row in rows])  # type: ignore[index]
             return {"inputs": self.tokenize_roles([anchors, positives]), "pair_labels": pair_labels}
+        if roles.kind == "scores":
+            return {"inputs": self.tokenize_roles([anchors, positives]), "scores": self.scores(rows)}
         negatives = self.negative_texts(rows) if roles.kind == "triplets" else []
         if roles.group is not None:
             labels = text_ids([str(row[roles.group]) for row in rows])
@@ -117,6 +138,19 @@ class RoleCollator:
         ref_labels = torch.cat([labels, *[text_ids(slot) for slot in negatives]])
         return {"inputs": self.tokenize_roles([anchors, positives, *negatives]), "labels": labels,
                 "ref_labels": ref_labels}
+
+    def scores(self, rows: list[dict]) -> torch.Tensor:
+        """The graded similarity of each pair, as float32; a missing or non-numeric cell is an error."""
+        column = self.roles.score
+        assert column is not None
+        values = []
+        for position, row in enumerate(rows):
+            value = row[column]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+                raise ValueError(f"column {column!r}: row {position} of this batch has score {value!r}; "
+                                 "every score must be a number (drop or fill such rows)")
+            values.append(float(value))
+        return torch.tensor(values, dtype=torch.float32)
 
     def class_ids(self, rows: list[dict]) -> torch.Tensor:
         column = self.roles.label

@@ -16,6 +16,7 @@ ROLES = ("anchor", "positive", "negative", "label", "score", "group")
 KIND_COLUMNS: dict[str, str] = {
     "triplets": "anchor, positive, negative (or negative_1..n, or a list column 'negative')",
     "scored_pairs": "anchor, positive, label (0/1 per pair)",
+    "scores": "anchor, positive, score (a graded similarity per pair)",
     "pairs": "anchor, positive",
     "labelled": "anchor, label (a class per row)",
 }
@@ -35,6 +36,7 @@ class ColumnRoles:
     group: str | None = None
     negative_is_list: bool = False
     extra: dict = field(default_factory=dict)
+    score: str | None = None
 
     @property
     def text_columns(self) -> list[str]:
@@ -78,13 +80,16 @@ def resolve_roles(
     positive = column_for("positive")
     label = column_for("label")
     group = column_for("group")
+    score = column_for("score")
     negatives = find_negative_columns(columns, rename, role_of)
     negative_is_list = len(negatives) == 1 and negatives[0] in set(list_columns)
 
     kinds = list(input_kinds)
     if anchor is None:
         raise ValueError(missing_message("anchor", columns, loss_name, kinds))
-    if positive is not None and negatives:
+    if positive is not None and score is not None and not negatives:
+        kind = "scores"
+    elif positive is not None and negatives:
         kind = "triplets"
     elif positive is not None and label is not None:
         kind = "scored_pairs"
@@ -100,7 +105,8 @@ def resolve_roles(
             f"but the dataset's columns {columns} make it {kind} [{KIND_COLUMNS[kind]}]. "
             f"Pick a loss for {kind} or map the columns with `columns: {{role: column}}`."
         )
-    return ColumnRoles(kind, anchor, positive, tuple(negatives), label, group, negative_is_list)
+    return ColumnRoles(kind, anchor, positive, tuple(negatives), label, group, negative_is_list,
+                       score=score if kind == "scores" else None)
 
 
 def find_negative_columns(columns: list[str], rename: dict[str, str], role_of: dict[str, str]) -> list[str]:

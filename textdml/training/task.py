@@ -14,6 +14,8 @@ from textdml.distributed import compute_local_loss, resolve_global_labels
 from textdml.losses.base import BaseLoss
 from textdml.miners.base import BaseMiner, PairIndices, TripletIndices
 from textdml.training.grad_cache import cached_backward, split_features
+from textdml.training.scores import scored_pairs_loss
+from textdml.training.teacher import FrozenTeacher, teacher_for, teacher_loss
 
 
 @dataclass
@@ -35,11 +37,14 @@ class EmbeddingTask(nn.Module):
     (class-level losses: their parameters already see every device through DDP).
     """
 
-    def __init__(self, embedder: nn.Module, loss: BaseLoss, miner: BaseMiner | None = None):
+    def __init__(self, embedder: nn.Module, loss: BaseLoss, miner: BaseMiner | None = None,
+                 teacher: FrozenTeacher | None = None):
         super().__init__()
         self.embedder = embedder
         self.loss = loss
         self.miner = miner
+        # A loss that names a teacher / guide gets it loaded here (frozen, not a submodule).
+        self.teacher = teacher if teacher is not None else teacher_for(loss, embedder)
 
     def forward(self, batch: dict[str, Any] | None = None, *, features: dict[str, torch.Tensor] | None = None):
         """``task(batch)`` -> LossOutput; ``task(features=...)`` -> embeddings (GradCache's mini-batches
@@ -72,10 +77,14 @@ class EmbeddingTask(nn.Module):
         """The loss of a batch given the embeddings of all its texts, in block order."""
         roles = batch["inputs"].split(embeddings)
         anchors = roles[0]
+        if self.teacher is not None:
+            return teacher_loss(self.loss, self.teacher, batch, roles)
         if len(roles) == 1:
             return self.compute(anchors, batch["labels"])
         if "pair_labels" in batch:
             return self.scored_pairs(anchors, roles[1], batch["pair_labels"])
+        if "scores" in batch:
+            return scored_pairs_loss(self.loss, anchors, roles[1], batch["scores"])
         ref = torch.cat(roles[1:])  # (B * (1 + k), D)
         num_negatives = len(roles) - 2
         explicit = explicit_triplets(len(anchors), num_negatives, anchors.device) if num_negatives else None

@@ -1,0 +1,24 @@
+"""What a loss asks of the training data beyond its columns, checked once before training starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datasets import Dataset
+
+from textdml.training.scores import check_score_column, takes_scores
+
+
+def fit_data_to_loss(loss: Any, data: Any) -> None:
+    """Check a score column against the loss's range; keep raw texts for a teacher or guide model.
+
+    Args:
+        loss: the built loss.
+        data: the ``TrainingData`` of the loop (dataset, roles, collator).
+    """
+    roles = data.roles
+    if takes_scores(loss) and roles.kind == "scores" and isinstance(data.dataset, Dataset):
+        check_score_column(data.dataset[roles.score], roles.score, loss)
+    if getattr(loss, "teacher_role", None) is not None and hasattr(data.collator, "keep_texts"):
+        # The teacher has its own tokenizer: it embeds the raw texts of each role.
+        data.collator.keep_texts = True
