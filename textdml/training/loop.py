@@ -233,7 +233,9 @@ def train(
     dataloader, sampler = create_dataloader(data, config, embedder)
     steps_per_epoch = None if isinstance(data.dataset, IterableDataset) else math.ceil(
         len(dataloader) / t.gradient_accumulation_steps)
-    mini_batch_size = plan_grad_cache(config, embedder, accelerator) if t.grad_cache else None
+    # A cached loss (cached_gist_embed) brings its own mini-batch size: GradCache without the config flag.
+    mini_batch_size = plan_grad_cache(config, embedder, accelerator) if t.grad_cache else getattr(
+        loss, "mini_batch_size", None)
     if t.compile:
         embedder.compile()  # in place: parameter names (and saved files) are unchanged
     if t.max_steps is None and steps_per_epoch is None:
