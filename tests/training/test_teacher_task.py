@@ -93,3 +93,39 @@ def test_two_training_steps_with_a_teacher(tiny_model_dir, tmp_path):
     result = train(config, train_dataset=dataset)
     assert result.global_step == 2 and all(r["loss"] >= 0 for r in result.metrics)
     assert (result.final_model / "modules.json").exists()
+
+
+def test_cached_gist_embed_gives_the_plain_gradient(tiny_model_dir):
+    # Eval mode: dropout masks depend on the mini-batch shapes, which differ from the plain path's.
+    from textdml.losses.gist_embed import CachedGISTEmbedLoss
+
+    rows = ROWS + [{"anchor": f"more {i}", "positive": f"text {i}", "negative": f"noise {i}"} for i in range(4)]
+    grads = []
+    for cached in (False, True):
+        torch.manual_seed(0)
+        student = Embedder.from_pretrained(tiny_model_dir).eval()
+        task = EmbeddingTask(student, CachedGISTEmbedLoss(guide=str(tiny_model_dir), temperature=0.1, mini_batch_size=3))
+        batch = collate(student, rows)
+        torch.manual_seed(1)
+        if cached:
+            value = task.cached_step(batch, mini_batch_size=3).loss
+        else:
+            value = task(batch).loss
+            value.backward()
+        grads.append((value.detach(), [p.grad.clone() for p in student.parameters() if p.grad is not None]))
+    (plain, plain_grads), (cached_value, cached_grads) = grads
+    torch.testing.assert_close(cached_value, plain)
+    assert len(plain_grads) == len(cached_grads) > 0
+    for a, b in zip(plain_grads, cached_grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_two_training_steps_with_cached_gist_embed(tiny_model_dir, tmp_path):
+    dataset = Dataset.from_list([{"anchor": f"question {i}", "positive": f"an answer {i}"} for i in range(16)])
+    config = load_run_config(None, ["train.path=in-memory", f"model.name_or_path={tiny_model_dir}",
+                                    f"training.output_dir={tmp_path / 'run'}", "training.batch_size=8",
+                                    "training.max_steps=2", "training.show_progress_bar=false",
+                                    "loss.name=cached_gist_embed", f"loss.guide={tiny_model_dir}",
+                                    "loss.mini_batch_size=3"])
+    result = train(config, train_dataset=dataset)
+    assert result.global_step == 2 and all(r["loss"] > 0 for r in result.metrics)
