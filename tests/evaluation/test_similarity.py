@@ -6,12 +6,12 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator as STEvaluator
 
+from tests.fakes import HashingEncoder
 from textdml.config import DataConfig, EvalConfig
 from textdml.data.human_scores import load_human_similarity
 from textdml.data.loading import load_data
 from textdml.evaluation.build import build_evaluator
 from textdml.evaluation.similarity import EmbeddingSimilarityEvaluator, similarity_correlations
-from tests.fakes import HashingEncoder
 
 
 def naive_ranks(x):

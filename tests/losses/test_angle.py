@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.losses import AnglELoss as STAnglELoss
 from sentence_transformers.util import pairwise_angle_sim
 

@@ -4,7 +4,6 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss as STDistillKLDivLoss
 from sentence_transformers.util import pairwise_cos_sim
 
