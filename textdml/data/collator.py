@@ -113,7 +113,7 @@ class RoleCollator:
         """The raw texts of every role, in the order of ``TokenizedRoles.role_sizes``."""
         roles = self.roles
         texts = [self.texts(rows, roles.anchor)]
-        if roles.kind != "labelled":
+        if roles.kind not in ("labelled", "texts"):
             texts.append(self.texts(rows, roles.positive))  # type: ignore[arg-type]
         if roles.kind == "triplets":
             texts.extend(self.negative_texts(rows))
@@ -124,6 +124,9 @@ class RoleCollator:
         anchors = self.texts(rows, roles.anchor)
         if roles.kind == "labelled":
             return {"inputs": self.tokenize_roles([anchors]), "labels": self.class_ids(rows)}
+        if roles.kind == "texts":
+            # Equal sentences share a label: never negatives of each other (contrastive tension).
+            return {"inputs": self.tokenize_roles([anchors]), "labels": text_ids(anchors)}
         positives = self.texts(rows, roles.positive)  # type: ignore[arg-type]
         if roles.kind == "scored_pairs":
             pair_labels = torch.tensor([float(row[roles.label]) for row in rows])  # type: ignore[index]

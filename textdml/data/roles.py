@@ -19,6 +19,7 @@ KIND_COLUMNS: dict[str, str] = {
     "scores": "anchor, positive, score (a graded similarity per pair)",
     "pairs": "anchor, positive",
     "labelled": "anchor, label (a class per row)",
+    "texts": "anchor (plain sentences, no pairs or labels)",
 }
 
 NEGATIVE_COLUMN = re.compile(r"^negative(?:_(\d+))?$")
@@ -97,6 +98,8 @@ def resolve_roles(
         kind = "pairs"
     elif label is not None:
         kind = "labelled"
+    elif "texts" in kinds:  # unsupervised losses (contrastive tension, TSDAE) need only sentences
+        kind = "texts"
     else:
         raise ValueError(missing_message("positive' or 'label", columns, loss_name, kinds))
     if kind not in kinds:

@@ -16,6 +16,7 @@ from textdml.miners.base import BaseMiner, PairIndices, TripletIndices
 from textdml.training.grad_cache import cached_backward, split_features
 from textdml.training.scores import scored_pairs_loss
 from textdml.training.teacher import FrozenTeacher, teacher_for, teacher_loss
+from textdml.training.twin import twin_for, twin_loss
 
 
 @dataclass
@@ -45,6 +46,8 @@ class EmbeddingTask(nn.Module):
         self.miner = miner
         # A loss that names a teacher / guide gets it loaded here (frozen, not a submodule).
         self.teacher = teacher if teacher is not None else teacher_for(loss, embedder)
+        # A loss that contrasts two copies of the model (contrastive tension) gets a trained twin.
+        self.twin = twin_for(loss, embedder)
 
     def forward(self, batch: dict[str, Any] | None = None, *, features: dict[str, torch.Tensor] | None = None):
         """``task(batch)`` -> LossOutput; ``task(features=...)`` -> embeddings (GradCache's mini-batches
@@ -55,6 +58,8 @@ class EmbeddingTask(nn.Module):
 
     def training_step(self, batch: dict[str, Any]) -> LossOutput:
         inputs: TokenizedRoles = batch["inputs"]
+        if self.twin is not None:
+            return LossOutput(twin_loss(self.loss, self.embedder, self.twin, batch), inputs.role_sizes[0])
         embeddings = torch.cat([self.embedder(block) for block in inputs.blocks])
         return LossOutput(self.loss_from_embeddings(batch, embeddings), inputs.role_sizes[0])
 
@@ -64,6 +69,9 @@ class EmbeddingTask(nn.Module):
 
         ``embed`` is the (possibly DDP-wrapped) task called with ``features=``.
         """
+        if self.twin is not None:
+            raise ValueError(f"{type(self.loss).__name__} trains a twin of the model, which GradCache does not "
+                             "cover: set training.grad_cache=false")
         inputs: TokenizedRoles = batch["inputs"]
         chunks = [mini for block in inputs.blocks for mini in split_features(block, mini_batch_size)]
         loss = cached_backward(
