@@ -7,11 +7,13 @@ Tokenisation happens here, per batch, with dynamic padding: nothing is tokenised
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
+from textdml.data.noise import delete_words
 from textdml.data.roles import ColumnRoles
 
 
@@ -70,6 +72,10 @@ class RoleCollator:
         self.label_ids = label_ids
         self.bucket_rows = bucket_rows
         self.keep_texts = keep_texts
+        # Set for denoising losses (TSDAE): the encoder sees the texts with words deleted at this
+        # rate, and the original texts come back tokenised as "targets" for the decoder.
+        self.deletion_ratio: float | None = None
+        self.noise_rng = random.Random(0)
 
     def texts(self, rows: list[dict], column: str) -> list[str]:
         values = [row[column] for row in rows]
@@ -124,6 +130,10 @@ class RoleCollator:
         anchors = self.texts(rows, roles.anchor)
         if roles.kind == "labelled":
             return {"inputs": self.tokenize_roles([anchors]), "labels": self.class_ids(rows)}
+        if roles.kind == "texts" and self.deletion_ratio is not None:
+            noisy = [delete_words(text, self.deletion_ratio, self.noise_rng) for text in anchors]
+            return {"inputs": self.tokenize_roles([noisy]), "labels": text_ids(anchors),
+                    "targets": self.model.tokenize(anchors)}
         if roles.kind == "texts":
             # Equal sentences share a label: never negatives of each other (contrastive tension).
             return {"inputs": self.tokenize_roles([anchors]), "labels": text_ids(anchors)}

@@ -228,7 +228,7 @@ def train(
     data = prepare(config, embedder, loss_cls_kinds, loss_name, train_dataset)
     loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
                       num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
-    fit_data_to_loss(loss, data)  # score ranges, raw texts for a teacher
+    fit_data_to_loss(loss, data, t.seed)  # score ranges, raw texts for a teacher, input noise
     task = (ImageTextTask if dual else EmbeddingTask)(embedder, loss, build_miner(config.miner))
     dataloader, sampler = create_dataloader(data, config, embedder)
     steps_per_epoch = None if isinstance(data.dataset, IterableDataset) else math.ceil(

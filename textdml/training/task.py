@@ -13,6 +13,7 @@ from textdml.data.collator import TokenizedRoles
 from textdml.distributed import compute_local_loss, resolve_global_labels
 from textdml.losses.base import BaseLoss
 from textdml.miners.base import BaseMiner, PairIndices, TripletIndices
+from textdml.training.decoder import decoder_for
 from textdml.training.grad_cache import cached_backward, split_features
 from textdml.training.scores import scored_pairs_loss
 from textdml.training.teacher import FrozenTeacher, teacher_for, teacher_loss
@@ -48,6 +49,8 @@ class EmbeddingTask(nn.Module):
         self.teacher = teacher if teacher is not None else teacher_for(loss, embedder)
         # A loss that contrasts two copies of the model (contrastive tension) gets a trained twin.
         self.twin = twin_for(loss, embedder)
+        # A denoising auto-encoder (TSDAE) gets a decoder tied to the encoder (trained, never saved).
+        self.decoder = decoder_for(loss, embedder)
 
     def forward(self, batch: dict[str, Any] | None = None, *, features: dict[str, torch.Tensor] | None = None):
         """``task(batch)`` -> LossOutput; ``task(features=...)`` -> embeddings (GradCache's mini-batches
@@ -87,6 +90,12 @@ class EmbeddingTask(nn.Module):
         anchors = roles[0]
         if self.teacher is not None:
             return teacher_loss(self.loss, self.teacher, batch, roles)
+        if self.decoder is not None:
+            if "targets" not in batch:
+                raise ValueError(f"{type(self.loss).__name__} needs the original sentences as batch['targets']: set "
+                                 "the collator's deletion_ratio (the trainer does it from loss.deletion_ratio)")
+            return self.loss(anchors, decoder=self.decoder, target_features=batch["targets"],
+                             pad_token_id=self.embedder.tokenizer.pad_token_id)
         if len(roles) == 1:
             return self.compute(anchors, batch["labels"])
         if "pair_labels" in batch:
