@@ -1,4 +1,5 @@
-"""CoSENT (whole-batch ranking) and GISTEmbed (guided in-batch negatives) on 2 gloo processes vs one."""
+"""CoSENT (whole-batch ranking), GISTEmbed (guided in-batch negatives) and contrastive tension
+(symmetric in-batch negatives) on 2 gloo processes vs one process on the concatenated batch."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from textdml.distributed import compute_local_loss
+from textdml.losses.contrastive_tension import ContrastiveTensionLoss
 from textdml.losses.cosent import CoSENTLoss
 from textdml.losses.gist_embed import GISTEmbedLoss
 from textdml.training.scores import scored_pairs_loss
@@ -45,6 +48,11 @@ def worker(me: int, folder: str) -> None:
         value = gathered_guided_loss(gist(), [a, p, n], [x["ga"], x["gp"], x["gn"]], None, None)
         value.backward()
         results["gist"] = (value.detach(), a.grad, p.grad, n.grad)
+        twin, model = x["a"].clone().requires_grad_(), x["p"].clone().requires_grad_()
+        labels = torch.arange(N) + me * N
+        value = compute_local_loss(ContrastiveTensionLoss(learn_scale=False), twin, labels, model, labels)
+        value.backward()
+        results["tension"] = (value.detach(), twin.grad, model.grad)
         torch.save(results, os.path.join(folder, f"rank{me}.pt"))
     finally:
         dist.destroy_process_group()
@@ -87,3 +95,17 @@ def test_gist_across_devices_equals_one_process(rank_results):
         torch.testing.assert_close(grad_a / W, a.grad[rows(me)], rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(grad_p / W, p.grad[rows(me)], rtol=1e-4, atol=1e-6)
         torch.testing.assert_close(grad_n / W, n.grad[rows(me)], rtol=1e-4, atol=1e-6)
+
+
+def test_contrastive_tension_across_devices_equals_one_process(rank_results):
+    x = inputs()
+    twin, model = x["a"].clone().requires_grad_(), x["p"].clone().requires_grad_()
+    labels = torch.arange(W * N)
+    single = ContrastiveTensionLoss(learn_scale=False)(twin, labels, ref_embeddings=model, ref_labels=labels)
+    single.backward()
+    local = torch.stack([rank_results[me]["tension"][0] for me in range(W)])
+    torch.testing.assert_close(local.mean(), single.detach())
+    for me in range(W):
+        _, grad_twin, grad_model = rank_results[me]["tension"]
+        torch.testing.assert_close(grad_twin / W, twin.grad[rows(me)], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(grad_model / W, model.grad[rows(me)], rtol=1e-4, atol=1e-6)
