@@ -44,6 +44,7 @@ def st_gist() -> st.GISTEmbedLoss:
 
 def cases(b: int, d: int) -> dict[str, tuple[Callable, Callable, list[torch.Tensor]]]:
     from textdml.losses.angle import AnglELoss
+    from textdml.losses.contrastive_tension import ContrastiveTensionLoss
     from textdml.losses.cosent import CoSENTLoss
     from textdml.losses.distill_kl_div import DistillKLDivLoss
     from textdml.losses.gist_embed import GISTEmbedLoss
@@ -61,6 +62,12 @@ def cases(b: int, d: int) -> dict[str, tuple[Callable, Callable, list[torch.Tens
     nn.Module.__init__(mega)
     mega.positive_margin, mega.negative_margin, mega.mini_batch_size = 0.8, 0.3, b
     gist = st_gist()
+    tension = st.ContrastiveTensionLossInBatchNegatives.__new__(st.ContrastiveTensionLossInBatchNegatives)
+    nn.Module.__init__(tension)
+    tension.model1, tension.model2 = Precomputed("twin"), Precomputed("model")
+    tension.similarity_fct = lambda x, y: torch.nn.functional.normalize(x, dim=-1) @ torch.nn.functional.normalize(y, dim=-1).T
+    tension.cross_entropy_loss, tension.logit_scale = nn.CrossEntropyLoss(), nn.Parameter(torch.tensor(20.0).log())
+    ours_tension, rows = ContrastiveTensionLoss(), torch.arange(b)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         st_kl = st.DistillKLDivLoss(model=None, similarity_fct=pairwise_cos_sim)
@@ -80,6 +87,8 @@ def cases(b: int, d: int) -> dict[str, tuple[Callable, Callable, list[torch.Tens
                            lambda x, y, z: st_kl.compute_loss_from_embeddings([x, y, z], kl_teacher), [a, p, n]),
         "mega_batch_margin": (lambda x, y, z: MegaBatchMarginLoss()(x, ref_embeddings=y),
                               lambda x, y, z: mega.calculate_loss([[x], [y]]), [a, p, n]),
+        "contrastive_tension": (lambda x, y, z: ours_tension(x, rows, ref_embeddings=y, ref_labels=rows),
+                                lambda x, y, z: tension([{"twin": x, "model": y}], None), [a, p, n]),
         "gist_embed": (lambda x, y, z: GISTEmbedLoss()(x, ref_embeddings=torch.cat([y, z]), teacher_embeddings=ta,
                                                        teacher_ref_embeddings=torch.cat([tp, tn])),
                        lambda x, y, z: gist([{"emb": x, "guide": ta}, {"emb": y, "guide": tp}, {"emb": z, "guide": tn}],
