@@ -42,7 +42,9 @@ class GISTEmbedLoss(TeacherLoss):
         negatives, and the guide's embeddings of the same texts (``teacher_embeddings``,
         ``teacher_ref_embeddings``). With labels, rows sharing a label (equal texts) are extra
         positives, never negatives. Across devices the task gathers every device's positives and
-        negatives (and their guide rows) and sets ``positive_offset``.
+        negatives (and their guide rows) and sets ``positive_offset``; ``anchor_pool`` (every
+        device's anchors, with ``teacher_anchor_pool`` and ``anchor_pool_labels``) makes the
+        anchor-anchor block span the devices too, so the loss equals the single-process one.
 
     Requirements:
         A guide that is good at the task (often a larger model); a no-duplicates sampler still helps.
@@ -103,6 +105,9 @@ class GISTEmbedLoss(TeacherLoss):
         teacher_ref_embeddings: torch.Tensor | None = None,
         positive_offset: int = 0,
         num_positives: int | None = None,
+        anchor_pool: torch.Tensor | None = None,
+        teacher_anchor_pool: torch.Tensor | None = None,
+        anchor_pool_labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         name = type(self).__name__
         if ref_embeddings is None:
@@ -134,10 +139,19 @@ class GISTEmbedLoss(TeacherLoss):
         blocks = [cosine_matrix(anchors, ref).masked_fill(self.false_negatives(guide_sim, threshold) & ~positive,
                                                           float("-inf"))]
         targets = [positive]
-        same_anchor = (labels[:, None] == labels[None, :]) | torch.eye(n, dtype=torch.bool, device=device)
         if self.contrast_anchors:
-            dropped = self.false_negatives(cosine_matrix(guide_anchors, guide_anchors), threshold) | same_anchor
-            blocks.append(cosine_matrix(anchors, anchors).masked_fill(dropped, float("-inf")))
+            # The anchors to contrast with: this batch's, or every device's (anchor i at positive_offset + i).
+            if anchor_pool is None:
+                pool, guide_pool, pool_labels, own_anchor = anchors, guide_anchors, labels, rows
+            else:
+                pool, own_anchor = upcast(anchor_pool), own
+                guide_pool = upcast(teacher_anchor_pool.detach()).to(device)  # type: ignore[union-attr]
+                pool_labels = (torch.arange(len(pool), device=device) if anchor_pool_labels is None
+                               else anchor_pool_labels.to(device))
+            same_anchor = labels[:, None] == pool_labels[None, :]
+            same_anchor[rows, own_anchor] = True
+            dropped = self.false_negatives(cosine_matrix(guide_anchors, guide_pool), threshold) | same_anchor
+            blocks.append(cosine_matrix(anchors, pool).masked_fill(dropped, float("-inf")))
             targets.append(torch.zeros_like(dropped))
         if self.contrast_positives:
             own_positive, guide_own = ref[own], guide_ref[own]

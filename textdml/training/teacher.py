@@ -6,8 +6,8 @@ batch's raw texts with it (its own tokenizer, ``no_grad``, eval mode). Its embed
 loss as ``teacher_embeddings`` / ``teacher_ref_embeddings``.
 
 Across devices, per-text losses (``gathers = False``: MSE, MarginMSE, DistillKLDiv) stay local;
-GISTEmbed's in-batch negatives come from every device, and the guide's embeddings of those rows
-are gathered with them (without gradient).
+GISTEmbed's in-batch candidates (positives, negatives and the other anchors) come from every
+device, and the guide's embeddings of those rows are gathered with them (without gradient).
 """
 
 from __future__ import annotations
@@ -113,11 +113,15 @@ def gathered_guided_loss(loss: Any, roles: list[torch.Tensor], taught: list[torc
     offset = sum(sizes[: rank()])
     ref = torch.cat([all_gather_with_grad(role, sizes) for role in roles[1:]])
     teacher_ref = torch.cat([all_gather_no_grad(role, sizes) for role in taught[1:]])
-    kwargs: dict[str, Any] = {"positive_offset": offset, "num_positives": sum(sizes)}
+    kwargs: dict[str, Any] = {"positive_offset": offset, "num_positives": sum(sizes),
+                              # every device's anchors, so anchor-anchor contrasts span the devices too
+                              "anchor_pool": all_gather_with_grad(anchors, sizes),
+                              "teacher_anchor_pool": all_gather_no_grad(taught[0], sizes)}
     if labels is not None and ref_labels is not None:
         labels = labels.to(anchors.device)
         slots = ref_labels.to(anchors.device).split(len(anchors))  # positives, then each negative slot
         kwargs["ref_labels"] = torch.cat([all_gather_no_grad(slot, sizes) for slot in slots])
+        kwargs["anchor_pool_labels"] = all_gather_no_grad(labels, sizes)
     else:
         labels = None
     return loss(anchors, labels, ref_embeddings=ref, teacher_embeddings=taught[0], teacher_ref_embeddings=teacher_ref,
