@@ -99,3 +99,13 @@ def test_bad_inputs():
         MarginMSELoss()(q, ref_embeddings=docs[:7], teacher_embeddings=tq, teacher_ref_embeddings=tdocs[:7])
     with pytest.raises(ValueError, match="similarity"):
         MarginMSELoss(similarity="euclid")
+
+
+def test_raw_teacher_scores_match_sentence_transformers_labels():
+    # ST's labels may be the margins (N, k) or the raw scores of positive and negatives (N, 1 + k).
+    q, docs, tq, tdocs = triplets(n=6, k=2, seed=3)
+    raw = torch.randn(6, 3, generator=torch.Generator().manual_seed(4))
+    ours = MarginMSELoss()(q, ref_embeddings=docs, teacher_scores=raw)
+    theirs = STMarginMSELoss(model=None).compute_loss_from_embeddings([q, *docs.split(6)], raw)
+    torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(MarginMSELoss()(q, ref_embeddings=docs, teacher_scores=raw[:, :1] - raw[:, 1:]), ours)

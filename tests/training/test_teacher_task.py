@@ -129,3 +129,28 @@ def test_two_training_steps_with_cached_gist_embed(tiny_model_dir, tmp_path):
                                     "loss.mini_batch_size=3"])
     result = train(config, train_dataset=dataset)
     assert result.global_step == 2 and all(r["loss"] > 0 for r in result.metrics)
+
+
+def test_precomputed_teacher_scores_from_a_score_column(tiny_embedder):
+    rows = [dict(r, score=[0.9, 0.1 * i]) for i, r in enumerate(ROWS)]  # raw scores: positive, negative
+    batch = collate(tiny_embedder, rows)
+    torch.testing.assert_close(batch["teacher_scores"], torch.tensor([r["score"] for r in rows]))
+    for loss in (MarginMSELoss(), DistillKLDivLoss()):
+        task = EmbeddingTask(tiny_embedder.eval(), loss)  # no teacher model: the data brings its scores
+        assert task.teacher is None
+        roles = batch["inputs"].split(torch.cat([tiny_embedder(b) for b in batch["inputs"].blocks]))
+        expected = loss(roles[0], ref_embeddings=torch.cat(roles[1:]), teacher_scores=batch["teacher_scores"])
+        torch.testing.assert_close(task(batch).loss, expected, rtol=1e-4, atol=1e-6)
+    margins = collate(tiny_embedder, [dict(r, score=0.5) for r in ROWS])["teacher_scores"]
+    assert margins.shape == (len(ROWS),)
+    with pytest.raises(ValueError, match="teacher scores must be a number or a list"):
+        collate(tiny_embedder, [dict(r, score="high") for r in ROWS])
+
+
+def test_no_teacher_and_no_scores_is_an_error_before_training(tiny_model_dir, tmp_path):
+    dataset = Dataset.from_list(ROWS * 3)
+    config = load_run_config(None, ["train.path=in-memory", f"model.name_or_path={tiny_model_dir}",
+                                    f"training.output_dir={tmp_path / 'run'}", "training.batch_size=4",
+                                    "training.max_steps=1", "training.show_progress_bar=false", "loss.name=margin_mse"])
+    with pytest.raises(ValueError, match=r"loss.teacher=<folder or Hub id>, or give the triplets a 'score' column"):
+        train(config, train_dataset=dataset)

@@ -149,8 +149,29 @@ class RoleCollator:
         else:
             labels = text_ids(positives)
         ref_labels = torch.cat([labels, *[text_ids(slot) for slot in negatives]])
-        return {"inputs": self.tokenize_roles([anchors, positives, *negatives]), "labels": labels,
-                "ref_labels": ref_labels}
+        batch = {"inputs": self.tokenize_roles([anchors, positives, *negatives]), "labels": labels,
+                 "ref_labels": ref_labels}
+        if roles.kind == "triplets" and roles.score is not None:
+            batch["teacher_scores"] = self.teacher_scores(rows)
+        return batch
+
+    def teacher_scores(self, rows: list[dict]) -> torch.Tensor:
+        """A teacher's precomputed scores per row (a number or a list of numbers): ``(B,)`` or ``(B, k)``."""
+        column = self.roles.score
+        assert column is not None
+        values = []
+        for position, row in enumerate(rows):
+            cell = row[column]
+            cells = cell if isinstance(cell, (list, tuple)) else [cell]
+            if not cells or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v != v for v in cells):
+                raise ValueError(f"column {column!r}: row {position} of this batch is {cell!r}; teacher scores must be "
+                                 "a number or a list of numbers")
+            values.append([float(v) for v in cells])
+        if len({len(v) for v in values}) != 1:
+            raise ValueError(f"column {column!r}: rows of one batch hold {sorted({len(v) for v in values})} teacher "
+                             "scores; every row needs the same number")
+        scores = torch.tensor(values, dtype=torch.float32)
+        return scores[:, 0] if scores.shape[1] == 1 and not isinstance(rows[0][column], (list, tuple)) else scores
 
     def scores(self, rows: list[dict]) -> torch.Tensor:
         """The graded similarity of each pair, as float32; a missing or non-numeric cell is an error."""

@@ -14,7 +14,8 @@ ROLES = ("anchor", "positive", "negative", "label", "score", "group")
 
 # What each input kind needs, in words for error messages.
 KIND_COLUMNS: dict[str, str] = {
-    "triplets": "anchor, positive, negative (or negative_1..n, or a list column 'negative')",
+    "triplets": "anchor, positive, negative (or negative_1..n, or a list column 'negative'), optional score "
+                "(a teacher's precomputed scores, for distillation)",
     "scored_pairs": "anchor, positive, label (0/1 per pair)",
     "scores": "anchor, positive, score (a graded similarity per pair)",
     "pairs": "anchor, positive",
@@ -109,7 +110,7 @@ def resolve_roles(
             f"Pick a loss for {kind} or map the columns with `columns: {{role: column}}`."
         )
     return ColumnRoles(kind, anchor, positive, tuple(negatives), label, group, negative_is_list,
-                       score=score if kind == "scores" else None)
+                       score=score if kind in ("scores", "triplets") else None)
 
 
 def find_negative_columns(columns: list[str], rename: dict[str, str], role_of: dict[str, str]) -> list[str]:

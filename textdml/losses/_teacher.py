@@ -44,6 +44,8 @@ class TeacherLoss(BaseLoss):
     teacher_role: ClassVar[str] = "teacher"
     #: Whether the teacher's embeddings are compared with the student's directly (dimensions must match).
     compares_embeddings: ClassVar[bool] = False
+    #: Whether precomputed teacher scores (a ``score`` column of triplets) can replace the teacher model.
+    takes_teacher_scores: ClassVar[bool] = False
 
     def __init__(self, teacher: str | None = None):
         super().__init__()

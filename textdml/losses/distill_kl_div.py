@@ -28,7 +28,7 @@ class DistillKLDivLoss(TeacherLoss):
     Inputs:
         Triplets with one or more negatives: ``embeddings`` the queries, ``ref_embeddings`` the
         positives then each negative slot, and the teacher's embeddings of the same texts, or
-        precomputed ``teacher_scores`` (N, 1 + k).
+        precomputed ``teacher_scores`` (N, 1 + k) (a list ``score`` column, as sentence-transformers' labels).
 
     Requirements:
         At least one negative per query (a softmax over one candidate is constant).
@@ -46,6 +46,7 @@ class DistillKLDivLoss(TeacherLoss):
     """
 
     input_kinds = ("triplets",)
+    takes_teacher_scores = True
     gathers = False  # one term per query: nothing to compare across devices
     citation = """@misc{lin2020distilling,
   title={Distilling Dense Representations for Ranking using Tightly-Coupled Teachers},

@@ -24,7 +24,9 @@ class MarginMSELoss(TeacherLoss):
     Inputs:
         Triplets (``anchor, positive, negative`` or ``negative_1..k``): ``embeddings`` the queries,
         ``ref_embeddings`` the positives then each negative slot, and the teacher's embeddings of
-        the same texts. Precomputed teacher margins can be passed as ``teacher_margins`` (N, k).
+        the same texts. Or precomputed (a ``score`` column, as sentence-transformers' labels):
+        ``teacher_scores`` holding the margins ``(N,)`` / ``(N, k)`` or the raw scores of the
+        positive and each negative ``(N, 1 + k)``; ``teacher_margins`` (N, k) in Python.
 
     Requirements:
         At least one hard negative per query.
@@ -42,6 +44,7 @@ class MarginMSELoss(TeacherLoss):
     """
 
     input_kinds = ("triplets",)
+    takes_teacher_scores = True
     gathers = False  # one term per query: nothing to compare across devices
     citation = """@misc{hofstatter2021improving,
   title={Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation},
@@ -75,10 +78,18 @@ class MarginMSELoss(TeacherLoss):
         teacher_embeddings: torch.Tensor | None = None,
         teacher_ref_embeddings: torch.Tensor | None = None,
         teacher_margins: torch.Tensor | None = None,
+        teacher_scores: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if ref_embeddings is None:
             raise ValueError("MarginMSELoss needs ref_embeddings: the positives then each negative slot")
         student = self.margins(upcast(embeddings), upcast(ref_embeddings))
+        if teacher_scores is not None and teacher_margins is None:
+            teacher_scores = teacher_scores.reshape(len(student), -1)
+            # (N, 1 + k): the positive's score then each negative's; otherwise margins already.
+            if teacher_scores.shape[1] == student.shape[1] + 1:
+                teacher_margins = teacher_scores[:, :1] - teacher_scores[:, 1:]
+            else:
+                teacher_margins = teacher_scores
         if teacher_margins is None:
             teacher, teacher_ref = self.teacher_inputs(embeddings, teacher_embeddings, ref_embeddings,
                                                        teacher_ref_embeddings)

@@ -20,7 +20,12 @@ def fit_data_to_loss(loss: Any, data: Any, seed: int = 0) -> None:
     roles = data.roles
     if takes_scores(loss) and roles.kind == "scores" and isinstance(data.dataset, Dataset):
         check_score_column(data.dataset[roles.score], roles.score, loss)
-    if getattr(loss, "teacher_role", None) is not None and hasattr(data.collator, "keep_texts"):
+    role = getattr(loss, "teacher_role", None)
+    if role is not None and getattr(loss, role, None) is None and getattr(loss, "takes_teacher_scores", False) \
+            and roles.score is None:
+        raise ValueError(f"{type(loss).__name__} learns from a teacher: name it with loss.{role}=<folder or Hub id>, "
+                         "or give the triplets a 'score' column with the teacher's precomputed scores")
+    if role is not None and getattr(loss, role, None) is not None and hasattr(data.collator, "keep_texts"):
         # The teacher has its own tokenizer: it embeds the raw texts of each role.
         data.collator.keep_texts = True
     if getattr(loss, "deletion_ratio", None) is not None and hasattr(data.collator, "deletion_ratio"):

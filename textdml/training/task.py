@@ -90,6 +90,8 @@ class EmbeddingTask(nn.Module):
         anchors = roles[0]
         if self.teacher is not None:
             return teacher_loss(self.loss, self.teacher, batch, roles)
+        if "teacher_scores" in batch and getattr(self.loss, "takes_teacher_scores", False):
+            return self.loss(anchors, ref_embeddings=torch.cat(roles[1:]), teacher_scores=batch["teacher_scores"])
         if self.decoder is not None:
             if "targets" not in batch:
                 raise ValueError(f"{type(self.loss).__name__} needs the original sentences as batch['targets']: set "

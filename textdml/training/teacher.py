@@ -76,6 +76,8 @@ def teacher_for(loss: Any, embedder: Any) -> FrozenTeacher | None:
     if not role:
         return None
     if name is None:
+        if getattr(loss, "takes_teacher_scores", False):
+            return None  # the data brings the teacher's scores (checked with the data, see loss_data)
         raise ValueError(f"{type(loss).__name__} needs a frozen {role} model: set loss.{role}=<folder or Hub id>")
     teacher = FrozenTeacher.load(name)
     loss.check_teacher(int(embedder.embedding_dim), teacher.embedding_dim)
