@@ -45,6 +45,8 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     # LoRA adapters via peft, e.g. {r: 8, alpha: 16}; merged into the weights on save.
     lora: dict | None = None
+    # Keep this many transformer layers, spread evenly (a distillation student from its teacher).
+    num_layers: int | None = None
 
 
 @dataclass

@@ -50,6 +50,7 @@ def load_data(
         builder = path.split(":", 1)[1]
         if builder not in BUILTIN_SOURCES:
             import textdml.data.emoji  # noqa: F401  (these register the builtin sources)
+            import textdml.data.human_scores  # noqa: F401
             import textdml.data.wordnet  # noqa: F401
         if builder not in BUILTIN_SOURCES:
             raise ValueError(f"unknown builtin data set {path!r}; builtins: {sorted(BUILTIN_SOURCES)}")

@@ -14,10 +14,13 @@ ROLES = ("anchor", "positive", "negative", "label", "score", "group")
 
 # What each input kind needs, in words for error messages.
 KIND_COLUMNS: dict[str, str] = {
-    "triplets": "anchor, positive, negative (or negative_1..n, or a list column 'negative')",
+    "triplets": "anchor, positive, negative (or negative_1..n, or a list column 'negative'), optional score "
+                "(a teacher's precomputed scores, for distillation)",
     "scored_pairs": "anchor, positive, label (0/1 per pair)",
+    "scores": "anchor, positive, score (a graded similarity per pair)",
     "pairs": "anchor, positive",
     "labelled": "anchor, label (a class per row)",
+    "texts": "anchor (plain sentences, no pairs or labels)",
 }
 
 NEGATIVE_COLUMN = re.compile(r"^negative(?:_(\d+))?$")
@@ -35,6 +38,7 @@ class ColumnRoles:
     group: str | None = None
     negative_is_list: bool = False
     extra: dict = field(default_factory=dict)
+    score: str | None = None
 
     @property
     def text_columns(self) -> list[str]:
@@ -78,13 +82,16 @@ def resolve_roles(
     positive = column_for("positive")
     label = column_for("label")
     group = column_for("group")
+    score = column_for("score")
     negatives = find_negative_columns(columns, rename, role_of)
     negative_is_list = len(negatives) == 1 and negatives[0] in set(list_columns)
 
     kinds = list(input_kinds)
     if anchor is None:
         raise ValueError(missing_message("anchor", columns, loss_name, kinds))
-    if positive is not None and negatives:
+    if positive is not None and score is not None and not negatives:
+        kind = "scores"
+    elif positive is not None and negatives:
         kind = "triplets"
     elif positive is not None and label is not None:
         kind = "scored_pairs"
@@ -92,6 +99,8 @@ def resolve_roles(
         kind = "pairs"
     elif label is not None:
         kind = "labelled"
+    elif "texts" in kinds:  # unsupervised losses (contrastive tension, TSDAE) need only sentences
+        kind = "texts"
     else:
         raise ValueError(missing_message("positive' or 'label", columns, loss_name, kinds))
     if kind not in kinds:
@@ -100,7 +109,8 @@ def resolve_roles(
             f"but the dataset's columns {columns} make it {kind} [{KIND_COLUMNS[kind]}]. "
             f"Pick a loss for {kind} or map the columns with `columns: {{role: column}}`."
         )
-    return ColumnRoles(kind, anchor, positive, tuple(negatives), label, group, negative_is_list)
+    return ColumnRoles(kind, anchor, positive, tuple(negatives), label, group, negative_is_list,
+                       score=score if kind in ("scores", "triplets") else None)
 
 
 def find_negative_columns(columns: list[str], rename: dict[str, str], role_of: dict[str, str]) -> list[str]:

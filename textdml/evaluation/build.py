@@ -66,8 +66,13 @@ def build_evaluator(config: EvalConfig, name: str = "") -> Any | None:
     dataset = load_eval_dataset(config.data)
     if "image" in dataset.column_names or "image" in config.data.columns:
         return build_image_evaluator(dataset, config, name)
-    roles = resolve_roles(dataset.column_names, "evaluation", ("pairs", "triplets", "scored_pairs", "labelled"),
-                          config.data.columns)
+    roles = resolve_roles(dataset.column_names, "evaluation",
+                          ("pairs", "triplets", "scored_pairs", "scores", "labelled"), config.data.columns)
+    if roles.kind == "scores":
+        from textdml.evaluation.similarity import EmbeddingSimilarityEvaluator
+
+        return EmbeddingSimilarityEvaluator(list(dataset[roles.anchor]), list(dataset[roles.positive]),
+                                            list(dataset[roles.score]), name, config.batch_size)
     if roles.kind == "labelled":
         return LabelledRetrievalEvaluator(list(dataset[roles.anchor]), list(dataset[roles.label]), name, config.batch_size)
     queries, corpus, relevant = retrieval_task_from_pairs(dataset, roles.anchor, roles.positive, config.max_corpus)

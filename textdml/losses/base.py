@@ -27,7 +27,7 @@ from textdml.miners.base import TupleIndices, resolve_ref, upcast
 Reduction = Literal["mean", "sum", "mean_nonzero", "none"]
 
 # Input kinds a loss can train on; the data module maps each to the columns it needs.
-InputKind = Literal["pairs", "triplets", "scored_pairs", "labelled", "image_text", "labelled_images"]
+InputKind = Literal["pairs", "triplets", "scored_pairs", "scores", "labelled", "texts", "image_text", "labelled_images"]
 
 
 class DegenerateBatchWarning(UserWarning):

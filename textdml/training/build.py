@@ -83,6 +83,10 @@ def create_embedder(config: ModelConfig) -> Embedder:
         max_seq_length=config.max_seq_length, dense_dim=config.dense_dim, similarity=config.similarity,
         trust_remote_code=config.trust_remote_code, dtype=getattr(torch, config.dtype) if config.dtype else None,
     )
+    if config.num_layers:
+        from textdml.models.layers import keep_layers
+
+        keep_layers(embedder.transformer, config.num_layers)
     if config.gradient_checkpointing:
         embedder.enable_gradient_checkpointing()
     if config.lora:

@@ -28,6 +28,7 @@ from textdml.data.shuffle import SeededShuffleSampler
 from textdml.models.embedder import Embedder
 from textdml.training.build import build_loss, build_miner, create_model
 from textdml.training.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
+from textdml.training.loss_data import fit_data_to_loss
 from textdml.training.multimodal_task import ImageTextTask
 from textdml.training.optim import create_optimizer
 from textdml.training.task import EmbeddingTask
@@ -80,6 +81,8 @@ def to_canonical_columns(dataset: Dataset, roles: ColumnRoles) -> Dataset:
         renames[roles.positive] = "positive"
     if roles.label:
         renames[roles.label] = "label"
+    if roles.score:
+        renames[roles.score] = "score"
     renames.update({column: f"negative_{i + 1}" for i, column in enumerate(roles.negatives)})
     dataset = dataset.select_columns(list(renames))
     return dataset.rename_columns({old: new for old, new in renames.items() if old != new})
@@ -225,11 +228,14 @@ def train(
     data = prepare(config, embedder, loss_cls_kinds, loss_name, train_dataset)
     loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
                       num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
+    fit_data_to_loss(loss, data, t.seed)  # score ranges, raw texts for a teacher, input noise
     task = (ImageTextTask if dual else EmbeddingTask)(embedder, loss, build_miner(config.miner))
     dataloader, sampler = create_dataloader(data, config, embedder)
     steps_per_epoch = None if isinstance(data.dataset, IterableDataset) else math.ceil(
         len(dataloader) / t.gradient_accumulation_steps)
-    mini_batch_size = plan_grad_cache(config, embedder, accelerator) if t.grad_cache else None
+    # A cached loss (cached_gist_embed) brings its own mini-batch size: GradCache without the config flag.
+    mini_batch_size = plan_grad_cache(config, embedder, accelerator) if t.grad_cache else getattr(
+        loss, "mini_batch_size", None)
     if t.compile:
         embedder.compile()  # in place: parameter names (and saved files) are unchanged
     if t.max_steps is None and steps_per_epoch is None:

@@ -13,7 +13,11 @@ from textdml.data.collator import TokenizedRoles
 from textdml.distributed import compute_local_loss, resolve_global_labels
 from textdml.losses.base import BaseLoss
 from textdml.miners.base import BaseMiner, PairIndices, TripletIndices
+from textdml.training.decoder import decoder_for
 from textdml.training.grad_cache import cached_backward, split_features
+from textdml.training.scores import scored_pairs_loss
+from textdml.training.teacher import FrozenTeacher, teacher_for, teacher_loss
+from textdml.training.twin import twin_for, twin_loss
 
 
 @dataclass
@@ -35,11 +39,18 @@ class EmbeddingTask(nn.Module):
     (class-level losses: their parameters already see every device through DDP).
     """
 
-    def __init__(self, embedder: nn.Module, loss: BaseLoss, miner: BaseMiner | None = None):
+    def __init__(self, embedder: nn.Module, loss: BaseLoss, miner: BaseMiner | None = None,
+                 teacher: FrozenTeacher | None = None):
         super().__init__()
         self.embedder = embedder
         self.loss = loss
         self.miner = miner
+        # A loss that names a teacher / guide gets it loaded here (frozen, not a submodule).
+        self.teacher = teacher if teacher is not None else teacher_for(loss, embedder)
+        # A loss that contrasts two copies of the model (contrastive tension) gets a trained twin.
+        self.twin = twin_for(loss, embedder)
+        # A denoising auto-encoder (TSDAE) gets a decoder tied to the encoder (trained, never saved).
+        self.decoder = decoder_for(loss, embedder)
 
     def forward(self, batch: dict[str, Any] | None = None, *, features: dict[str, torch.Tensor] | None = None):
         """``task(batch)`` -> LossOutput; ``task(features=...)`` -> embeddings (GradCache's mini-batches
@@ -50,6 +61,8 @@ class EmbeddingTask(nn.Module):
 
     def training_step(self, batch: dict[str, Any]) -> LossOutput:
         inputs: TokenizedRoles = batch["inputs"]
+        if self.twin is not None:
+            return LossOutput(twin_loss(self.loss, self.embedder, self.twin, batch), inputs.role_sizes[0])
         embeddings = torch.cat([self.embedder(block) for block in inputs.blocks])
         return LossOutput(self.loss_from_embeddings(batch, embeddings), inputs.role_sizes[0])
 
@@ -59,6 +72,9 @@ class EmbeddingTask(nn.Module):
 
         ``embed`` is the (possibly DDP-wrapped) task called with ``features=``.
         """
+        if self.twin is not None:
+            raise ValueError(f"{type(self.loss).__name__} trains a twin of the model, which GradCache does not "
+                             "cover: set training.grad_cache=false")
         inputs: TokenizedRoles = batch["inputs"]
         chunks = [mini for block in inputs.blocks for mini in split_features(block, mini_batch_size)]
         loss = cached_backward(
@@ -72,10 +88,22 @@ class EmbeddingTask(nn.Module):
         """The loss of a batch given the embeddings of all its texts, in block order."""
         roles = batch["inputs"].split(embeddings)
         anchors = roles[0]
+        if self.teacher is not None:
+            return teacher_loss(self.loss, self.teacher, batch, roles)
+        if "teacher_scores" in batch and getattr(self.loss, "takes_teacher_scores", False):
+            return self.loss(anchors, ref_embeddings=torch.cat(roles[1:]), teacher_scores=batch["teacher_scores"])
+        if self.decoder is not None:
+            if "targets" not in batch:
+                raise ValueError(f"{type(self.loss).__name__} needs the original sentences as batch['targets']: set "
+                                 "the collator's deletion_ratio (the trainer does it from loss.deletion_ratio)")
+            return self.loss(anchors, decoder=self.decoder, target_features=batch["targets"],
+                             pad_token_id=self.embedder.tokenizer.pad_token_id)
         if len(roles) == 1:
             return self.compute(anchors, batch["labels"])
         if "pair_labels" in batch:
             return self.scored_pairs(anchors, roles[1], batch["pair_labels"])
+        if "scores" in batch:
+            return scored_pairs_loss(self.loss, anchors, roles[1], batch["scores"])
         ref = torch.cat(roles[1:])  # (B * (1 + k), D)
         num_negatives = len(roles) - 2
         explicit = explicit_triplets(len(anchors), num_negatives, anchors.device) if num_negatives else None
