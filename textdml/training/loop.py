@@ -386,9 +386,9 @@ def plan_grad_cache(config: RunConfig, embedder: Embedder, accelerator: Accelera
 
 
 def loss_input_kinds(spec: dict[str, Any]) -> tuple[str, ...]:
-    from textdml.registry import LOSSES, import_target
+    from textdml.registry import LOSSES, import_component_class
 
-    cls = import_target(spec["target"]) if "target" in spec else LOSSES.get(spec["name"])
+    cls = import_component_class(spec["target"], "loss") if "target" in spec else LOSSES.get(spec["name"])
     return tuple(getattr(cls, "input_kinds", ("pairs", "triplets", "scored_pairs", "labelled")))
 
 
