@@ -21,7 +21,6 @@ from qdrant_client import QdrantClient
 from qdrant_client.models import Distance, PointStruct, QueryRequest, ScoredPoint, SearchParams, VectorParams
 from tqdm.auto import tqdm
 
-from textdml.console import bars_silenced
 from textdml.evaluation.retrieval import compute_metrics, prefix_metrics
 
 if TYPE_CHECKING:
@@ -217,7 +216,7 @@ def index_documents(
     first_row_of_id: dict[str, int] = {}
     written = 0
     total = len(documents) if isinstance(documents, Sized) else None
-    with tqdm(total=total, desc=f"Indexing into {collection}", unit="doc", disable=not show_progress_bar or bars_silenced()) as progress:
+    with tqdm(total=total, desc=f"Indexing into {collection}", unit="doc", disable=not show_progress_bar) as progress:
         for batch_number, rows in enumerate(batches(documents, batch_size)):
             payloads: dict[str, dict[str, Any]] = {}
             for row_number, row in enumerate(rows, start=batch_number * batch_size):

