@@ -13,8 +13,6 @@ import pytest
 import textdml
 
 ROOT = Path(__file__).parents[1]
-# Distribution name -> the module it installs, where the two differ.
-IMPORT_NAMES = {"pyyaml": "yaml", "scikit-learn": "sklearn", "qdrant-client": "qdrant_client"}
 
 
 def test_public_api_is_importable_from_the_package():
@@ -67,11 +65,21 @@ def requirement_name(requirement: str) -> str:
     return requirement.strip().lower()
 
 
+def module_names(distribution: str) -> set[str]:
+    """The top-level modules an installed distribution provides (pyyaml -> yaml, qdrant-edge-py -> qdrant_edge)."""
+    import importlib.metadata
+
+    normalized = distribution.replace("_", "-").lower()
+    names = {module for module, dists in importlib.metadata.packages_distributions().items()
+             if any(d.replace("_", "-").lower() == normalized for d in dists)}
+    return names or {normalized.replace("-", "_")}
+
+
 def test_runtime_dependencies_are_what_the_runtime_imports():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     runtime = [requirement_name(r) for r in project["dependencies"]]
     imported = imported_top_level_modules()
-    unused = [name for name in runtime if IMPORT_NAMES.get(name, name.replace("-", "_")) not in imported]
+    unused = [name for name in runtime if not module_names(name) & imported]
     assert not unused, f"runtime dependencies the package never imports: {unused}"
     assert "sentence_transformers" not in imported
     assert "sentence-transformers" in [requirement_name(r) for r in project["optional-dependencies"]["test"]]
