@@ -69,7 +69,11 @@ def run_train(config: RunConfig) -> dict[str, Any]:
     from textdml.evaluation.build import build_evaluator
     from textdml.training.loop import train
 
-    result = train(config, evaluator=build_evaluator(config.eval))
+    from textdml.console import quiet_progress_bars
+
+    with quiet_progress_bars(not config.training.show_progress_bar):  # loading the eval data draws no bar
+        evaluator = build_evaluator(config.eval)
+    result = train(config, evaluator=evaluator)
     return {"final_model": str(result.final_model), "best_model": str(result.best_model) if result.best_model else None,
             "steps": result.global_step}
 
