@@ -5,12 +5,13 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 
 import textdml
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).parents[1]
 
@@ -32,6 +33,7 @@ def test_public_api_is_importable_from_the_package():
 
     assert Embedder.__module__ == "textdml.models.embedder"
     assert losses.InfoNCELoss.__name__ == "InfoNCELoss"
+    assert set(textdml.__all__) == {"__version__", *textdml._EXPORTS}
     for name in textdml.__all__:
         assert getattr(textdml, name) is not None, name
     assert set(textdml.__all__) <= set(dir(textdml))

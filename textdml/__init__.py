@@ -50,7 +50,17 @@ _EXPORTS: dict[str, str] = {
     "evaluation": "textdml.evaluation",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# Written out (not derived from _EXPORTS) so linters and IDEs read it; a test keeps the two equal.
+__all__ = [
+    "__version__",
+    "Embedder", "DualEncoder", "create_dual_encoder", "load_model",
+    "train", "TrainResult", "Trainer",
+    "RunConfig", "ModelConfig", "DataConfig", "EvalConfig", "TrainingConfig", "IndexConfig", "ConfigError",
+    "load_run_config",
+    "InformationRetrievalEvaluator", "LabelledRetrievalEvaluator", "build_evaluator",
+    "open_client", "index_documents", "search",
+    "losses", "miners", "distances", "evaluation",
+]
 
 if TYPE_CHECKING:  # static tools see the real names; nothing is imported at run time
     from textdml import distances, evaluation, losses, miners

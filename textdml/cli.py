@@ -66,10 +66,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_train(config: RunConfig) -> dict[str, Any]:
+    from textdml.console import quiet_progress_bars
     from textdml.evaluation.build import build_evaluator
     from textdml.training.loop import train
-
-    from textdml.console import quiet_progress_bars
 
     with quiet_progress_bars(not config.training.show_progress_bar):  # loading the eval data draws no bar
         evaluator = build_evaluator(config.eval)

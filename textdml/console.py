@@ -32,8 +32,8 @@ def quiet_progress_bars(quiet: bool = True) -> Iterator[None]:
     if not quiet:
         yield
         return
-    import huggingface_hub.utils as hub_utils
     import datasets as datasets_lib  # its progress-bar switches are top-level
+    import huggingface_hub.utils as hub_utils
     from transformers.utils import logging as transformers_logging
 
     was_transformers = transformers_logging.is_progress_bar_enabled()
