@@ -44,14 +44,35 @@ def build_parser() -> argparse.ArgumentParser:
     quick = verbs.add_parser("quickstart", help="train -> evaluate -> index -> search on WordNet, offline")
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None)
+    parser.verb_parsers = verbs.choices  # type: ignore[attr-defined]  (see parse_arguments)
     return parser
 
 
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``textdml <verb> ...`` with overrides allowed anywhere among the options.
+
+    argparse's plain parsing takes the positional overrides in one run only, so
+    ``search --query cat index.collection=x --top-k 2`` would be rejected; each verb's own parser
+    parses intermixed instead (the top-level parser cannot: it holds subparsers).
+    """
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verb_parsers = parser.verb_parsers  # type: ignore[attr-defined]
+    if not argv or argv[0] not in verb_parsers:
+        return parser.parse_args(argv)  # help, or the usage error naming the verbs
+    args = verb_parsers[argv[0]].parse_intermixed_args(argv[1:])
+    args.verb = argv[0]
+    return args
+
+
 def run_train(config: RunConfig) -> dict[str, Any]:
+    from textdml.console import quiet_progress_bars
     from textdml.evaluation.build import build_evaluator
     from textdml.training.loop import train
 
-    result = train(config, evaluator=build_evaluator(config.eval))
+    with quiet_progress_bars(not config.training.show_progress_bar):  # loading the eval data draws no bar
+        evaluator = build_evaluator(config.eval)
+    result = train(config, evaluator=evaluator)
     return {"final_model": str(result.final_model), "best_model": str(result.best_model) if result.best_model else None,
             "steps": result.global_step}
 
@@ -65,7 +86,7 @@ def run_eval(config: RunConfig, model_path: str) -> dict[str, float]:
     if evaluator is None:
         raise ConfigError("the recipe has no eval.data: name held-out data to evaluate on")
     results = evaluator(load_model(model_path))
-    print(format_table(results))
+    print(format_table(results))  # the one table: evaluators log their results at debug level only
     return results
 
 
@@ -139,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("httpx", "transformers", "datasets", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(argv)
     try:
         if args.verb == "quickstart":
             from textdml.quickstart import run_quickstart

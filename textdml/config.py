@@ -287,6 +287,13 @@ def check_component(spec: dict[str, Any], registry: Any, section: str) -> None:
         raise ConfigError(f"{section} needs exactly one of 'name' (a registry name) or 'target' (a dotted class path)")
     if "name" in spec and spec["name"] not in registry:
         raise ConfigError(f"unknown {section} {spec['name']!r}: {did_you_mean(str(spec['name']), registry.names())}")
+    if "target" in spec:  # only classes: a recipe's target is never an arbitrary callable (os.system)
+        from textdml.registry import import_component_class
+
+        try:
+            import_component_class(spec["target"], section)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

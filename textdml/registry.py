@@ -69,7 +69,7 @@ class Registry(Generic[T]):
         """Instantiate by registry ``name`` or by dotted ``target`` path (user code)."""
         if (name is None) == (target is None):
             raise ValueError(f"a {self.kind} needs exactly one of 'name' or 'target'")
-        cls = import_target(target) if target is not None else self.get(name)  # type: ignore[arg-type]
+        cls = import_component_class(target, self.kind) if target is not None else self.get(name)  # type: ignore[arg-type]
         try:
             return cls(**kwargs)
         except TypeError as err:
@@ -90,6 +90,34 @@ def import_target(target: str) -> Any:
         return getattr(module, attr)
     except AttributeError as err:
         raise ValueError(f"target {target!r}: module {module_name!r} has no attribute {attr!r}") from err
+
+
+def import_component_class(target: str, section: str) -> type:
+    """Import ``target`` for a ``{section}: {target: ...}`` spec; it must name a component class.
+
+    A recipe's ``target`` is code that runs (and a recipe should be trusted like code), but it is
+    never a free call: it must be a class, and a ``torch.nn.Module`` subclass (textdml losses,
+    miners and distances, pytorch-metric-learning's, or your own module), so ``os.system`` or
+    ``builtins.eval`` are refused before anything is called.
+    """
+    import inspect
+
+    from torch import nn
+
+    if not isinstance(target, str):
+        raise ValueError(f"{section}.target must be a dotted class path like 'my_pkg.losses.MyLoss', got {target!r}")
+    try:
+        obj = import_target(target)
+    except ImportError as err:
+        raise ValueError(f"{section}.target {target!r}: cannot import it ({err}); check the module path") from err
+    if not inspect.isclass(obj):
+        raise ValueError(f"{section}.target {target!r} is a {type(obj).__name__}, not a class: a target must name "
+                         "a torch.nn.Module subclass (a textdml or pytorch-metric-learning loss / miner / distance, "
+                         "or your own nn.Module)")
+    if not issubclass(obj, nn.Module):
+        raise ValueError(f"{section}.target {target!r} is a class but not a torch.nn.Module subclass: a target must "
+                         "name a loss, miner or distance module (textdml, pytorch-metric-learning, or your own)")
+    return obj
 
 
 LOSSES: Registry[Any] = Registry("loss", "textdml.losses")

@@ -61,13 +61,19 @@ def build_evaluator(config: EvalConfig, name: str = "") -> Any | None:
     """An evaluator for ``config.data``, or None when no evaluation data is configured."""
     if config.data is None or not config.data.path:
         return None
+    return evaluator_from_dataset(load_eval_dataset(config.data), config, name)
+
+
+def evaluator_from_dataset(dataset: Dataset, config: EvalConfig, name: str = "") -> Any:
+    """The evaluator for held-out rows already loaded: pairs -> retrieval, labelled -> open-set,
+    images -> image-text metrics. Columns play roles by name (``config.data.columns`` renames)."""
     from textdml.evaluation.retrieval import InformationRetrievalEvaluator
 
-    dataset = load_eval_dataset(config.data)
-    if "image" in dataset.column_names or "image" in config.data.columns:
+    columns = config.data.columns if config.data is not None else {}
+    if "image" in dataset.column_names or "image" in columns:
         return build_image_evaluator(dataset, config, name)
     roles = resolve_roles(dataset.column_names, "evaluation",
-                          ("pairs", "triplets", "scored_pairs", "scores", "labelled"), config.data.columns)
+                          ("pairs", "triplets", "scored_pairs", "scores", "labelled"), columns)
     if roles.kind == "scores":
         from textdml.evaluation.similarity import EmbeddingSimilarityEvaluator
 
@@ -85,7 +91,7 @@ def build_image_evaluator(dataset: Dataset, config: EvalConfig, name: str = "") 
     from textdml.evaluation.image_text import ImageTextRetrievalEvaluator, LabelledImageEvaluator, ZeroShotEvaluator
 
     roles = resolve_image_roles(dataset.column_names, "evaluation", ("image_text", "labelled_images"),
-                                config.data.columns)  # type: ignore[union-attr]
+                                config.data.columns if config.data is not None else {})
     images = list(dataset[roles.image])
     if roles.kind == "image_text":
         return ImageTextRetrievalEvaluator(images, list(dataset[roles.text]), name, batch_size=config.batch_size)

@@ -306,7 +306,8 @@ class InformationRetrievalEvaluator:
             self.search(model), self.relevant_docs, self.k_values, self.mrr_at_k, self.ndcg_at_k, self.map_at_k
         )
         results = prefix_metrics(metrics, self.name)
-        logger.info("Information retrieval %s (%d queries, %d documents):\n%s",
+        # Debug only: the CLI prints the table and the training loop one line per evaluation.
+        logger.debug("Information retrieval %s (%d queries, %d documents):\n%s",
                     self.name, len(self.query_ids), len(self.corpus), format_table(results))
         return results
 

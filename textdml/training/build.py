@@ -9,7 +9,7 @@ import torch
 
 from textdml.config import ModelConfig
 from textdml.models.embedder import Embedder
-from textdml.registry import DISTANCES, LOSSES, MINERS, Registry, did_you_mean, import_target
+from textdml.registry import DISTANCES, LOSSES, MINERS, Registry, did_you_mean, import_component_class
 
 # Argument names whose dict values are themselves components of a registry.
 NESTED = {"loss": LOSSES, "losses": LOSSES, "miner": MINERS, "miners": MINERS, "distance": DISTANCES}
@@ -22,7 +22,7 @@ CONFIG_ONLY_KEYS = ("name", "target", "lr")
 def build_component(spec: dict[str, Any], registry: Registry, section: str, auto: dict[str, Any] | None = None) -> Any:
     """Build ``{name|target: ..., **kwargs}``; nested components and auto arguments are filled in."""
     spec = dict(spec)
-    cls = import_target(spec["target"]) if "target" in spec else registry.get(spec["name"])
+    cls = import_component_class(spec["target"], section) if "target" in spec else registry.get(spec["name"])
     kwargs = {k: v for k, v in spec.items() if k not in CONFIG_ONLY_KEYS}
     kwargs = {key: build_nested(key, value, section, auto) for key, value in kwargs.items()}
     parameters = inspect.signature(cls).parameters
@@ -57,11 +57,15 @@ def build_loss(spec: dict[str, Any], embedding_size: int | None = None, num_clas
                model: Any = None) -> Any:
     auto = {"embedding_size": embedding_size, "num_classes": num_classes,
             "logit_scale": getattr(model, "logit_scale", None), "logit_bias": getattr(model, "logit_bias", None)}
-    return build_component(spec, LOSSES, "loss", auto)
+    from textdml.losses.pml_adapter import adapt_loss
+
+    return adapt_loss(build_component(spec, LOSSES, "loss", auto))  # a PML loss takes the textdml contract
 
 
 def build_miner(spec: dict[str, Any] | None) -> Any:
-    return None if spec is None else build_component(spec, MINERS, "miner")
+    from textdml.miners.pml_adapter import adapt_miner
+
+    return None if spec is None else adapt_miner(build_component(spec, MINERS, "miner"))
 
 
 def create_model(config: ModelConfig) -> Any:

@@ -14,13 +14,14 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, DistributedType
-from accelerate.utils import set_seed
+from accelerate.utils import DataLoaderConfiguration, set_seed
 from datasets import Dataset, IterableDataset, concatenate_datasets
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from textdml.config import DataConfig, RunConfig, to_dict
+from textdml.config import DataConfig, RunConfig, TrainingConfig, to_dict
+from textdml.console import format_evaluation, quiet_progress_bars, write_line
 from textdml.data.collator import RoleCollator
 from textdml.data.loading import check_text_columns, is_list_column, label_mapping, load_data
 from textdml.data.roles import ColumnRoles, resolve_roles
@@ -176,11 +177,13 @@ def row_token_lengths(dataset: Dataset, roles: ColumnRoles, embedder: Embedder) 
 
 def create_dataloader(data: TrainingData, config: RunConfig, embedder: Embedder) -> tuple[DataLoader, Any]:
     t, dataset = config.training, data.dataset
-    if isinstance(dataset, IterableDataset):
-        return DataLoader(dataset, batch_size=t.batch_size, collate_fn=data.collator, num_workers=t.num_workers), None
     # The loader's own generator keeps its per-iterator seed draw off the global RNG, which dropout
     # uses: otherwise a resumed run would see different dropout masks than an unbroken one.
     generator = torch.Generator().manual_seed(t.seed)
+    if isinstance(dataset, IterableDataset):
+        # Full batches only, as for map-style data: every step has the same number of in-batch negatives.
+        return DataLoader(dataset, batch_size=t.batch_size, collate_fn=data.collator, num_workers=t.num_workers,
+                          drop_last=True, generator=generator), None
     batch_sampler = create_batch_sampler(data, config, embedder)
     if batch_sampler is not None:
         loader = DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=data.collator, num_workers=t.num_workers,
@@ -205,6 +208,26 @@ def resolve_mixed_precision(choice: str) -> str:
     return "no"
 
 
+def create_accelerator(t: TrainingConfig) -> Accelerator:
+    """The Accelerator of a run. Every process reads its own batches (no dispatching): a batch holds
+    tokenised blocks, not one tensor, and Accelerate's dispatching (its default for streaming data)
+    can only slice tensors."""
+    return Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision),
+                       gradient_accumulation_steps=t.gradient_accumulation_steps,
+                       dataloader_config=DataLoaderConfiguration(dispatch_batches=False))
+
+
+def check_dispatch(accelerator: Accelerator, dataset: Any) -> None:
+    """A given Accelerator that would dispatch streaming batches from the main process: made to
+    let each process read its own (None = Accelerate's default), or refused when asked for."""
+    loader_config = accelerator.dataloader_config
+    if loader_config.dispatch_batches is None:
+        loader_config.dispatch_batches = False
+    elif loader_config.dispatch_batches and isinstance(dataset, IterableDataset):
+        raise ValueError("the Accelerator has dispatch_batches=True, which cannot split textdml's tokenised batches: "
+                         "create it with DataLoaderConfiguration(dispatch_batches=False)")
+
+
 def train(
     config: RunConfig,
     *,
@@ -213,23 +236,49 @@ def train(
     embedder: Embedder | None = None,
     accelerator: Accelerator | None = None,
 ) -> TrainResult:
-    """Train the embedder of ``config``; returns where the final (and best) model were saved."""
+    """Train the embedder of ``config``; returns where the final (and best) model were saved.
+
+    Builds the model, data, loss and miner from the config, then runs :func:`run_training`, the
+    loop that ``textdml.training.trainer.Trainer`` (the Python API) runs too.
+    """
     t = config.training
-    output_dir = Path(t.output_dir)
-    accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision),
-                                             gradient_accumulation_steps=t.gradient_accumulation_steps)
+    accelerator = accelerator or create_accelerator(t)
     check_process_group(accelerator)
     set_seed(t.seed)
-    embedder = embedder or create_model(config.model)
-    dual = is_dual_encoder(embedder)
-    loss_name = config.loss.get("name") or config.loss.get("target")
-    loss_cls_kinds = loss_input_kinds(config.loss)
-    prepare = prepare_image_data if dual else prepare_training_data
-    data = prepare(config, embedder, loss_cls_kinds, loss_name, train_dataset)
+    with quiet_progress_bars(not t.show_progress_bar):  # transformers' and datasets' loading bars too
+        embedder = embedder or create_model(config.model)
+        dual = is_dual_encoder(embedder)
+        loss_name = config.loss.get("name") or config.loss.get("target")
+        loss_cls_kinds = loss_input_kinds(config.loss)
+        prepare = prepare_image_data if dual else prepare_training_data
+        data = prepare(config, embedder, loss_cls_kinds, loss_name, train_dataset)
     loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
                       num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
+    return run_training(config, embedder, loss, build_miner(config.miner), data, evaluator=evaluator,
+                        accelerator=accelerator)
+
+
+def run_training(config: RunConfig, model: Any, loss: Any, miner: Any, data: TrainingData, *,
+                 evaluator: Evaluator | None, accelerator: Accelerator) -> TrainResult:
+    """The training loop of ``train(config)`` and of ``Trainer``: built objects in, saved models out.
+
+    ``config.training`` drives it; the rest of ``config`` is what the run records (run_config.json,
+    the model card) and what a sharded run rebuilds its model from.
+    """
+    # The training bar is the only bar of a run (none with show_progress_bar=false): saving and
+    # evaluating inside it draw no bars of their own, and each evaluation prints one line above it.
+    with quiet_progress_bars():
+        return _training_loop(config, model, loss, miner, data, evaluator, accelerator)
+
+
+def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data: TrainingData,
+                   evaluator: Evaluator | None, accelerator: Accelerator) -> TrainResult:
+    t = config.training
+    output_dir = Path(t.output_dir)
+    dual = is_dual_encoder(embedder)
+    check_dispatch(accelerator, data.dataset)
     fit_data_to_loss(loss, data, t.seed)  # score ranges, raw texts for a teacher, input noise
-    task = (ImageTextTask if dual else EmbeddingTask)(embedder, loss, build_miner(config.miner))
+    task = (ImageTextTask if dual else EmbeddingTask)(embedder, loss, miner)
     dataloader, sampler = create_dataloader(data, config, embedder)
     steps_per_epoch = None if isinstance(data.dataset, IterableDataset) else math.ceil(
         len(dataloader) / t.gradient_accumulation_steps)
@@ -278,6 +327,7 @@ def train(
             if hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(state.epoch)
             position = state.batches_in_epoch
+            fresh_epoch = position == 0
             step_start = time.perf_counter()
             for batch in batches:
                 position += 1
@@ -321,6 +371,9 @@ def train(
                     break
                 step_start = time.perf_counter()
             else:
+                if fresh_epoch and position == 0:  # a stream with no full batch would loop forever
+                    raise ValueError(f"the training data gave no full batch of {t.batch_size} rows in epoch "
+                                     f"{state.epoch}; lower training.batch_size or check the data")
                 state.epoch += 1
                 state.batches_in_epoch = 0
     except KeyboardInterrupt:
@@ -392,9 +445,9 @@ def plan_grad_cache(config: RunConfig, embedder: Embedder, accelerator: Accelera
 
 
 def loss_input_kinds(spec: dict[str, Any]) -> tuple[str, ...]:
-    from textdml.registry import LOSSES, import_target
+    from textdml.registry import LOSSES, import_component_class
 
-    cls = import_target(spec["target"]) if "target" in spec else LOSSES.get(spec["name"])
+    cls = import_component_class(spec["target"], "loss") if "target" in spec else LOSSES.get(spec["name"])
     return tuple(getattr(cls, "input_kinds", ("pairs", "triplets", "scored_pairs", "labelled")))
 
 
@@ -427,6 +480,7 @@ def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState
     results = evaluator(embedder)
     log.write({"step": state.global_step, **{f"eval_{k}": v for k, v in results.items()}})
     metric = metric or getattr(evaluator, "primary_metric", None)
+    write_line(format_evaluation(state.global_step, results, metric))
     if metric is not None:
         if metric not in results:
             raise KeyError(f"metric_for_best_model {metric!r} is not among the evaluation results {sorted(results)}")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from textdml.models.towers.base import TOWER_WEIGHTS, ImageTower, load_weights, save_weights
-from textdml.registry import import_target
+from textdml.registry import import_component_class
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -63,7 +63,7 @@ class ModuleTower(ImageTower):
     def from_target(cls, target: str, output_dim: int, module_kwargs: dict[str, Any] | None = None,
                     **preprocessing: Any) -> ModuleTower:
         """Build ``target(**module_kwargs)`` and wrap it."""
-        module = import_target(target)(**(module_kwargs or {}))
+        module = import_component_class(target, "image tower")(**(module_kwargs or {}))
         return cls(module, output_dim, target=target, module_kwargs=module_kwargs, **preprocessing)
 
     @property
