@@ -23,7 +23,7 @@ DIM = 6
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])  # every class present, unequal class sizes
 REF_LABELS = torch.tensor([0, 1, 1, 2, 3, 3, 2])
 
-Layout = Literal["labelled", "pairs"]
+Layout = Literal["labelled", "pairs", "scored"]
 Degenerate = Literal["one_class", "no_positive", "one_pair"]
 
 
@@ -48,6 +48,17 @@ class LossCase:
     mean_kwargs: dict[str, Any] = field(default_factory=dict)
     # False for a loss that brings its own reference rows (a memory): ref_embeddings is an error.
     takes_ref: bool = True
+    # Reference rows per anchor in the "pairs" layout: 1 (its positive), 2 (and a hard negative).
+    ref_rows_per_anchor: int = 1
+    # Inputs beyond embeddings / labels / ref (a teacher's or guide's embeddings of the same texts),
+    # built from the batch: what the task passes such a loss in training.
+    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    # Whether "closer positives lower the loss" applies (not to a loss that learns a teacher's
+    # geometry, or ranks graded scores: their own tests check what they learn).
+    direction: bool = True
+    # False for a loss that needs a model part the contract cannot fake (TSDAE's decoder): only
+    # registration, construction and state round trips are checked here, the rest in its file.
+    generic: bool = True
     # False for a statistic over all pairs of the batch (a histogram, a variance): across devices
     # each device computes it over its anchors' pairs, an estimate, not the global value.
     exact_across_devices: bool = True
@@ -136,6 +147,42 @@ SPECIAL: dict[str, dict[str, Any]] = {
 }
 
 
+def teacher_rows(batch: dict[str, Any]) -> dict[str, Any]:
+    """A frozen teacher's (or guide's) embeddings of the batch's texts: fixed rows of the same shapes."""
+    extra = {"teacher_embeddings": randn(*batch["embeddings"].shape, seed=41, dtype=batch["embeddings"].dtype)}
+    if batch.get("ref_embeddings") is not None:
+        extra["teacher_ref_embeddings"] = randn(*batch["ref_embeddings"].shape, seed=42,
+                                                dtype=batch["ref_embeddings"].dtype)
+    return extra
+
+
+def guide_rows(batch: dict[str, Any]) -> dict[str, Any]:
+    """A guide that agrees with the student (GISTEmbed keeps every in-batch negative it ranks below)."""
+    extra = {"teacher_embeddings": batch["embeddings"].detach()}
+    if batch.get("ref_embeddings") is not None:
+        extra["teacher_ref_embeddings"] = batch["ref_embeddings"].detach()
+    return extra
+
+
+TEACHER = dict(layout="pairs", extra=teacher_rows, direction=False, warns_on=(), exact_across_devices=False)
+SPECIAL.update({
+    # Graded pairs: (embeddings[i], ref_embeddings[i]) with a score each, ranked by score.
+    "cosent": dict(layout="scored", direction=False, warns_on=()),
+    "angle": dict(layout="scored", direction=False, warns_on=()),
+    # Distillation: the teacher's embeddings come with the batch; queries then positives and
+    # one negative per query for the losses that compare candidates.
+    "mse": TEACHER,
+    "margin_mse": {**TEACHER, "ref_rows_per_anchor": 2},
+    "distill_kl_div": {**TEACHER, "ref_rows_per_anchor": 2},
+    # The guide's embeddings come with the batch (here: the student's own, so it filters nothing).
+    "gist_embed": dict(layout="pairs", extra=guide_rows, warns_on=()),
+    "cached_gist_embed": dict(layout="pairs", extra=guide_rows, warns_on=()),
+    # Unsupervised: the twin's embeddings of sentences against the model's, paired by position.
+    "contrastive_tension": dict(layout="pairs", warns_on=("one_pair",)),
+    "denoising_auto_encoder": dict(generic=False, gradcheck=False, warns_on=()),
+})
+
+
 def case_for(name: str) -> LossCase:
     case = default_case(name)
     special = SPECIAL.get(name, {})
@@ -152,12 +199,21 @@ def randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> tor
 
 def inputs(case: LossCase, dtype: torch.dtype = torch.float32, seed: int = 0, n: int = 8) -> dict[str, Any]:
     """A batch in the case's layout, leaves requiring grad."""
-    if case.layout == "pairs":
-        anchors = randn(n // 2, DIM, seed=seed, dtype=dtype)
-        ref = anchors + 0.5 * randn(n // 2, DIM, seed=seed + 1, dtype=dtype)
-        return {"embeddings": anchors.requires_grad_(), "ref_embeddings": ref.requires_grad_()}
+    if case.layout in ("pairs", "scored"):
+        half = n // 2
+        anchors = randn(half, DIM, seed=seed, dtype=dtype)
+        ref = anchors.repeat(case.ref_rows_per_anchor, 1) + 0.5 * randn(half * case.ref_rows_per_anchor, DIM,
+                                                                        seed=seed + 1, dtype=dtype)
+        batch = {"embeddings": anchors.requires_grad_(), "ref_embeddings": ref.requires_grad_()}
+        if case.layout == "scored":
+            batch["labels"] = torch.linspace(-0.9, 0.9, half, dtype=dtype)  # graded scores in [-1, 1]
+        return with_extra(case, batch)
     labels = LABELS[:n] if n <= len(LABELS) else torch.arange(n) % NUM_CLASSES
-    return {"embeddings": randn(n, DIM, seed=seed, dtype=dtype).requires_grad_(), "labels": labels}
+    return with_extra(case, {"embeddings": randn(n, DIM, seed=seed, dtype=dtype).requires_grad_(), "labels": labels})
+
+
+def with_extra(case: LossCase, batch: dict[str, Any]) -> dict[str, Any]:
+    return {**batch, **case.extra(batch)} if case.extra is not None else batch
 
 
 def leaves(batch: dict[str, Any]) -> list[torch.Tensor]:
@@ -168,7 +224,9 @@ def spread(case: LossCase, loss: BaseLoss, noise_scale: float, seed: int = 0) ->
     """A batch whose positives sit ``noise_scale`` apart: smaller means an easier, lower-loss batch."""
     if case.layout == "pairs":
         anchors = randn(4, DIM, seed=seed)
-        return {"embeddings": anchors, "ref_embeddings": anchors + noise_scale * randn(4, DIM, seed=seed + 1)}
+        ref = anchors.repeat(case.ref_rows_per_anchor, 1) + noise_scale * randn(4 * case.ref_rows_per_anchor, DIM,
+                                                                                seed=seed + 1)
+        return with_extra(case, {"embeddings": anchors, "ref_embeddings": ref})
     # A regular simplex: the classes as far apart as they can be, so "closer positives" is the
     # only thing that changes between two calls.
     centres = 3 * (torch.eye(NUM_CLASSES, DIM) - torch.eye(NUM_CLASSES, DIM).mean(0))

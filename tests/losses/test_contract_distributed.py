@@ -19,7 +19,8 @@ from loss_contract import DIM, LossCase, all_cases, randn
 from textdml.distributed import compute_local_loss
 
 W, PAIRS_PER_RANK = 2, 3
-GATHERING = [case for case in all_cases() if getattr(case.build(), "gathers", False) and case.exact_across_devices]
+GATHERING = [case for case in all_cases() if case.generic and case.extra is None and case.layout != "scored"
+             and case.exact_across_devices and getattr(case.build(), "gathers", False)]
 
 
 def pairs() -> tuple[torch.Tensor, torch.Tensor]:

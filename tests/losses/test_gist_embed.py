@@ -7,7 +7,8 @@ from sentence_transformers.base.losses.merged_forward import column_merging_disa
 from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss as STGISTEmbedLoss
 from torch import nn
 
-from textdml.losses.gist_embed import CachedGISTEmbedLoss, GISTEmbedLoss
+from textdml.losses.cached_gist_embed import CachedGISTEmbedLoss
+from textdml.losses.gist_embed import GISTEmbedLoss
 from textdml.registry import LOSSES
 
 

@@ -97,7 +97,7 @@ def test_two_training_steps_with_a_teacher(tiny_model_dir, tmp_path):
 
 def test_cached_gist_embed_gives_the_plain_gradient(tiny_model_dir):
     # Eval mode: dropout masks depend on the mini-batch shapes, which differ from the plain path's.
-    from textdml.losses.gist_embed import CachedGISTEmbedLoss
+    from textdml.losses.cached_gist_embed import CachedGISTEmbedLoss
 
     rows = ROWS + [{"anchor": f"more {i}", "positive": f"text {i}", "negative": f"noise {i}"} for i in range(4)]
     grads = []

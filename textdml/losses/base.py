@@ -75,13 +75,7 @@ class BaseLoss(nn.Module):
         ref_labels: torch.Tensor | None = None,
         indices: TupleIndices | None = None,
     ) -> torch.Tensor:
-        if embeddings.ndim != 2:
-            raise ValueError(f"{type(self).__name__}: embeddings must be (N, D), got shape {tuple(embeddings.shape)}")
-        if ref_embeddings is not None and ref_embeddings.shape[-1] != embeddings.shape[-1]:
-            raise ValueError(
-                f"{type(self).__name__}: embeddings have dim {embeddings.shape[-1]} "
-                f"but ref_embeddings have dim {ref_embeddings.shape[-1]}"
-            )
+        self.check_shapes(embeddings, ref_embeddings)
         if indices is not None and not self.accepts_indices:
             raise ValueError(f"{type(self).__name__} does not take mined tuples; remove the miner")
         labels, ref_labels = self.resolve_labels(embeddings, labels, ref_embeddings, ref_labels)
@@ -92,6 +86,16 @@ class BaseLoss(nn.Module):
             embeddings, labels, None if ref_embeddings is None else upcast(ref_embeddings), ref_labels
         )
         return self.compute_loss(embeddings, labels, ref, ref_labels, same_set, indices)
+
+    def check_shapes(self, embeddings: torch.Tensor, ref_embeddings: torch.Tensor | None) -> None:
+        """(N, D) embeddings, and ref rows of the same D: the errors every loss gives alike."""
+        if embeddings.ndim != 2:
+            raise ValueError(f"{type(self).__name__}: embeddings must be (N, D), got shape {tuple(embeddings.shape)}")
+        if ref_embeddings is not None and ref_embeddings.shape[-1] != embeddings.shape[-1]:
+            raise ValueError(
+                f"{type(self).__name__}: embeddings have dim {embeddings.shape[-1]} "
+                f"but ref_embeddings have dim {ref_embeddings.shape[-1]}"
+            )
 
     def resolve_labels(
         self,

@@ -87,6 +87,7 @@ class MSELoss(TeacherLoss):
         teacher_embeddings: torch.Tensor | None = None,
         teacher_ref_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        self.check_shapes(embeddings, ref_embeddings)
         if indices is not None:
             raise ValueError("MSELoss does not take mined tuples; remove the miner")
         teacher, teacher_ref = self.teacher_inputs(embeddings, teacher_embeddings, ref_embeddings,
