@@ -45,6 +45,10 @@ class ModelConfig:
     gradient_checkpointing: bool = False
     # LoRA adapters via peft, e.g. {r: 8, alpha: 16}; merged into the weights on save.
     lora: dict | None = None
+    # Texts put before inputs by role, e.g. {query: "query: ", document: "passage: "}: anchors are
+    # queries; positives, negatives and indexed documents are documents (training, eval, index,
+    # search, mining). Saved with the model for sentence-transformers. null: the model's own.
+    prompts: dict[str, str] | None = None
 
 
 @dataclass
@@ -68,6 +72,8 @@ class EvalConfig:
     data: DataConfig | None = None
     max_corpus: int | None = None
     batch_size: int = 64
+    # Matryoshka sizes to score beside the full vectors (metrics <name>_dim<d>_...), e.g. [128, 64].
+    truncate_dims: list[int] | None = None
 
 
 @dataclass
