@@ -137,6 +137,30 @@ class IndexConfig:
 
 
 @dataclass
+class MineConfig:
+    """Hard negatives mined by search (``textdml mine``; before ``train`` when set; see
+    ``textdml.mining.MiningSettings`` for the selection keys, as sentence-transformers names them)."""
+
+    num_negatives: int = 3
+    range_min: int = 0
+    range_max: int | None = None
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
+    max_score: float | None = None
+    min_score: float | None = None
+    sampling_strategy: Literal["top", "random"] = "top"
+    seed: int = 42
+    # Candidate documents besides the train positives (a text column of any data source).
+    corpus: DataConfig | None = None
+    corpus_column: str = "text"
+    # A transformers sequence-classification model that rescores candidates (folder or Hub id).
+    cross_encoder: str | None = None
+    batch_size: int = 64
+    # Where the mined table, its settings and the per-shard progress go (default <output_dir>/mined).
+    output_dir: str | None = None
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: DataConfig | list[DataConfig] = field(default_factory=DataConfig)
@@ -145,6 +169,7 @@ class RunConfig:
     miner: dict[str, Any] | None = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    mine: MineConfig | None = None
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -275,6 +300,14 @@ def validate(config: RunConfig) -> None:
         if not data.path:
             where = "train.path" if not isinstance(config.train, list) else f"train[{i}].path"
             raise ConfigError(f"{where} is empty: name the training data (a file, a Hub id or textdml:wordnet)")
+    if config.mine is not None:
+        m = config.mine
+        if m.num_negatives < 1 or m.range_min < 0:
+            raise ConfigError(f"mine.num_negatives must be >= 1 and mine.range_min >= 0, got {m.num_negatives} and "
+                              f"{m.range_min}")
+        if m.range_max is not None and m.num_negatives > m.range_max - m.range_min:
+            raise ConfigError(f"mine.range_min={m.range_min}..range_max={m.range_max} leaves fewer candidates than "
+                              f"mine.num_negatives={m.num_negatives}")
     if t.grad_cache and t.gradient_accumulation_steps > 1:
         raise ConfigError("training.grad_cache replaces gradient accumulation: use a larger training.batch_size "
                           "instead of training.gradient_accumulation_steps")

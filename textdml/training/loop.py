@@ -222,6 +222,8 @@ def train(
     loss_name = config.loss.get("name") or config.loss.get("target")
     loss_cls_kinds = loss_input_kinds(config.loss)
     prepare = prepare_image_data if dual else prepare_training_data
+    if config.mine is not None and train_dataset is None and not dual:
+        train_dataset = mine_before_training(config, embedder, accelerator)
     data = prepare(config, embedder, loss_cls_kinds, loss_name, train_dataset)
     loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
                       num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
@@ -334,6 +336,19 @@ def train(
         write_model_card(final_dir, config, unwrapped.loss, log.records)
     accelerator.wait_for_everyone()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
+
+
+def mine_before_training(config: RunConfig, embedder: Embedder, accelerator: Accelerator) -> Dataset:
+    """Hard negatives for the train pairs, mined with the starting model (``config.mine``).
+
+    The main process mines; the others then read its saved shards (same inputs, same result).
+    A resumed run finds the table already mined for these weights and settings.
+    """
+    from textdml.mining.run import mine_for_run
+
+    with accelerator.main_process_first():
+        return mine_for_run(config, embedder, show_progress_bar=config.training.show_progress_bar
+                            and accelerator.is_main_process)
 
 
 def is_dual_encoder(model: Any) -> bool:
