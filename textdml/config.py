@@ -120,6 +120,8 @@ class TrainingConfig:
     resume_from_checkpoint: str | None = None
     num_workers: int = 0
     show_progress_bar: bool = True
+    # ANCE-style: every N steps, mine hard negatives again with the current model (needs `mine`).
+    remine_every: int | None = None
 
 
 @dataclass
@@ -300,6 +302,9 @@ def validate(config: RunConfig) -> None:
         if not data.path:
             where = "train.path" if not isinstance(config.train, list) else f"train[{i}].path"
             raise ConfigError(f"{where} is empty: name the training data (a file, a Hub id or textdml:wordnet)")
+    if t.remine_every is not None and (t.remine_every < 1 or config.mine is None):
+        raise ConfigError(f"training.remine_every={t.remine_every} needs to be >= 1 and a mine section "
+                          "(what to mine, e.g. mine: {num_negatives: 1})")
     if config.mine is not None:
         m = config.mine
         if m.num_negatives < 1 or m.range_min < 0:
