@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top-k", type=int, default=5)
     add_config_arguments(search)
 
+    mine = verbs.add_parser("mine", help="mine hard negatives for the recipe's train pairs")
+    mine.add_argument("--model", help="the encoder that searches (default: the recipe's model)")
+    mine.add_argument("--output", help="folder for mined.parquet and mining_settings.json "
+                                       "(default: mine.output_dir, or <training.output_dir>/mined)")
+    add_config_arguments(mine)
+
     quick = verbs.add_parser("quickstart", help="train -> evaluate -> index -> search on WordNet, offline")
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None)
@@ -156,6 +162,23 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
     return hits
 
 
+def run_mine(config: RunConfig, model_path: str | None, output: str | None) -> int:
+    from pathlib import Path
+
+    from textdml.mining.run import mine_for_run
+    from textdml.models.loading import load_model
+    from textdml.training.build import create_model
+
+    model = load_model(model_path) if model_path else create_model(config.model)
+    if config.model.prompts is not None and model_path:
+        model.prompts = dict(config.model.prompts)
+    mined = mine_for_run(config, model, output, show_progress_bar=config.training.show_progress_bar)
+    folder = Path(output or (config.mine.output_dir if config.mine else None) or
+                  Path(config.training.output_dir) / "mined")
+    print(f"mined {mined.num_rows} rows into {folder / 'mined.parquet'} (settings: {folder / 'mining_settings.json'})")
+    return mined.num_rows
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("httpx", "transformers", "datasets", "accelerate"):
@@ -176,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             run_index(config, args.model, args.data)
         elif args.verb == "search":
             run_search(config, args.model, args.query, args.top_k, args.image)
+        elif args.verb == "mine":
+            run_mine(config, args.model, args.output)
     except (ConfigError, FileNotFoundError, ValueError, KeyError) as err:
         print(f"textdml {args.verb}: error: {err}", file=sys.stderr)
         return 2

@@ -47,6 +47,10 @@ class ModelConfig:
     lora: dict | None = None
     # Keep this many transformer layers, spread evenly (a distillation student from its teacher).
     num_layers: int | None = None
+    # Texts put before inputs by role, e.g. {query: "query: ", document: "passage: "}: anchors are
+    # queries; positives, negatives and indexed documents are documents (training, eval, index,
+    # search, mining). Saved with the model for sentence-transformers. null: the model's own.
+    prompts: dict[str, str] | None = None
 
 
 @dataclass
@@ -70,6 +74,8 @@ class EvalConfig:
     data: DataConfig | None = None
     max_corpus: int | None = None
     batch_size: int = 64
+    # Matryoshka sizes to score beside the full vectors (metrics <name>_dim<d>_...), e.g. [128, 64].
+    truncate_dims: list[int] | None = None
 
 
 @dataclass
@@ -116,6 +122,8 @@ class TrainingConfig:
     resume_from_checkpoint: str | None = None
     num_workers: int = 0
     show_progress_bar: bool = True
+    # ANCE-style: every N steps, mine hard negatives again with the current model (needs `mine`).
+    remine_every: int | None = None
 
 
 @dataclass
@@ -133,6 +141,30 @@ class IndexConfig:
 
 
 @dataclass
+class MineConfig:
+    """Hard negatives mined by search (``textdml mine``; before ``train`` when set; see
+    ``textdml.mining.MiningSettings`` for the selection keys, as sentence-transformers names them)."""
+
+    num_negatives: int = 3
+    range_min: int = 0
+    range_max: int | None = None
+    absolute_margin: float | None = None
+    relative_margin: float | None = None
+    max_score: float | None = None
+    min_score: float | None = None
+    sampling_strategy: Literal["top", "random"] = "top"
+    seed: int = 42
+    # Candidate documents besides the train positives (a text column of any data source).
+    corpus: DataConfig | None = None
+    corpus_column: str = "text"
+    # A transformers sequence-classification model that rescores candidates (folder or Hub id).
+    cross_encoder: str | None = None
+    batch_size: int = 64
+    # Where the mined table, its settings and the per-shard progress go (default <output_dir>/mined).
+    output_dir: str | None = None
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: DataConfig | list[DataConfig] = field(default_factory=DataConfig)
@@ -141,6 +173,7 @@ class RunConfig:
     miner: dict[str, Any] | None = None
     training: TrainingConfig = field(default_factory=TrainingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
+    mine: MineConfig | None = None
 
 
 def load_run_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
@@ -275,6 +308,17 @@ def validate(config: RunConfig) -> None:
         if not data.path:
             where = "train.path" if not isinstance(config.train, list) else f"train[{i}].path"
             raise ConfigError(f"{where} is empty: name the training data (a file, a Hub id or textdml:wordnet)")
+    if t.remine_every is not None and (t.remine_every < 1 or config.mine is None):
+        raise ConfigError(f"training.remine_every={t.remine_every} needs to be >= 1 and a mine section "
+                          "(what to mine, e.g. mine: {num_negatives: 1})")
+    if config.mine is not None:
+        m = config.mine
+        if m.num_negatives < 1 or m.range_min < 0:
+            raise ConfigError(f"mine.num_negatives must be >= 1 and mine.range_min >= 0, got {m.num_negatives} and "
+                              f"{m.range_min}")
+        if m.range_max is not None and m.num_negatives > m.range_max - m.range_min:
+            raise ConfigError(f"mine.range_min={m.range_min}..range_max={m.range_max} leaves fewer candidates than "
+                              f"mine.num_negatives={m.num_negatives}")
     if t.grad_cache and t.gradient_accumulation_steps > 1:
         raise ConfigError("training.grad_cache replaces gradient accumulation: use a larger training.batch_size "
                           "instead of training.gradient_accumulation_steps")

@@ -101,6 +101,13 @@ def multiple_losses(**overrides: Any) -> BaseLoss:
     return MultipleLosses([ContrastiveLoss(**overrides), MultiSimilarityLoss()], weights=[1.0, 0.5])
 
 
+def matryoshka(**overrides: Any) -> BaseLoss:
+    from textdml.losses.contrastive import ContrastiveLoss
+    from textdml.losses.matryoshka import MatryoshkaLoss
+
+    return MatryoshkaLoss(ContrastiveLoss(**overrides), dimensions=[DIM, 4, 2], weights=[1.0, 0.5, 0.25])
+
+
 def center_vectors(loss: BaseLoss) -> list[torch.Tensor]:
     return [loss.centers, loss.classifier.weight]
 
@@ -114,6 +121,7 @@ SPECIAL: dict[str, dict[str, Any]] = {
     # The memory is state: every call enqueues (so no gradcheck) and it is the reference set.
     "cross_batch_memory": dict(build=cross_batch_memory, warns_on=(), gradcheck=False, takes_ref=False,
                                mean_kwargs={}),
+    "matryoshka": dict(build=matryoshka, mean_kwargs={"reduction": "mean"}, warns_on=()),
     "multiple_losses": dict(build=multiple_losses, mean_kwargs={"reduction": "mean"}, warns_on=()),
     # Positive pairs alone, or negative pairs alone, still carry a loss: nothing is degenerate.
     "contrastive": dict(warns_on=()),

@@ -101,7 +101,19 @@ class RoleCollator:
             self.texts([{column: t} for t in slot], column)
         return slots
 
+    def with_prompts(self, role_texts: list[list[str]]) -> list[list[str]]:
+        """The model's prompts put before the texts: the first role (anchors) are queries, the rest documents.
+
+        Labels were derived from the texts before this, so prompts never change which rows are positives.
+        """
+        prompts = getattr(self.model, "prompts", None) or {}
+        query, document = prompts.get("query", ""), prompts.get("document", "")
+        if not (query or document):
+            return role_texts
+        return [[(query if role == 0 else document) + text for text in texts] for role, texts in enumerate(role_texts)]
+
     def tokenize_roles(self, role_texts: list[list[str]]) -> TokenizedRoles:
+        role_texts = self.with_prompts(role_texts)
         sizes = [len(texts) for texts in role_texts]
         if self.bucket_rows:
             flat = [text for texts in role_texts for text in texts]

@@ -82,7 +82,8 @@ def evaluator_from_dataset(dataset: Dataset, config: EvalConfig, name: str = "")
     if roles.kind == "labelled":
         return LabelledRetrievalEvaluator(list(dataset[roles.anchor]), list(dataset[roles.label]), name, config.batch_size)
     queries, corpus, relevant = retrieval_task_from_pairs(dataset, roles.anchor, roles.positive, config.max_corpus)
-    return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, batch_size=config.batch_size)
+    return InformationRetrievalEvaluator(queries, corpus, relevant, name=name, batch_size=config.batch_size,
+                                         truncate_dims=config.truncate_dims)
 
 
 def build_image_evaluator(dataset: Dataset, config: EvalConfig, name: str = "") -> Any:

@@ -13,7 +13,7 @@ import logging
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -211,14 +211,31 @@ def exact_top_k(
     return best_scores, best_positions
 
 
+def prompt_arguments(model: SupportsEncode, role: Literal["query", "document"] | None) -> dict[str, str]:
+    """``{"prompt": ...}`` for a model with a prompt for ``role``; nothing for other encoders."""
+    prompt = (getattr(model, "prompts", None) or {}).get(role or "", "")
+    return {"prompt": prompt} if prompt else {}
+
+
 def encode_for_search(model: SupportsEncode, texts: list[str], batch_size: int,
-                      show_progress_bar: bool | None = None) -> torch.Tensor:
-    """Embed ``texts`` as float32, normalised when the model scores by cosine similarity."""
+                      show_progress_bar: bool | None = None,
+                      role: Literal["query", "document"] | None = None) -> torch.Tensor:
+    """Embed ``texts`` as float32 (with the model's prompt for ``role``), normalised when the model
+    scores by cosine similarity."""
     if model.similarity not in ("cosine", "dot"):
         raise ValueError(f"model.similarity must be 'cosine' or 'dot', got {model.similarity!r}")
-    embeddings = model.encode(texts, batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to="torch")
+    embeddings = model.encode(texts, batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to="torch",
+                              **prompt_arguments(model, role))
     embeddings = torch.as_tensor(embeddings).float()  # (N, D)
     return F.normalize(embeddings, dim=-1) if model.similarity == "cosine" else embeddings
+
+
+def truncated(embeddings: torch.Tensor, dim: int | None, similarity: str) -> torch.Tensor:
+    """The first ``dim`` coordinates (a Matryoshka size), re-normalised for cosine similarity."""
+    if dim is None:
+        return embeddings
+    embeddings = embeddings[:, :dim]
+    return F.normalize(embeddings, dim=-1) if similarity == "cosine" else embeddings
 
 
 @EVALUATORS.register("information_retrieval")
@@ -244,6 +261,8 @@ class InformationRetrievalEvaluator:
         mrr_at_k: cut-off for MRR.
         ndcg_at_k: cut-off for nDCG (and the primary metric).
         map_at_k: cut-off for MAP.
+        truncate_dims: Matryoshka sizes to score too: the vectors cut to each size (re-normalised)
+            give metrics named ``<name>_dim<d>_...`` beside the full-size ones, from one encoding.
 
     Conventions:
         Equal scores rank documents by ascending id, as in sentence-transformers, so results do not
@@ -270,6 +289,7 @@ class InformationRetrievalEvaluator:
         mrr_at_k: int = 10,
         ndcg_at_k: int = 10,
         map_at_k: int = 100,
+        truncate_dims: Sequence[int] | None = None,
     ):
         if chunk_size < 1 or batch_size < 1:
             raise ValueError(f"chunk_size and batch_size must be >= 1, got {chunk_size} and {batch_size}")
@@ -294,6 +314,9 @@ class InformationRetrievalEvaluator:
         self.chunk_size = chunk_size
         self.show_progress_bar = show_progress_bar
         self.mrr_at_k, self.ndcg_at_k, self.map_at_k = mrr_at_k, ndcg_at_k, map_at_k
+        self.truncate_dims = sorted({int(d) for d in truncate_dims or []}, reverse=True)
+        if any(d < 1 for d in self.truncate_dims):
+            raise ValueError(f"truncate_dims must be positive sizes, got {list(truncate_dims or [])}")
         self.primary_metric = f"{name}_ndcg@{ndcg_at_k}" if name else f"ndcg@{ndcg_at_k}"
 
     @property
@@ -302,29 +325,47 @@ class InformationRetrievalEvaluator:
 
     def __call__(self, model: SupportsEncode) -> dict[str, float]:
         """Search with ``model`` and return the metrics, e.g. ``{"recall@1": 0.61, ..., "map@100": 0.55}``."""
-        metrics = compute_metrics(
-            self.search(model), self.relevant_docs, self.k_values, self.mrr_at_k, self.ndcg_at_k, self.map_at_k
-        )
-        results = prefix_metrics(metrics, self.name)
         # Debug only: the CLI prints the table and the training loop one line per evaluation.
+        too_large = [d for d in self.truncate_dims if d > model.embedding_dim]
+        if too_large:
+            raise ValueError(f"truncate_dims {too_large} exceed the model's embedding size {model.embedding_dim}")
+        results: dict[str, float] = {}
+        for dim, hits in self.search_at_sizes(model).items():
+            metrics = compute_metrics(hits, self.relevant_docs, self.k_values, self.mrr_at_k, self.ndcg_at_k,
+                                      self.map_at_k)
+            name = self.name if dim is None else "_".join(part for part in (self.name, f"dim{dim}") if part)
+            results.update(prefix_metrics(metrics, name))
         logger.debug("Information retrieval %s (%d queries, %d documents):\n%s",
                     self.name, len(self.query_ids), len(self.corpus), format_table(results))
         return results
 
     def search(self, model: SupportsEncode) -> dict[str, list[tuple[str, float]]]:
         """Exact search: the top ``max_k`` ``(doc_id, score)`` of every query, best first."""
-        query_embeddings = encode_for_search(model, self.queries, self.batch_size, self.show_progress_bar)
+        return self.search_at_sizes(model)[None]
+
+    def search_at_sizes(self, model: SupportsEncode) -> dict[int | None, dict[str, list[tuple[str, float]]]]:
+        """``search`` at full size (key None) and at each of ``truncate_dims``, from one encoding."""
+        query_embeddings = encode_for_search(model, self.queries, self.batch_size, self.show_progress_bar, "query")
         starts = range(0, len(self.corpus), self.chunk_size)
         chunks = (
             encode_for_search(model, self.corpus[start : start + self.chunk_size], self.batch_size,
-                              self.show_progress_bar)
+                              self.show_progress_bar, "document")
             for start in tqdm(starts, desc="Corpus chunks", disable=not self.show_progress_bar)
         )
-        scores, positions = exact_top_k(query_embeddings, chunks, self.max_k)
-        return {
-            qid: [(self.corpus_ids[position], score) for position, score in zip(row_positions, row_scores, strict=True)]
-            for qid, row_positions, row_scores in zip(self.query_ids, positions.tolist(), scores.tolist(), strict=True)
-        }
+        dims: list[int | None] = [None, *self.truncate_dims]
+        if len(dims) > 1:  # every size scores the same chunks: keep them (N x D floats)
+            chunks = list(chunks)
+        results = {}
+        for dim in dims:
+            sized_chunks = (truncated(chunk, dim, model.similarity) for chunk in chunks)
+            scores, positions = exact_top_k(truncated(query_embeddings, dim, model.similarity), sized_chunks,
+                                            self.max_k)
+            results[dim] = {
+                qid: [(self.corpus_ids[p], score) for p, score in zip(row_positions, row_scores, strict=True)]
+                for qid, row_positions, row_scores in zip(self.query_ids, positions.tolist(), scores.tolist(),
+                                                          strict=True)
+            }
+        return results
 
 
 def warn_missing_relevant(relevant_docs: Mapping[str, set[str]], query_ids: Sequence[str],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -71,6 +72,11 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         max_seq_length: longer texts are truncated.
         similarity: the similarity the model is trained and searched with.
         name: a model name for payloads and model cards (the path or Hub id it came from).
+        prompts: texts put before the input by role, e.g. ``{"query": "query: ", "document":
+            "passage: "}``: anchors are queries, positives, negatives and indexed documents are
+            documents, in training, evaluation, indexing, search and mining alike. Saved in
+            ``config_sentence_transformers.json``, so sentence-transformers applies them too.
+        default_prompt_name: the prompt ``encode`` uses when given none (sentence-transformers' key).
 
     Example:
         >>> from transformers import BertConfig, BertModel
@@ -87,6 +93,8 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         max_seq_length: int = 256,
         similarity: Similarity = "cosine",
         name: str | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ):
         super().__init__()
         self.transformer = transformer
@@ -106,6 +114,11 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         # Also callable as sentence-transformers' model.similarity(a, b) (see st_compat).
         self.similarity = similarity  # type: ignore[assignment]
         self.name = name or getattr(transformer.config, "_name_or_path", None) or "textdml-model"
+        self.prompts: dict[str, str] = dict(prompts or {})
+        if default_prompt_name is not None and default_prompt_name not in self.prompts:
+            raise ValueError(f"default_prompt_name {default_prompt_name!r} is not one of the prompts "
+                             f"{sorted(self.prompts)}")
+        self.default_prompt_name = default_prompt_name
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -120,12 +133,14 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         similarity: Similarity | None = None,
         trust_remote_code: bool = False,
         dtype: torch.dtype | None = None,
+        prompts: dict[str, str] | None = None,
     ) -> Embedder:
         """Load a sentence-transformers folder, a textdml save or a plain Hugging Face model.
 
         ``name_or_path`` is a local folder or a Hub id. A plain Hugging Face model gets mean
         pooling unless ``pooling`` says otherwise. Explicit arguments override saved settings;
-        ``dense_dim`` adds a new (randomly initialised) projection.
+        ``dense_dim`` adds a new (randomly initialised) projection. ``prompts`` replace the saved
+        ones; prompts given for a model saved without any are a warning (it never saw them).
         """
         folder = resolve_model_folder(str(name_or_path))
         modules_file = folder / "modules.json"
@@ -148,6 +163,13 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             dense = Dense(in_features, dense_dim)
         name = str(name_or_path)
         saved_name = read_textdml_config(folder).get("name")
+        saved_prompts, default_prompt_name = read_saved_prompts(folder)
+        if prompts and not saved_prompts and (modules_file.exists() or read_textdml_config(folder)):
+            warnings.warn(f"prompts {prompts} are set for {name_or_path}, which was saved without prompts: it was "
+                          "not trained with them, so they may lower its quality until it is fine-tuned with them",
+                          stacklevel=2)
+        if prompts is not None and default_prompt_name not in prompts:
+            default_prompt_name = None
         return cls(
             transformer,
             tokenizer,
@@ -157,6 +179,8 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             max_seq_length=max_seq_length or saved_max_len or min(tokenizer.model_max_length, 512),
             similarity=similarity or saved_similarity,
             name=saved_name or name,
+            prompts=saved_prompts if prompts is None else prompts,
+            default_prompt_name=default_prompt_name,
         )
 
     # ------------------------------------------------------------------ forward / encode
@@ -208,33 +232,59 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         normalize: bool | None = None,
         show_progress_bar: bool | None = None,
         convert_to: Literal["numpy", "torch"] = "numpy",
+        prompt_name: str | None = None,
+        prompt: str | None = None,
+        truncate_dim: int | None = None,
         **st_options: Any,
     ) -> np.ndarray | torch.Tensor:
         """Embed texts for inference: eval mode, no grad, length-sorted batches, input order kept.
 
+        ``prompt`` (a text) or ``prompt_name`` (a key of ``prompts``; default
+        ``default_prompt_name``) goes before every text. ``truncate_dim`` keeps the first
+        coordinates of each vector (a Matryoshka-trained model); as in sentence-transformers the
+        model's own normalisation is not redone after the cut (``normalize=True`` does it).
         sentence-transformers' keyword arguments work too (``convert_to_tensor``,
-        ``normalize_embeddings``, ``prompt``, ``truncate_dim``; see ``textdml.models.st_compat``), so
-        its evaluators run on an ``Embedder`` as they are.
+        ``normalize_embeddings``; see ``textdml.models.st_compat``), so its evaluators run on an
+        ``Embedder`` as they are.
         """
         options = resolve_st_options(st_options)
         convert_to = options.convert_to or convert_to  # type: ignore[assignment]
         normalize = options.normalize if options.normalize is not None else normalize
         texts, single = as_text_list(texts)
-        if options.prompt:
-            texts = [options.prompt + text for text in texts]
+        prefix = self.prompt_text(prompt_name, prompt)
+        if prefix:
+            texts = [prefix + text for text in texts]
+        if truncate_dim is not None and not 0 < truncate_dim <= self.embedding_dim:
+            raise ValueError(f"truncate_dim must be in 1..{self.embedding_dim} (the embedding size), got {truncate_dim}")
 
         def embed(batch: list[str]) -> torch.Tensor:
             return self({k: v.to(self.device) for k, v in self.tokenize(batch).items()})
 
         embeddings = run_length_sorted(self, texts, embed, batch_size, show_progress_bar, "Encoding",
                                        self.embedding_dim)
-        if options.truncate_dim is not None:  # as sentence-transformers: the model's own normalisation is not redone
-            embeddings = embeddings[:, : options.truncate_dim]
-        if normalize or (normalize is None and self.normalize and options.truncate_dim is None):
+        if truncate_dim is not None:  # as sentence-transformers: the model's own normalisation is not redone
+            embeddings = embeddings[:, :truncate_dim]
+        if normalize or (normalize is None and self.normalize and truncate_dim is None):
             embeddings = F.normalize(embeddings, p=2, dim=-1)
         if single:
             embeddings = embeddings[0]
         return embeddings.cpu().numpy() if convert_to == "numpy" else embeddings
+
+    def prompt_text(self, prompt_name: str | None = None, prompt: str | None = None) -> str:
+        """The text put before inputs: ``prompt`` as given, else the named prompt (or the default one)."""
+        if prompt is not None:
+            return prompt
+        name = prompt_name if prompt_name is not None else self.default_prompt_name
+        if name is None:
+            return ""
+        if name not in self.prompts:
+            raise ValueError(f"prompt_name {name!r} is not one of this model's prompts {sorted(self.prompts)}; "
+                             "set them with model.prompts (e.g. {query: 'query: ', document: 'passage: '})")
+        return self.prompts[name]
+
+    def role_prompt(self, role: Literal["query", "document"]) -> str:
+        """The prompt of a role ("query" or "document"), or "" when the model has none for it."""
+        return self.prompts.get(role, "")
 
     # ------------------------------------------------------------------ identity / adapters
     def weights_sha256(self) -> str:
@@ -292,7 +342,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         write_json(path / "modules.json", modules)
         write_json(path / "sentence_bert_config.json", {"max_seq_length": self.max_seq_length, "do_lower_case": False})
         write_json(path / "config_sentence_transformers.json", {
-            "__version__": package_versions(), "prompts": {}, "default_prompt_name": None,
+            "__version__": package_versions(), "prompts": self.prompts, "default_prompt_name": self.default_prompt_name,
             "similarity_fn_name": "cosine" if self.similarity == "cosine" else "dot",
         })
         write_json(path / TEXTDML_CONFIG, {"name": self.name, "similarity": self.similarity,
@@ -370,6 +420,15 @@ def read_saved_similarity(folder: Path) -> Similarity:
         name = json.loads(st_file.read_text()).get("similarity_fn_name") or "cosine"
         return "dot" if name in ("dot", "dot_product") else "cosine"
     return "cosine"
+
+
+def read_saved_prompts(folder: Path) -> tuple[dict[str, str], str | None]:
+    """The prompts and default prompt name of a sentence-transformers folder (none for a plain model)."""
+    st_file = folder / "config_sentence_transformers.json"
+    if not st_file.exists():
+        return {}, None
+    config = json.loads(st_file.read_text())
+    return dict(config.get("prompts") or {}), config.get("default_prompt_name")
 
 
 def read_textdml_config(folder: Path) -> dict:

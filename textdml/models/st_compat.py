@@ -70,17 +70,15 @@ class ModelCardData:
 class EncodeOptions:
     convert_to: str | None = None
     normalize: bool | None = None
-    prompt: str | None = None
-    truncate_dim: int | None = None
 
 
 def resolve_st_options(options: dict[str, Any]) -> EncodeOptions:
     """sentence-transformers ``encode`` keyword arguments -> what textdml's ``encode`` does with them.
 
     ``convert_to_tensor`` / ``convert_to_numpy`` pick the output type, ``normalize_embeddings=True``
-    normalises (False keeps the model's own setting), ``prompt`` is prepended to every text and
-    ``truncate_dim`` keeps the first dimensions. Options textdml cannot honour are errors, never
-    silently ignored.
+    normalises (False keeps the model's own setting); ``prompt``, ``prompt_name`` and
+    ``truncate_dim`` are ``Embedder.encode``'s own arguments. Options textdml cannot honour are
+    errors, never silently ignored.
     """
     options = dict(options)
     result = EncodeOptions()
@@ -91,10 +89,6 @@ def resolve_st_options(options: dict[str, Any]) -> EncodeOptions:
     options.pop("convert_to_numpy", None)
     if options.pop("normalize_embeddings", False):
         result.normalize = True
-    result.prompt = options.pop("prompt", None)
-    if options.pop("prompt_name", None) is not None:
-        raise ValueError("encode(prompt_name=...): textdml models have no named prompts; pass prompt='...' instead")
-    result.truncate_dim = options.pop("truncate_dim", None)
     precision = options.pop("precision", None)
     if precision not in (None, "float32"):
         raise ValueError(f"encode(precision={precision!r}): textdml encodes float32 only; quantise the output yourself")
@@ -143,10 +137,13 @@ class SentenceTransformerCompat:
         return self.__dict__["_model_card_data"]
 
     def encode_query(self, texts: Any, **kwargs: Any) -> Any:
-        """Queries and documents are encoded alike (textdml embedders are symmetric)."""
+        """``encode`` with the model's "query" prompt (none when it has no prompts), as sentence-transformers."""
+        kwargs.setdefault("prompt", (getattr(self, "prompts", None) or {}).get("query", ""))
         return self.encode(texts, **kwargs)  # type: ignore[attr-defined]
 
     def encode_document(self, texts: Any, **kwargs: Any) -> Any:
+        """``encode`` with the model's "document" prompt (none when it has no prompts)."""
+        kwargs.setdefault("prompt", (getattr(self, "prompts", None) or {}).get("document", ""))
         return self.encode(texts, **kwargs)  # type: ignore[attr-defined]
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:

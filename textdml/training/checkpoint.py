@@ -25,6 +25,7 @@ class TrainerState:
     batches_in_epoch: int = 0  # batches of the current epoch already consumed
     best_metric: float | None = None
     best_step: int | None = None
+    mined_at_step: int = 0  # training.remine_every: the step whose mined table is in use
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:

@@ -26,6 +26,7 @@ from textdml.data.collator import RoleCollator
 from textdml.data.loading import check_text_columns, is_list_column, label_mapping, load_data
 from textdml.data.roles import ColumnRoles, resolve_roles
 from textdml.data.shuffle import SeededShuffleSampler
+from textdml.mining.remine import Remining
 from textdml.models.embedder import Embedder
 from textdml.training.build import build_loss, build_miner, create_model
 from textdml.training.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -251,6 +252,8 @@ def train(
         loss_name = config.loss.get("name") or config.loss.get("target")
         loss_cls_kinds = loss_input_kinds(config.loss)
         prepare = prepare_image_data if dual else prepare_training_data
+        if config.mine is not None and train_dataset is None and not dual:
+            train_dataset = mine_before_training(config, embedder, accelerator)
         data = prepare(config, embedder, loss_cls_kinds, loss_name, train_dataset)
     loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
                       num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
@@ -305,6 +308,16 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
     if checkpoint is not None:
         state = load_checkpoint(accelerator, checkpoint)
         logger.info("resumed from %s at step %d", checkpoint, state.global_step)
+    remining = Remining(config, t.remine_every, t.show_progress_bar) if t.remine_every else None
+
+    def rebuild_loader(table: Dataset) -> tuple[Any, Any]:
+        new_data = prepare_training_data(config, embedder, loss.input_kinds, type(loss).__name__, table)
+        fit_data_to_loss(loss, new_data, t.seed)
+        loader, new_sampler = create_dataloader(new_data, config, embedder)
+        return accelerator.prepare(loader), new_sampler
+
+    if remining is not None and state.mined_at_step:  # resumed after a re-mine: the table of those weights
+        dataloader, sampler = rebuild_loader(remining.load(state.mined_at_step))
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, default=str))
@@ -362,12 +375,18 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                                          pairs_s=f"{record['examples_per_s']:.1f}")
                     log.write(record)
                     examples_since, clock = 0, time.perf_counter()
+                remined = remining is not None and remining.due(state.global_step, total_steps)
+                if remined:  # before the checkpoint of this step, which then resumes on the new table
+                    evaluate = None if evaluator is None else functools.partial(evaluator, unwrapped.embedder)
+                    dataloader, sampler = remining.refresh(unwrapped.embedder, state.global_step, accelerator,
+                                                           rebuild_loader, evaluate, log)
+                    state.mined_at_step, state.batches_in_epoch = state.global_step, 0
                 if evaluator is not None and t.eval_steps and state.global_step % t.eval_steps == 0:
                     run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model,
                                    accelerator)
                 if t.save_steps and state.global_step % t.save_steps == 0:
                     save_checkpoint(accelerator, output_dir, state, t.save_total_limit)
-                if state.global_step >= total_steps:
+                if state.global_step >= total_steps or remined:
                     break
                 step_start = time.perf_counter()
             else:
@@ -393,6 +412,19 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
         write_model_card(final_dir, config, unwrapped.loss, log.records)
     accelerator.wait_for_everyone()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
+
+
+def mine_before_training(config: RunConfig, embedder: Embedder, accelerator: Accelerator) -> Dataset:
+    """Hard negatives for the train pairs, mined with the starting model (``config.mine``).
+
+    The main process mines; the others then read its saved shards (same inputs, same result).
+    A resumed run finds the table already mined for these weights and settings.
+    """
+    from textdml.mining.run import mine_for_run
+
+    with accelerator.main_process_first():
+        return mine_for_run(config, embedder, show_progress_bar=config.training.show_progress_bar
+                            and accelerator.is_main_process)
 
 
 def is_dual_encoder(model: Any) -> bool:

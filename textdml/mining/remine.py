@@ -1,0 +1,85 @@
+"""Re-mining during training (ANCE-style): hard negatives refreshed with the model as it learns.
+
+Negatives mined with the starting model grow easy as the model learns. Every
+``training.remine_every`` steps the corpus is encoded again with the current weights, negatives
+are mined again, and training goes on over the new table. Each table is saved under
+``<output_dir>/mined/step-<S>``; the checkpoint records the step of the table in use, so a resumed
+run finds the table of those weights (same fingerprint) and goes on with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textdml.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+
+def mined_folder(config: RunConfig, step: int) -> Path:
+    root = Path(config.mine.output_dir if config.mine and config.mine.output_dir else
+                Path(config.training.output_dir) / "mined")
+    return root if step == 0 else root / f"step-{step}"
+
+
+class Remining:
+    """When to re-mine, and the re-mine itself (mining with the current weights, timed).
+
+    Args:
+        config: the run config (its ``mine`` section picks the negatives).
+        every: re-mine every this many optimiser steps.
+        show_progress_bar: a mining progress bar on the main process.
+    """
+
+    def __init__(self, config: RunConfig, every: int, show_progress_bar: bool = True):
+        if config.mine is None:
+            raise ValueError("training.remine_every needs a mine section (what to mine); add mine: {num_negatives: 1}")
+        self.config = config
+        self.every = every
+        self.show_progress_bar = show_progress_bar
+
+    def due(self, step: int, total_steps: int) -> bool:
+        return step % self.every == 0 and step < total_steps
+
+    def mine(self, embedder: Any, step: int, accelerator: Any) -> tuple[Any, float]:
+        """The table mined with the current ``embedder`` at ``step`` (from its saved shards when it exists)."""
+        from textdml.mining.run import mine_for_run
+
+        start = time.perf_counter()
+        with accelerator.main_process_first():
+            table = mine_for_run(self.config, embedder, mined_folder(self.config, step),
+                                 show_progress_bar=self.show_progress_bar and accelerator.is_main_process)
+        return table, time.perf_counter() - start
+
+    def load(self, step: int) -> Any:
+        """The table mined at ``step`` by an earlier run (a resumed run goes on with it)."""
+        from datasets import Dataset
+
+        from textdml.mining.hard_negatives import RESULT_FILE
+
+        path = mined_folder(self.config, step) / RESULT_FILE
+        if not path.exists():
+            raise ValueError(f"the checkpoint trains on negatives mined at step {step}, but {path} is missing; "
+                             "restore it, or resume from a checkpoint before that step")
+        table = Dataset.from_parquet(str(path))
+        return table.remove_columns([c for c in ("scores",) if c in table.column_names])
+
+    def refresh(self, embedder: Any, step: int, accelerator: Any, rebuild: Callable[[Any], Any],
+                evaluate: Callable[[], dict[str, float]] | None, log: Any) -> Any:
+        """Re-mine at ``step``, log its cost and the metric at that point, return ``rebuild(table)``."""
+        if evaluate is not None:
+            metrics = evaluate()
+        else:
+            metrics = {}
+        was_training = embedder.training
+        table, seconds = self.mine(embedder, step, accelerator)
+        embedder.train(was_training)
+        record = {"step": step, "remine_seconds": round(seconds, 2), "remine_rows": table.num_rows,
+                  **{f"remine_eval_{k}": v for k, v in metrics.items()}}
+        log.write(record)
+        logger.info("re-mined %d rows at step %d in %.1f s", table.num_rows, step, seconds)
+        return rebuild(table)
