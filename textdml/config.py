@@ -112,6 +112,11 @@ class TrainingConfig:
     save_total_limit: int | None = 2
     metric_for_best_model: str | None = None
     resume_from_checkpoint: str | None = None
+    # A folder holding another run (or, when not resuming, this run's checkpoints) is an error
+    # unless this is true: then what the old run wrote is deleted first.
+    overwrite_output_dir: bool = False
+    # Resume a checkpoint written by a different config (e.g. more max_steps): not bitwise the same run.
+    force_resume: bool = False
     num_workers: int = 0
     show_progress_bar: bool = True
 

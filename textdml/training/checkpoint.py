@@ -2,6 +2,13 @@
 
 A checkpoint is written into a temporary folder and renamed into place, so a kill during saving
 never leaves a half-written checkpoint that resume would pick up.
+
+Resuming never runs code from a checkpoint: Accelerate unpickles registered states
+(``custom_checkpoint_*.pkl``) with ``weights_only=False``, so every pickle of a checkpoint is
+first read with ``weights_only=True`` (tensors, numbers, strings and containers only) and a file
+that needs anything else is refused. A state that passes that check holds no code, so the full
+unpickling that follows builds the same plain values. Saving checks the same, so a checkpoint
+textdml writes always resumes.
 """
 
 from __future__ import annotations
@@ -11,8 +18,12 @@ import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from accelerate import Accelerator
+from accelerate.utils.other import load as accelerate_load
+
+from textdml.training.run_folder import RUN_CONFIG, write_json_atomic
 
 STATE_FILE = "trainer_state.json"
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -25,6 +36,11 @@ class TrainerState:
     batches_in_epoch: int = 0  # batches of the current epoch already consumed
     best_metric: float | None = None
     best_step: int | None = None
+    config_sha256: str | None = None  # the run's stamp (see textdml.training.run_folder)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot (or must not) be resumed."""
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
@@ -50,7 +66,8 @@ def resolve_checkpoint(output_dir: Path, resume: str | None) -> Path | None:
 
 
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainerState, total_limit: int | None,
-                    keep: Path | None = None) -> Path:
+                    keep: Path | None = None, config_dict: dict[str, Any] | None = None) -> Path:
+    """Save the Accelerate state, ``trainer_state.json`` and (given) the redacted run config."""
     root = output_dir / "checkpoints"
     final = root / f"checkpoint-{state.global_step}"
     partial = root / f".partial-checkpoint-{state.global_step}"
@@ -59,6 +76,12 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainerSt
     accelerator.wait_for_everyone()
     accelerator.save_state(str(partial))
     if accelerator.is_main_process:
+        for pickled in sorted(partial.glob("*.pkl")):
+            if not loads_as_plain_data(pickled):
+                raise TypeError(f"{pickled.name}: a state registered for checkpointing is not plain data (tensors, "
+                                "numbers, strings, containers), so resuming would have to run pickled code")
+        if config_dict is not None:
+            write_json_atomic(partial / RUN_CONFIG, config_dict)
         (partial / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
         if final.exists():
             shutil.rmtree(final)
@@ -77,6 +100,35 @@ def rotate_checkpoints(output_dir: Path, total_limit: int | None, keep: Path | N
             shutil.rmtree(path)
 
 
+def loads_as_plain_data(path: Path) -> bool:
+    """Whether ``path`` unpickles with ``weights_only=True`` (plus Accelerate's numpy RNG types)."""
+    try:
+        accelerate_load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  (any failure means: not a file to unpickle with full rights)
+        return False
+    return True
+
+
+def check_pickles(path: Path) -> None:
+    """Refuse a checkpoint holding a pickle that would need code to load (planted, or not textdml's)."""
+    for pickled in sorted(path.glob("*.pkl")):
+        if not loads_as_plain_data(pickled):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: {pickled.name} does not load with weights_only=True, so unpickling it "
+                "could run code; textdml never writes such a file. Resume from another checkpoint or delete this "
+                "one (it may have been tampered with)"
+            )
+
+
 def load_checkpoint(accelerator: Accelerator, path: Path) -> TrainerState:
-    accelerator.load_state(str(path))
-    return TrainerState(**json.loads((path / STATE_FILE).read_text()))
+    state = TrainerState(**json.loads((path / STATE_FILE).read_text()))
+    check_pickles(path)
+    try:
+        accelerator.load_state(str(path))
+    except (RuntimeError, KeyError, ValueError) as err:  # shapes, missing keys, optimiser groups
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit this run's model, loss or optimiser ({first}); resume it with "
+            "the model and loss it was trained with, or start a new training.output_dir"
+        ) from err
+    return state

@@ -26,10 +26,14 @@ from textdml.data.loading import check_text_columns, is_list_column, label_mappi
 from textdml.data.roles import ColumnRoles, resolve_roles
 from textdml.data.shuffle import SeededShuffleSampler
 from textdml.models.embedder import Embedder
+from textdml.redaction import redact
+from textdml.training import run_folder
 from textdml.training.build import build_loss, build_miner, create_model
-from textdml.training.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
+from textdml.training.checkpoint import (TrainerState, checkpoint_dirs, load_checkpoint, resolve_checkpoint,
+                                         save_checkpoint)
 from textdml.training.multimodal_task import ImageTextTask
 from textdml.training.optim import create_optimizer
+from textdml.training.signals import StopRequest, TrainingInterrupted
 from textdml.training.task import EmbeddingTask
 
 logger = logging.getLogger(__name__)
@@ -37,7 +41,7 @@ logger = logging.getLogger(__name__)
 Evaluator = Callable[[Embedder], dict[str, float]]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ValueError, RuntimeError):
     """The loss became NaN or infinite; training stopped before the bad step changed any weight."""
 
 
@@ -216,6 +220,15 @@ def train(
     accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision),
                                              gradient_accumulation_steps=t.gradient_accumulation_steps)
     check_process_group(accelerator)
+    # Before anything is loaded or written: this folder holds this run only (see run_folder).
+    config_dict = redact(to_dict(config))
+    identity = run_folder.run_identity(config_dict)
+    fingerprint = run_folder.config_fingerprint(identity)
+    run_folder.check_output_dir(output_dir)
+    run_folder.prepare_run_folder(output_dir, fingerprint, identity, resume=t.resume_from_checkpoint,
+                                  overwrite=t.overwrite_output_dir, force_resume=t.force_resume,
+                                  checkpoints=checkpoint_dirs(output_dir), is_main=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
     set_seed(t.seed)
     embedder = embedder or create_model(config.model)
     dual = is_dual_encoder(embedder)
@@ -248,19 +261,26 @@ def train(
     state = TrainerState()
     checkpoint = resolve_checkpoint(output_dir, t.resume_from_checkpoint)
     if checkpoint is not None:
+        run_folder.check_checkpoint_run(checkpoint, fingerprint, identity, t.force_resume)
         state = load_checkpoint(accelerator, checkpoint)
         logger.info("resumed from %s at step %d", checkpoint, state.global_step)
+    state.config_sha256 = fingerprint
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, default=str))
+        run_folder.write_run_files(output_dir, config_dict, fingerprint)
     log = MetricLog(output_dir, accelerator.is_main_process)
+    if accelerator.is_main_process:  # a resumed run logs its steps after the checkpoint anew
+        log.records = run_folder.truncate_metrics(log.path, state.global_step)
     unwrapped = accelerator.unwrap_model(task)
     best_dir = output_dir / "best"
     progress = tqdm(total=total_steps, initial=state.global_step, desc="Training", dynamic_ncols=True,
                     disable=not (t.show_progress_bar and accelerator.is_main_process))
     examples_since, clock = 0, time.perf_counter()
     step_seconds = 0.0  # training time only: evaluation and checkpoints are not counted
+    # Signals only set a flag, checked after each optimiser step; in_step marks the stretch where
+    # weights and counters disagree, in which a bare KeyboardInterrupt must not be checkpointed.
+    stop, in_step = StopRequest(), False
     try:
+        stop.__enter__()
         while state.global_step < total_steps:
             batches = dataloader
             if state.batches_in_epoch:
@@ -275,6 +295,7 @@ def train(
             step_start = time.perf_counter()
             for batch in batches:
                 position += 1
+                in_step = True
                 with accelerator.accumulate(task):
                     if mini_batch_size is not None:  # GradCache: backward happens inside
                         output = unwrapped.cached_step(batch, mini_batch_size, embed=task,
@@ -296,6 +317,7 @@ def train(
                     continue
                 state.global_step += 1
                 state.batches_in_epoch = position
+                in_step = False
                 step_seconds += time.perf_counter() - step_start
                 progress.update(1)
                 if state.global_step % t.logging_steps == 0 or state.global_step == total_steps:
@@ -310,18 +332,30 @@ def train(
                     run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model,
                                    accelerator)
                 if t.save_steps and state.global_step % t.save_steps == 0:
-                    save_checkpoint(accelerator, output_dir, state, t.save_total_limit)
+                    save_checkpoint(accelerator, output_dir, state, t.save_total_limit, config_dict=config_dict)
+                if stop.requested(accelerator):
+                    raise KeyboardInterrupt
                 if state.global_step >= total_steps:
                     break
                 step_start = time.perf_counter()
             else:
                 state.epoch += 1
                 state.batches_in_epoch = 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         progress.close()
-        path = save_checkpoint(accelerator, output_dir, state, None)
-        logger.warning("interrupted: saved %s; resume with training.resume_from_checkpoint=%s", path, path)
-        raise
+        stop.restore()
+        signum = stop.signum or 2  # SIGINT
+        if stop.forced or (in_step and stop.signum is None):  # a step cut short: weights and counters disagree
+            logger.warning("interrupted inside step %d: no checkpoint saved (it would not match the weights); the "
+                           "last saved checkpoint is intact", state.global_step + 1)
+            raise
+        path = save_checkpoint(accelerator, output_dir, state, None, config_dict=config_dict)
+        message = (f"interrupted at step {state.global_step}: saved {path}; resume with "
+                   "training.resume_from_checkpoint=latest")
+        logger.warning(message)
+        raise TrainingInterrupted(signum, path, message) from err
+    finally:
+        stop.restore()
     progress.close()
     if evaluator is not None and (not t.eval_steps or state.global_step % t.eval_steps):
         run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator)
@@ -330,8 +364,9 @@ def train(
     if accelerator.is_main_process:
         from textdml.hub.model_card import write_model_card
 
-        final_embedder.save_pretrained(final_dir)
-        write_model_card(final_dir, config, unwrapped.loss, log.records)
+        with run_folder.atomic_folder(final_dir) as folder:  # a kill mid-save never leaves a partial final/
+            final_embedder.save_pretrained(folder)
+            write_model_card(folder, config, unwrapped.loss, log.records)
     accelerator.wait_for_everyone()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
 
@@ -426,7 +461,8 @@ def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState
             raise KeyError(f"metric_for_best_model {metric!r} is not among the evaluation results {sorted(results)}")
         if state.best_metric is None or results[metric] > state.best_metric:
             state.best_metric, state.best_step = results[metric], state.global_step
-            embedder.save_pretrained(best_dir)
+            with run_folder.atomic_folder(best_dir) as folder:
+                embedder.save_pretrained(folder)
     accelerator.wait_for_everyone()
     return results
 
