@@ -274,6 +274,9 @@ def validate(config: RunConfig) -> None:
         if not data.path:
             where = "train.path" if not isinstance(config.train, list) else f"train[{i}].path"
             raise ConfigError(f"{where} is empty: name the training data (a file, a Hub id or textdml:wordnet)")
+    from textdml.config_ranges import check_ranges
+
+    check_ranges(config)
     if t.grad_cache and t.gradient_accumulation_steps > 1:
         raise ConfigError("training.grad_cache replaces gradient accumulation: use a larger training.batch_size "
                           "instead of training.gradient_accumulation_steps")
