@@ -12,12 +12,14 @@ from textdml.config import ConfigError, RunConfig, load_run_config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    add_debug_argument(parser, argparse.SUPPRESS)
     parser.add_argument("--config", required=required, help="a recipe YAML under recipes/")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.batch_size=64")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textdml", description="Deep metric learning for text embeddings.")
+    add_debug_argument(parser, False)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     train = verbs.add_parser("train", help="train an embedder from a recipe")
@@ -44,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     quick = verbs.add_parser("quickstart", help="train -> evaluate -> index -> search on WordNet, offline")
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None)
+    add_debug_argument(quick, argparse.SUPPRESS)
     return parser
+
+
+def add_debug_argument(parser: argparse.ArgumentParser, default: Any) -> None:
+    # SUPPRESS on the verbs: `textdml --debug train` and `textdml train --debug` both work.
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the full traceback of an error instead of one line")
 
 
 def run_train(config: RunConfig) -> dict[str, Any]:
@@ -135,11 +144,21 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
     return hits
 
 
+def mask_config_secrets(config: RunConfig) -> set[str]:
+    from textdml.config import to_dict
+    from textdml.redaction import mask_logs, secret_values
+
+    secrets = secret_values(to_dict(config))
+    mask_logs(secrets)
+    return secrets
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("httpx", "transformers", "datasets", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    secrets: set[str] = set()  # the config's secret values: masked in logs and in the error line
     try:
         if args.verb == "quickstart":
             from textdml.quickstart import run_quickstart
@@ -147,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps)
             return 0
         config = load_run_config(args.config, args.overrides)
+        secrets = mask_config_secrets(config)
         if args.verb == "train":
             print(json.dumps(run_train(config), indent=2))
         elif args.verb == "eval":
@@ -155,12 +175,19 @@ def main(argv: list[str] | None = None) -> int:
             run_index(config, args.model, args.data)
         elif args.verb == "search":
             run_search(config, args.model, args.query, args.top_k, args.image)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError) as err:
-        print(f"textdml {args.verb}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # TrainingInterrupted says where it saved and carries the signal
+        print(f"textdml {args.verb}: {str(err) or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(err, "signum", 2)
+    except Exception as err:
+        from textdml.errors import explain
+
+        message = explain(err)
+        if message is None or args.debug:  # an unexplained failure is a bug: keep its traceback
+            raise
+        from textdml.redaction import mask_text
+
+        print(f"textdml {args.verb}: error: {mask_text(message, secrets)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"textdml {args.verb}: interrupted", file=sys.stderr)
-        return 130
     return 0
 
 

@@ -103,5 +103,7 @@ def mask_logs(secrets: Iterable[str]) -> SecretFilter | None:
         return None
     log_filter = SecretFilter(secrets)
     for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, SecretFilter)]:
+            handler.removeFilter(old)  # one filter per handler, holding the latest secrets
         handler.addFilter(log_filter)
     return log_filter

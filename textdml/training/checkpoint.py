@@ -13,6 +13,7 @@ textdml writes always resumes.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 import shutil
@@ -26,6 +27,7 @@ from accelerate.utils.other import load as accelerate_load
 from textdml.training.run_folder import RUN_CONFIG, write_json_atomic
 
 STATE_FILE = "trainer_state.json"
+LOW_DISK_BYTES = 64 << 20  # a write that failed with less free space than this failed for lack of it
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -74,7 +76,10 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainerSt
     if accelerator.is_main_process and partial.exists():
         shutil.rmtree(partial)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
+    try:
+        accelerator.save_state(str(partial))
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as "file write failed"
+        raise disk_full_error(err, partial) or err
     if accelerator.is_main_process:
         for pickled in sorted(partial.glob("*.pkl")):
             if not loads_as_plain_data(pickled):
@@ -89,6 +94,21 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainerSt
         rotate_checkpoints(output_dir, total_limit, keep)
     accelerator.wait_for_everyone()
     return final
+
+
+def disk_full_error(err: BaseException, path: Path) -> OSError | None:
+    """An ``OSError(ENOSPC)`` naming ``path`` when ``err`` came from a full disk, else None."""
+    full = (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left" in str(err)
+    if not full and "write failed" in str(err):
+        try:
+            full = shutil.disk_usage(path.parent).free < LOW_DISK_BYTES
+        except OSError:
+            full = False
+    if not full:
+        return None
+    replacement = OSError(errno.ENOSPC, "No space left on device", str(path))
+    replacement.__cause__ = err
+    return replacement
 
 
 def rotate_checkpoints(output_dir: Path, total_limit: int | None, keep: Path | None) -> None:

@@ -487,8 +487,11 @@ class MetricLog:
         self.records.append(record)
         if not self.enabled:
             return
-        with open(self.path, "a") as file:
-            file.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as file:
+                file.write(json.dumps(record) + "\n")
+        except OSError as err:  # name the file: a full disk reports no path
+            raise OSError(err.errno, err.strerror, str(self.path)) from err
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
