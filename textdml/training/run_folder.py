@@ -222,7 +222,7 @@ def remove_partials(output_dir: Path) -> None:
     """Folders and files a killed save left behind (``.partial-*``)."""
     if not output_dir.is_dir():
         return
-    for path in output_dir.glob(f"{PARTIAL}*"):
+    for path in [*output_dir.glob(f"{PARTIAL}*"), *output_dir.glob(f"checkpoints/{PARTIAL}*")]:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
