@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import json
+import pickle
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -145,6 +146,11 @@ def load_checkpoint(accelerator: Accelerator, path: Path) -> TrainerState:
     check_pickles(path)
     try:
         accelerator.load_state(str(path))
+    except pickle.UnpicklingError as err:  # Accelerate reads the .bin states with weights_only=True
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: a state file does not load with weights_only=True, so unpickling it could "
+            f"run code ({str(err).strip().splitlines()[0]}); resume from another checkpoint or delete this one"
+        ) from err
     except (RuntimeError, KeyError, ValueError) as err:  # shapes, missing keys, optimiser groups
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
