@@ -2,7 +2,8 @@
 weights of an unbroken run, bit for bit; indexing killed at random points and re-run ends with
 every document once (issue 16). Slow: about a minute per five runs on two cores.
 
-Run with ``pytest tests/integration/test_soak_faults.py -m slow -s`` to see the counts.
+Run with ``pytest tests/integration/test_soak_faults.py -m slow -s --basetemp=/tmp/soak`` to see the
+counts (a basetemp of its own: concurrent pytest sessions prune each other's default ones).
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ def start(args: list[str], log: Path) -> subprocess.Popen:
                             env=env)
 
 
-def run_to_end(args: list[str], log: Path, timeout: float = 300) -> int:
+def run_to_end(args: list[str], log: Path, timeout: float = 1800) -> int:
     return start(args, log).wait(timeout)
 
 
 def interrupt(process: subprocess.Popen, started: Path, window: float, rng: random.Random) -> tuple[str, int]:
     """Signal ``process`` at a random moment: while loading (1 in 8), else up to ``window`` s into training."""
     signum = rng.choice(SIGNALS)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900
     if rng.random() < 1 / 8:
         time.sleep(rng.uniform(0, 3))
     else:
@@ -58,7 +59,7 @@ def interrupt(process: subprocess.Popen, started: Path, window: float, rng: rand
         time.sleep(rng.uniform(0, window))
     if process.poll() is None:
         process.send_signal(signum)
-    return signal.Signals(signum).name, process.wait(120)
+    return signal.Signals(signum).name, process.wait(1800)
 
 
 def weights(folder: Path) -> dict:
