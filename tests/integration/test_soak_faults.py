@@ -84,7 +84,7 @@ def test_killed_training_runs_resume_bitwise(tmp_path, tiny_model_dir):
     for i in range(TRAIN_RUNS):
         run, log = tmp_path / f"run{i}", tmp_path / f"run{i}.log"
         args = ["train", "--config", str(recipe), f"training.output_dir={run}", "training.resume_from_checkpoint=latest"]
-        for attempt in range(1 + (rng.random() < 0.3)):  # some runs are killed again while resuming
+        for _ in range(1 + (rng.random() < 0.3)):  # some runs are killed again while resuming
             name, code = interrupt(start(args, log), run / "metrics.jsonl", window, rng)
             kills += code != 0
             outcomes[f"{name} -> exit {code}"] += 1

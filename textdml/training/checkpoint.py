@@ -80,7 +80,10 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainerSt
     try:
         accelerator.save_state(str(partial))
     except (OSError, RuntimeError) as err:  # torch reports a full disk as "file write failed"
-        raise disk_full_error(err, partial) or err
+        replacement = disk_full_error(err, partial)
+        if replacement is None:
+            raise
+        raise replacement from err
     if accelerator.is_main_process:
         for pickled in sorted(partial.glob("*.pkl")):
             if not loads_as_plain_data(pickled):
@@ -107,9 +110,7 @@ def disk_full_error(err: BaseException, path: Path) -> OSError | None:
             full = False
     if not full:
         return None
-    replacement = OSError(errno.ENOSPC, "No space left on device", str(path))
-    replacement.__cause__ = err
-    return replacement
+    return OSError(errno.ENOSPC, "No space left on device", str(path))
 
 
 def rotate_checkpoints(output_dir: Path, total_limit: int | None, keep: Path | None) -> None:

@@ -29,8 +29,13 @@ from textdml.models.embedder import Embedder
 from textdml.redaction import redact
 from textdml.training import run_folder
 from textdml.training.build import build_loss, build_miner, create_model
-from textdml.training.checkpoint import (TrainerState, checkpoint_dirs, load_checkpoint, resolve_checkpoint,
-                                         save_checkpoint)
+from textdml.training.checkpoint import (
+    TrainerState,
+    checkpoint_dirs,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from textdml.training.multimodal_task import ImageTextTask
 from textdml.training.optim import create_optimizer
 from textdml.training.signals import StopRequest, TrainingInterrupted
@@ -224,7 +229,6 @@ def train(
     config_dict = redact(to_dict(config))
     identity = run_folder.run_identity(config_dict)
     fingerprint = run_folder.config_fingerprint(identity)
-    run_folder.check_output_dir(output_dir)
     run_folder.prepare_run_folder(output_dir, fingerprint, identity, resume=t.resume_from_checkpoint,
                                   overwrite=t.overwrite_output_dir, force_resume=t.force_resume,
                                   checkpoints=checkpoint_dirs(output_dir), is_main=accelerator.is_main_process)
