@@ -7,7 +7,7 @@ import logging
 from datasets import Dataset
 
 from textdml.config import load_run_config
-from textdml.redaction import SecretFilter, is_secret_key, mask_text, redact, secret_values
+from textdml.redaction import SecretFilter, environment_secrets, is_secret_key, mask_text, redact, secret_values
 from textdml.training.loop import train
 
 SECRET = "qd-4f8c1e0b9a7d"
@@ -65,3 +65,8 @@ def test_log_filter_masks_secret_values(caplog):
     finally:
         caplog.handler.removeFilter(log_filter)
     assert SECRET not in caplog.text and "connecting with ***" in caplog.text
+
+
+def test_secret_environment_variables_are_masked_too():
+    environ = {"QDRANT_API_KEY": SECRET, "HF_TOKEN": "hf_abcdef", "PATH": "/usr/bin", "TOKENIZERS_PARALLELISM": "false"}
+    assert environment_secrets(environ) == {SECRET, "hf_abcdef"}

@@ -146,9 +146,9 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
 
 def mask_config_secrets(config: RunConfig) -> set[str]:
     from textdml.config import to_dict
-    from textdml.redaction import mask_logs, secret_values
+    from textdml.redaction import environment_secrets, mask_logs, secret_values
 
-    secrets = secret_values(to_dict(config))
+    secrets = secret_values(to_dict(config)) | environment_secrets()
     mask_logs(secrets)
     return secrets
 

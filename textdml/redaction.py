@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -72,6 +73,12 @@ def secret_values(value: Any) -> set[str]:
         if password:
             found.add(password)
     return found
+
+
+def environment_secrets(environ: dict[str, str] | None = None) -> set[str]:
+    """Values of secret-named environment variables (``QDRANT_API_KEY``, ``HF_TOKEN``, ...), to mask too."""
+    environ = dict(os.environ) if environ is None else environ
+    return {value for key, value in environ.items() if value and key.isupper() and is_secret_key(key)}
 
 
 def mask_text(text: str, secrets: Iterable[str]) -> str:
