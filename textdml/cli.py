@@ -12,12 +12,14 @@ from textdml.config import ConfigError, RunConfig, load_run_config
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    add_debug_argument(parser, argparse.SUPPRESS)
     parser.add_argument("--config", required=required, help="a recipe YAML under recipes/")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.batch_size=64")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textdml", description="Deep metric learning for text embeddings.")
+    add_debug_argument(parser, False)
     verbs = parser.add_subparsers(dest="verb", required=True)
 
     train = verbs.add_parser("train", help="train an embedder from a recipe")
@@ -50,8 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     quick = verbs.add_parser("quickstart", help="train -> evaluate -> index -> search on WordNet, offline")
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None)
+    add_debug_argument(quick, argparse.SUPPRESS)
     parser.verb_parsers = verbs.choices  # type: ignore[attr-defined]  (see parse_arguments)
     return parser
+
+
+def add_debug_argument(parser: argparse.ArgumentParser, default: Any) -> None:
+    # SUPPRESS on the verbs: `textdml --debug train` and `textdml train --debug` both work.
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="show the full traceback of an error instead of one line")
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +77,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         return parser.parse_args(argv)  # help, or the usage error naming the verbs
     args = verb_parsers[argv[0]].parse_intermixed_args(argv[1:])
     args.verb = argv[0]
+    args.debug = getattr(args, "debug", False)  # the verb's --debug defaults to SUPPRESS
     return args
 
 
@@ -179,11 +189,21 @@ def run_mine(config: RunConfig, model_path: str | None, output: str | None) -> i
     return mined.num_rows
 
 
+def mask_config_secrets(config: RunConfig) -> set[str]:
+    from textdml.config import to_dict
+    from textdml.redaction import environment_secrets, mask_logs, secret_values
+
+    secrets = secret_values(to_dict(config)) | environment_secrets()
+    mask_logs(secrets)
+    return secrets
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("httpx", "transformers", "datasets", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parse_arguments(argv)
+    secrets: set[str] = set()  # the config's secret values: masked in logs and in the error line
     try:
         if args.verb == "quickstart":
             from textdml.quickstart import run_quickstart
@@ -191,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps)
             return 0
         config = load_run_config(args.config, args.overrides)
+        secrets = mask_config_secrets(config)
         if args.verb == "train":
             print(json.dumps(run_train(config), indent=2))
         elif args.verb == "eval":
@@ -201,12 +222,19 @@ def main(argv: list[str] | None = None) -> int:
             run_search(config, args.model, args.query, args.top_k, args.image)
         elif args.verb == "mine":
             run_mine(config, args.model, args.output)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError) as err:
-        print(f"textdml {args.verb}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt as err:  # TrainingInterrupted says where it saved and carries the signal
+        print(f"textdml {args.verb}: {str(err) or 'interrupted'}", file=sys.stderr)
+        return 128 + getattr(err, "signum", 2)
+    except Exception as err:
+        from textdml.errors import explain
+
+        message = explain(err)
+        if message is None or args.debug:  # an unexplained failure is a bug: keep its traceback
+            raise
+        from textdml.redaction import mask_text
+
+        print(f"textdml {args.verb}: error: {mask_text(message, secrets)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"textdml {args.verb}: interrupted", file=sys.stderr)
-        return 130
     return 0
 
 

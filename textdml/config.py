@@ -120,6 +120,11 @@ class TrainingConfig:
     save_total_limit: int | None = 2
     metric_for_best_model: str | None = None
     resume_from_checkpoint: str | None = None
+    # A folder holding another run (or, when not resuming, this run's checkpoints) is an error
+    # unless this is true: then what the old run wrote is deleted first.
+    overwrite_output_dir: bool = False
+    # Resume a checkpoint written by a different config (e.g. more max_steps): not bitwise the same run.
+    force_resume: bool = False
     num_workers: int = 0
     show_progress_bar: bool = True
     # ANCE-style: every N steps, mine hard negatives again with the current model (needs `mine`).
@@ -319,6 +324,10 @@ def validate(config: RunConfig) -> None:
         if m.range_max is not None and m.num_negatives > m.range_max - m.range_min:
             raise ConfigError(f"mine.range_min={m.range_min}..range_max={m.range_max} leaves fewer candidates than "
                               f"mine.num_negatives={m.num_negatives}")
+
+    from textdml.config_ranges import check_ranges
+
+    check_ranges(config)
     if t.grad_cache and t.gradient_accumulation_steps > 1:
         raise ConfigError("training.grad_cache replaces gradient accumulation: use a larger training.batch_size "
                           "instead of training.gradient_accumulation_steps")

@@ -47,6 +47,8 @@ def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = 
                  f"index.path={out / 'qdrant'}"]
     # Evaluated once before and once after training (below), not during it.
     overrides += ["training.eval_steps=null"]
+    # A demo: running it again trains again, replacing the previous quickstart run.
+    overrides += ["training.overwrite_output_dir=true"]
     if max_steps is not None:
         overrides += [f"training.max_steps={max_steps}", f"training.save_steps={max_steps}"]
     config = load_run_config(RECIPE, overrides)

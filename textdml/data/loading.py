@@ -8,6 +8,7 @@ from typing import Any
 
 from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, Sequence, load_dataset
 
+from textdml.data.file_checks import check_text_file, explain_load_failure
 from textdml.data.roles import ColumnRoles
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
@@ -64,10 +65,14 @@ def load_data(
                 raise FileNotFoundError(f"data file {str(local)!r} does not exist")
             if local.stat().st_size == 0:
                 raise ValueError(f"data file {str(local)!r} is empty")
+            check_text_file(local)
             builder_name = FILE_BUILDERS[local.suffix.lower()]
             extra = {"delimiter": "\t"} if local.suffix.lower() == ".tsv" else {}
-            dataset = load_dataset(builder_name, data_files={split: str(local)}, split=split, streaming=streaming,
-                                   **extra)
+            try:
+                dataset = load_dataset(builder_name, data_files={split: str(local)}, split=split,
+                                       streaming=streaming, **extra)
+            except Exception as err:  # pyarrow / datasets errors name neither the file nor the line
+                raise explain_load_failure(local, err) from err
         elif path.startswith((".", "/", "~")) and not local.exists():
             raise FileNotFoundError(f"data path {str(local)!r} does not exist")
         else:

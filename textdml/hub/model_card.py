@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from textdml.config import RunConfig
+from textdml.redaction import redact
 
 TEXT_USAGE = ["## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
               'model = SentenceTransformer("path/to/this/model")',
@@ -24,7 +25,7 @@ DUAL_USAGE = ["## Usage", "", "```python", "from textdml.models import DualEncod
 
 def describe_model(config: RunConfig) -> str:
     if config.model.kind == "dual" and config.model.dual is not None:
-        return json.dumps(config.model.dual, sort_keys=True)
+        return json.dumps(redact(config.model.dual), sort_keys=True)
     return config.model.name_or_path
 
 
@@ -33,7 +34,9 @@ def describe_data(config: RunConfig) -> str:
     return ", ".join(f"`{d.path}`" + (f" ({d.name})" if d.name else "") for d in sets)
 
 
-def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]]) -> str:
+def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]],
+                      code_files: list[str] | None = None) -> str:
+    """The card's text; ``code_files``: the model's own Python files (saved with it), if any."""
     evaluation = {k: v for r in records for k, v in r.items() if k.startswith("eval_")}
     dual = config.model.kind == "dual"
     metadata = {
@@ -52,7 +55,7 @@ def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]
         *(DUAL_USAGE if dual else TEXT_USAGE),
         "## Training", "",
         f"- data: {describe_data(config)}",
-        f"- loss: `{config.loss}`" + (f", miner: `{config.miner}`" if config.miner else ""),
+        f"- loss: `{redact(config.loss)}`" + (f", miner: `{redact(config.miner)}`" if config.miner else ""),
         f"- batch size {config.training.batch_size}, learning rate {config.training.learning_rate}, "
         f"epochs {config.training.epochs}, max steps {config.training.max_steps}", "",
     ]
@@ -60,6 +63,11 @@ def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]
         lines += ["## Evaluation", "", "| metric | value |", "|---|---|"]
         lines += [f"| {k.removeprefix('eval_')} | {v:.4f} |" for k, v in evaluation.items() if isinstance(v, float)]
         lines.append("")
+    if code_files:
+        lines += ["## Custom code", "",
+                  f"This model runs its own Python code ({', '.join(f'`{f}`' for f in code_files)}), copied here "
+                  f"from `{describe_model(config)}` because it was trained with `trust_remote_code=True`. Loading "
+                  "it needs `trust_remote_code=True`, which runs those files: read them first.", ""]
     from textdml.regularizers.attach import loss_citations
 
     citations = loss_citations(loss)
@@ -70,5 +78,7 @@ def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]
 
 def write_model_card(folder: Path, config: RunConfig, loss: Any, records: list[dict[str, Any]]) -> Path:
     path = Path(folder) / "README.md"
-    path.write_text(render_model_card(config, loss, records))
+    code_files = (sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*.py"))
+                  if config.model.trust_remote_code else None)
+    path.write_text(render_model_card(config, loss, records, code_files))
     return path

@@ -22,6 +22,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from textdml.models.encoding import as_text_list, run_length_sorted
+from textdml.models.folder_checks import check_weights
 from textdml.models.identity import state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
 from textdml.models.st_compat import SentenceTransformerCompat, resolve_st_options
@@ -150,6 +151,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         else:
             logger.info("%s is a plain Hugging Face model: using %s pooling", name_or_path, pooling or "mean")
         saved_similarity = read_saved_similarity(folder)
+        check_weights(transformer_dir)
         transformer = AutoModel.from_pretrained(
             transformer_dir, trust_remote_code=trust_remote_code, **({"dtype": dtype} if dtype else {})
         )

@@ -2,19 +2,33 @@
 
 A checkpoint is written into a temporary folder and renamed into place, so a kill during saving
 never leaves a half-written checkpoint that resume would pick up.
+
+Resuming never runs code from a checkpoint: Accelerate unpickles registered states
+(``custom_checkpoint_*.pkl``) with ``weights_only=False``, so every pickle of a checkpoint is
+first read with ``weights_only=True`` (tensors, numbers, strings and containers only) and a file
+that needs anything else is refused. A state that passes that check holds no code, so the full
+unpickling that follows builds the same plain values. Saving checks the same, so a checkpoint
+textdml writes always resumes.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import pickle
 import re
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from accelerate import Accelerator
+from accelerate.utils.other import load as accelerate_load
+
+from textdml.training.run_folder import RUN_CONFIG, write_json_atomic
 
 STATE_FILE = "trainer_state.json"
+LOW_DISK_BYTES = 64 << 20  # a write that failed with less free space than this failed for lack of it
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -26,6 +40,11 @@ class TrainerState:
     best_metric: float | None = None
     best_step: int | None = None
     mined_at_step: int = 0  # training.remine_every: the step whose mined table is in use
+    config_sha256: str | None = None  # the run's stamp (see textdml.training.run_folder)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot (or must not) be resumed."""
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
@@ -51,15 +70,28 @@ def resolve_checkpoint(output_dir: Path, resume: str | None) -> Path | None:
 
 
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainerState, total_limit: int | None,
-                    keep: Path | None = None) -> Path:
+                    keep: Path | None = None, config_dict: dict[str, Any] | None = None) -> Path:
+    """Save the Accelerate state, ``trainer_state.json`` and (given) the redacted run config."""
     root = output_dir / "checkpoints"
     final = root / f"checkpoint-{state.global_step}"
     partial = root / f".partial-checkpoint-{state.global_step}"
     if accelerator.is_main_process and partial.exists():
         shutil.rmtree(partial)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
+    try:
+        accelerator.save_state(str(partial))
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as "file write failed"
+        replacement = disk_full_error(err, partial)
+        if replacement is None:
+            raise
+        raise replacement from err
     if accelerator.is_main_process:
+        for pickled in sorted(partial.glob("*.pkl")):
+            if not loads_as_plain_data(pickled):
+                raise TypeError(f"{pickled.name}: a state registered for checkpointing is not plain data (tensors, "
+                                "numbers, strings, containers), so resuming would have to run pickled code")
+        if config_dict is not None:
+            write_json_atomic(partial / RUN_CONFIG, config_dict)
         (partial / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
         if final.exists():
             shutil.rmtree(final)
@@ -67,6 +99,19 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainerSt
         rotate_checkpoints(output_dir, total_limit, keep)
     accelerator.wait_for_everyone()
     return final
+
+
+def disk_full_error(err: BaseException, path: Path) -> OSError | None:
+    """An ``OSError(ENOSPC)`` naming ``path`` when ``err`` came from a full disk, else None."""
+    full = (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space left" in str(err)
+    if not full and "write failed" in str(err):
+        try:
+            full = shutil.disk_usage(path.parent).free < LOW_DISK_BYTES
+        except OSError:
+            full = False
+    if not full:
+        return None
+    return OSError(errno.ENOSPC, "No space left on device", str(path))
 
 
 def rotate_checkpoints(output_dir: Path, total_limit: int | None, keep: Path | None) -> None:
@@ -78,6 +123,40 @@ def rotate_checkpoints(output_dir: Path, total_limit: int | None, keep: Path | N
             shutil.rmtree(path)
 
 
+def loads_as_plain_data(path: Path) -> bool:
+    """Whether ``path`` unpickles with ``weights_only=True`` (plus Accelerate's numpy RNG types)."""
+    try:
+        accelerate_load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  (any failure means: not a file to unpickle with full rights)
+        return False
+    return True
+
+
+def check_pickles(path: Path) -> None:
+    """Refuse a checkpoint holding a pickle that would need code to load (planted, or not textdml's)."""
+    for pickled in sorted(path.glob("*.pkl")):
+        if not loads_as_plain_data(pickled):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r}: {pickled.name} does not load with weights_only=True, so unpickling it "
+                "could run code; textdml never writes such a file. Resume from another checkpoint or delete this "
+                "one (it may have been tampered with)"
+            )
+
+
 def load_checkpoint(accelerator: Accelerator, path: Path) -> TrainerState:
-    accelerator.load_state(str(path))
-    return TrainerState(**json.loads((path / STATE_FILE).read_text()))
+    state = TrainerState(**json.loads((path / STATE_FILE).read_text()))
+    check_pickles(path)
+    try:
+        accelerator.load_state(str(path))
+    except pickle.UnpicklingError as err:  # Accelerate reads the .bin states with weights_only=True
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: a state file does not load with weights_only=True, so unpickling it could "
+            f"run code ({str(err).strip().splitlines()[0]}); resume from another checkpoint or delete this one"
+        ) from err
+    except (RuntimeError, KeyError, ValueError) as err:  # shapes, missing keys, optimiser groups
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit this run's model, loss or optimiser ({first}); resume it with "
+            "the model and loss it was trained with, or start a new training.output_dir"
+        ) from err
+    return state

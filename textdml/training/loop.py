@@ -28,11 +28,20 @@ from textdml.data.roles import ColumnRoles, resolve_roles
 from textdml.data.shuffle import SeededShuffleSampler
 from textdml.mining.remine import Remining
 from textdml.models.embedder import Embedder
+from textdml.redaction import redact
+from textdml.training import run_folder
 from textdml.training.build import build_loss, build_miner, create_model
-from textdml.training.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
+from textdml.training.checkpoint import (
+    TrainerState,
+    checkpoint_dirs,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from textdml.training.loss_data import fit_data_to_loss
 from textdml.training.multimodal_task import ImageTextTask
 from textdml.training.optim import create_optimizer
+from textdml.training.signals import StopRequest, TrainingInterrupted
 from textdml.training.task import EmbeddingTask
 
 logger = logging.getLogger(__name__)
@@ -40,7 +49,7 @@ logger = logging.getLogger(__name__)
 Evaluator = Callable[[Embedder], dict[str, float]]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(ValueError, RuntimeError):
     """The loss became NaN or infinite; training stopped before the bad step changed any weight."""
 
 
@@ -245,6 +254,7 @@ def train(
     t = config.training
     accelerator = accelerator or create_accelerator(t)
     check_process_group(accelerator)
+    stamp = stamp_run_folder(config, accelerator)  # before anything is loaded or written
     set_seed(t.seed)
     with quiet_progress_bars(not t.show_progress_bar):  # transformers' and datasets' loading bars too
         embedder = embedder or create_model(config.model)
@@ -258,11 +268,34 @@ def train(
     loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
                       num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
     return run_training(config, embedder, loss, build_miner(config.miner), data, evaluator=evaluator,
-                        accelerator=accelerator)
+                        accelerator=accelerator, stamp=stamp)
+
+
+@dataclass
+class RunStamp:
+    """What identifies a run in its folder: the redacted config, its identity and fingerprint."""
+
+    config_dict: dict[str, Any]
+    identity: dict[str, Any]
+    fingerprint: str
+
+
+def stamp_run_folder(config: RunConfig, accelerator: Accelerator) -> RunStamp:
+    """Check that ``training.output_dir`` holds this run only (see ``run_folder``) and stamp it."""
+    t = config.training
+    output_dir = Path(t.output_dir)
+    config_dict = redact(to_dict(config))
+    identity = run_folder.run_identity(config_dict)
+    fingerprint = run_folder.config_fingerprint(identity)
+    run_folder.prepare_run_folder(output_dir, fingerprint, identity, resume=t.resume_from_checkpoint,
+                                  overwrite=t.overwrite_output_dir, force_resume=t.force_resume,
+                                  checkpoints=checkpoint_dirs(output_dir), is_main=accelerator.is_main_process)
+    accelerator.wait_for_everyone()
+    return RunStamp(config_dict, identity, fingerprint)
 
 
 def run_training(config: RunConfig, model: Any, loss: Any, miner: Any, data: TrainingData, *,
-                 evaluator: Evaluator | None, accelerator: Accelerator) -> TrainResult:
+                 evaluator: Evaluator | None, accelerator: Accelerator, stamp: RunStamp | None = None) -> TrainResult:
     """The training loop of ``train(config)`` and of ``Trainer``: built objects in, saved models out.
 
     ``config.training`` drives it; the rest of ``config`` is what the run records (run_config.json,
@@ -270,14 +303,16 @@ def run_training(config: RunConfig, model: Any, loss: Any, miner: Any, data: Tra
     """
     # The training bar is the only bar of a run (none with show_progress_bar=false): saving and
     # evaluating inside it draw no bars of their own, and each evaluation prints one line above it.
+    stamp = stamp or stamp_run_folder(config, accelerator)
     with quiet_progress_bars():
-        return _training_loop(config, model, loss, miner, data, evaluator, accelerator)
+        return _training_loop(config, model, loss, miner, data, evaluator, accelerator, stamp)
 
 
 def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data: TrainingData,
-                   evaluator: Evaluator | None, accelerator: Accelerator) -> TrainResult:
+                   evaluator: Evaluator | None, accelerator: Accelerator, stamp: RunStamp) -> TrainResult:
     t = config.training
     output_dir = Path(t.output_dir)
+    config_dict, identity, fingerprint = stamp.config_dict, stamp.identity, stamp.fingerprint
     dual = is_dual_encoder(embedder)
     check_dispatch(accelerator, data.dataset)
     fit_data_to_loss(loss, data, t.seed)  # score ranges, raw texts for a teacher, input noise
@@ -306,8 +341,10 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
     state = TrainerState()
     checkpoint = resolve_checkpoint(output_dir, t.resume_from_checkpoint)
     if checkpoint is not None:
+        run_folder.check_checkpoint_run(checkpoint, fingerprint, identity, t.force_resume)
         state = load_checkpoint(accelerator, checkpoint)
         logger.info("resumed from %s at step %d", checkpoint, state.global_step)
+    state.config_sha256 = fingerprint
     remining = Remining(config, t.remine_every, t.show_progress_bar) if t.remine_every else None
 
     def rebuild_loader(table: Dataset) -> tuple[Any, Any]:
@@ -319,16 +356,21 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
     if remining is not None and state.mined_at_step:  # resumed after a re-mine: the table of those weights
         dataloader, sampler = rebuild_loader(remining.load(state.mined_at_step))
     if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, default=str))
+        run_folder.write_run_files(output_dir, config_dict, fingerprint)
     log = MetricLog(output_dir, accelerator.is_main_process)
+    if accelerator.is_main_process:  # a resumed run logs its steps after the checkpoint anew
+        log.records = run_folder.truncate_metrics(log.path, state.global_step)
     unwrapped = accelerator.unwrap_model(task)
     best_dir = output_dir / "best"
     progress = tqdm(total=total_steps, initial=state.global_step, desc="Training", dynamic_ncols=True,
                     disable=not (t.show_progress_bar and accelerator.is_main_process))
     examples_since, clock = 0, time.perf_counter()
     step_seconds = 0.0  # training time only: evaluation and checkpoints are not counted
+    # Signals only set a flag, checked after each optimiser step; in_step marks the stretch where
+    # weights and counters disagree, in which a bare KeyboardInterrupt must not be checkpointed.
+    stop, in_step = StopRequest(), False
     try:
+        stop.__enter__()
         while state.global_step < total_steps:
             batches = dataloader
             if state.batches_in_epoch:
@@ -344,6 +386,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
             step_start = time.perf_counter()
             for batch in batches:
                 position += 1
+                in_step = True
                 with accelerator.accumulate(task):
                     if mini_batch_size is not None:  # GradCache: backward happens inside
                         output = unwrapped.cached_step(batch, mini_batch_size, embed=task,
@@ -365,6 +408,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                     continue
                 state.global_step += 1
                 state.batches_in_epoch = position
+                in_step = False
                 step_seconds += time.perf_counter() - step_start
                 progress.update(1)
                 if state.global_step % t.logging_steps == 0 or state.global_step == total_steps:
@@ -385,7 +429,9 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                     run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model,
                                    accelerator)
                 if t.save_steps and state.global_step % t.save_steps == 0:
-                    save_checkpoint(accelerator, output_dir, state, t.save_total_limit)
+                    save_checkpoint(accelerator, output_dir, state, t.save_total_limit, config_dict=config_dict)
+                if stop.requested(accelerator):
+                    raise KeyboardInterrupt
                 if state.global_step >= total_steps or remined:
                     break
                 step_start = time.perf_counter()
@@ -395,11 +441,21 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                                      f"{state.epoch}; lower training.batch_size or check the data")
                 state.epoch += 1
                 state.batches_in_epoch = 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         progress.close()
-        path = save_checkpoint(accelerator, output_dir, state, None)
-        logger.warning("interrupted: saved %s; resume with training.resume_from_checkpoint=%s", path, path)
-        raise
+        stop.restore()
+        signum = stop.signum or 2  # SIGINT
+        if stop.forced or (in_step and stop.signum is None):  # a step cut short: weights and counters disagree
+            logger.warning("interrupted inside step %d: no checkpoint saved (it would not match the weights); the "
+                           "last saved checkpoint is intact", state.global_step + 1)
+            raise
+        path = save_checkpoint(accelerator, output_dir, state, None, config_dict=config_dict)
+        message = (f"interrupted at step {state.global_step}: saved {path}; resume with "
+                   "training.resume_from_checkpoint=latest")
+        logger.warning(message)
+        raise TrainingInterrupted(signum, path, message) from err
+    finally:
+        stop.restore()
     progress.close()
     if evaluator is not None and (not t.eval_steps or state.global_step % t.eval_steps):
         run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator)
@@ -408,8 +464,9 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
     if accelerator.is_main_process:
         from textdml.hub.model_card import write_model_card
 
-        final_embedder.save_pretrained(final_dir)
-        write_model_card(final_dir, config, unwrapped.loss, log.records)
+        with run_folder.atomic_folder(final_dir) as folder:  # a kill mid-save never leaves a partial final/
+            final_embedder.save_pretrained(folder)
+            write_model_card(folder, config, unwrapped.loss, log.records)
     accelerator.wait_for_everyone()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
 
@@ -518,7 +575,8 @@ def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState
             raise KeyError(f"metric_for_best_model {metric!r} is not among the evaluation results {sorted(results)}")
         if state.best_metric is None or results[metric] > state.best_metric:
             state.best_metric, state.best_step = results[metric], state.global_step
-            embedder.save_pretrained(best_dir)
+            with run_folder.atomic_folder(best_dir) as folder:
+                embedder.save_pretrained(folder)
     accelerator.wait_for_everyone()
     return results
 
@@ -543,8 +601,11 @@ class MetricLog:
         self.records.append(record)
         if not self.enabled:
             return
-        with open(self.path, "a") as file:
-            file.write(json.dumps(record) + "\n")
+        try:
+            with open(self.path, "a") as file:
+                file.write(json.dumps(record) + "\n")
+        except OSError as err:  # name the file: a full disk reports no path
+            raise OSError(err.errno, err.strerror, str(self.path)) from err
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step" and isinstance(value, (int, float)):
