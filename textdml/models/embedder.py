@@ -21,7 +21,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from textdml.models.encoding import as_text_list, run_length_sorted
-from textdml.models.identity import state_dict_sha256
+from textdml.models.identity import WeightsHashCache, state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,9 @@ class Embedder(nn.Module):
         self.tokenizer = tokenizer
         # BERT-style pooler heads never reach a sentence embedding: frozen, so that optimisers skip
         # them and DDP does not wait for gradients that never come.
-        for name, param in transformer.named_parameters():
-            if name.startswith("pooler."):
+        # (`param_name`, not `name`: the loop must not overwrite the model name argument.)
+        for param_name, param in transformer.named_parameters():
+            if param_name.startswith("pooler."):
                 param.requires_grad_(False)
         hidden = transformer.config.hidden_size
         self.pooling = pooling or Pooling("mean", hidden)
@@ -106,6 +107,8 @@ class Embedder(nn.Module):
             raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
         self.similarity: Similarity = similarity
         self.name = name or getattr(transformer.config, "_name_or_path", None) or "textdml-model"
+        self.prompts: dict[str, str] = {}
+        self._weights_hash = WeightsHashCache()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -147,8 +150,9 @@ class Embedder(nn.Module):
                 raise ValueError("this model already has a dense projection; dense_dim would add a second one")
             dense = Dense(in_features, dense_dim)
         name = str(name_or_path)
-        saved_name = read_textdml_config(folder).get("name")
-        return cls(
+        saved = read_textdml_config(folder)
+        saved_name = saved.get("name")
+        model = cls(
             transformer,
             tokenizer,
             pooling=chosen_pooling,
@@ -158,6 +162,10 @@ class Embedder(nn.Module):
             similarity=similarity or saved_similarity,
             name=saved_name or name,
         )
+        # The hash stored at save names these weights as long as loading did not change them.
+        if saved.get("weights_sha256") and dtype is None and dense_dim is None:
+            model._weights_hash.trust(model.state_dict(), saved["weights_sha256"])
+        return model
 
     # ------------------------------------------------------------------ forward / encode
     @property
@@ -225,8 +233,12 @@ class Embedder(nn.Module):
 
     # ------------------------------------------------------------------ identity / adapters
     def weights_sha256(self) -> str:
-        """A hash of every weight, so a Qdrant payload says exactly which model wrote a vector."""
-        return state_dict_sha256(self.state_dict())
+        """A hash of every weight, so a Qdrant payload says exactly which model wrote a vector.
+
+        Taken from ``textdml_config.json`` for a loaded model and cached otherwise; any change to a
+        weight (training, ``load_state_dict``, a dtype or device move) makes it hash again.
+        """
+        return self._weights_hash.get(self.state_dict())
 
     def identity(self) -> dict[str, str]:
         return {"model_name": self.name, "weights_sha256": self.weights_sha256()}
@@ -249,6 +261,17 @@ class Embedder(nn.Module):
         self.transformer = get_peft_model(self.transformer, config)
 
     # ------------------------------------------------------------------ saving
+    def _saved_weights_sha256(self, saved_transformer: nn.Module) -> str:
+        """The hash of the weights as saved, so the reloaded model reports it without re-hashing.
+
+        With LoRA the saved encoder is the merged one, whose tensors differ from the adapters' own.
+        """
+        if saved_transformer is self.transformer:
+            return self.weights_sha256()
+        state = {f"transformer.{key}": value for key, value in saved_transformer.state_dict().items()}
+        state.update({key: value for key, value in self.state_dict().items() if not key.startswith("transformer.")})
+        return state_dict_sha256(state)
+
     def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None) -> Path:
         """Write the sentence-transformers folder layout (loads in ``SentenceTransformer(path)``)."""
         path = Path(path)
@@ -283,6 +306,7 @@ class Embedder(nn.Module):
             "similarity_fn_name": "cosine" if self.similarity == "cosine" else "dot",
         })
         write_json(path / TEXTDML_CONFIG, {"name": self.name, "similarity": self.similarity,
+                                           "weights_sha256": self._saved_weights_sha256(transformer),
                                            "textdml_version": package_versions()["textdml"]})
         if model_card is not None:
             (path / "README.md").write_text(model_card)
