@@ -137,6 +137,12 @@ def to_edge_match(match: Any) -> Any:
     import qdrant_edge as qe
 
     if isinstance(match, models.MatchValue):
+        if isinstance(match.value, bool):
+            # qdrant-edge-py 0.9.0 reads a Python bool as the integer 0/1 (which never matches a
+            # boolean payload); numpy's bool reaches its boolean branch.
+            import numpy as np
+
+            return qe.MatchValue(np.bool_(match.value))
         return qe.MatchValue(match.value)
     if isinstance(match, models.MatchAny):
         return qe.MatchAny(list(match.any))

@@ -201,7 +201,7 @@ def index_documents(
             live = True
     report = IndexReport(collection=collection, version=target, points=points, written=written, skipped=skipped,
                          live=live, replaced=replaced, hnsw_built=hnsw_built, seconds=time.perf_counter() - started)
-    logger.info("indexed %d documents into %s (%d written, %d unchanged) at %.0f docs/s%s", seen, target, written,
+    logger.debug("indexed %d documents into %s (%d written, %d unchanged) at %.0f docs/s%s", seen, target, written,
                 skipped, report.docs_per_second, f"; alias {collection!r} now points at it" if versioned and swap else "")
     return report
 
