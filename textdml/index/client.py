@@ -23,6 +23,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from textdml.index.engine import (
+    DEFAULT_SEARCH,
     DEFAULT_VECTOR,
     CollectionInfo,
     CollectionOptions,
@@ -95,7 +96,8 @@ class ClientEngine(VectorEngine):
         if url is not None:
             api_key = api_key or os.environ.get(API_KEY_ENV) or None
             warn_if_key_in_clear(url, api_key)
-            self.client = QdrantClient(url=url, api_key=api_key, timeout=max(1, round(timeout)))
+            # No version handshake: it is one more request that could wait out the timeout.
+            self.client = QdrantClient(url=url, api_key=api_key, timeout=max(1, round(timeout)), check_compatibility=False)
             self._location = url
             try:
                 self.client.get_collections()
@@ -198,7 +200,7 @@ class ClientEngine(VectorEngine):
         return self.client.count(name, count_filter=filter, exact=True).count
 
     def search(self, name: str, vectors: np.ndarray, top_k: int, filter: Any = None,
-               using: str = DEFAULT_VECTOR, options: SearchOptions = SearchOptions()) -> list[list[ScoredRecord]]:
+               using: str = DEFAULT_VECTOR, options: SearchOptions = DEFAULT_SEARCH) -> list[list[ScoredRecord]]:
         params = models.SearchParams(hnsw_ef=options.ef, exact=options.exact, quantization=models.QuantizationSearchParams(
             rescore=options.rescore, oversampling=options.oversampling))
         if self.url is None:

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
     from textdml.index.engine import VectorEngine
@@ -62,9 +61,7 @@ def document_payload(
 def check_unique_ids(documents: Any, id_field: str) -> None:
     """Find a repeated id before anything is written, when the whole id column can be read cheaply
     (a ``datasets.Dataset`` column, or a list of dicts). Streams are checked row by row instead."""
-    import datasets
-
-    if isinstance(documents, datasets.Dataset):
+    if type(documents).__module__.startswith("datasets.") and type(documents).__name__ == "Dataset":
         if id_field not in documents.column_names:
             raise ValueError(f"row 0: no {id_field!r} field (fields: {sorted(documents.column_names)}); "
                              "set index.id_field (id_field=) to the column holding the document ids")
@@ -87,7 +84,7 @@ def check_unique_ids(documents: Any, id_field: str) -> None:
 def encode_vectors(model: SupportsEncode, texts: list[str], batch_size: int = 64) -> np.ndarray:
     """``(N, D)`` float32 vectors; the model sorts the texts by length into batches of ``batch_size``."""
     embeddings = model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to="numpy")
-    if isinstance(embeddings, torch.Tensor):
+    if hasattr(embeddings, "detach"):  # a torch tensor
         embeddings = embeddings.detach().float().cpu().numpy()
     return np.asarray(embeddings, dtype=np.float32)  # (N, D)
 

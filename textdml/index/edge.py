@@ -39,6 +39,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from textdml.index.engine import (
+    DEFAULT_SEARCH,
     DEFAULT_VECTOR,
     CollectionInfo,
     CollectionOptions,
@@ -257,7 +258,7 @@ class EdgeEngine(VectorEngine):
         return self._shard(name).count(qe.CountRequest(exact=True, filter=to_edge_filter(filter)))
 
     def search(self, name: str, vectors: np.ndarray, top_k: int, filter: Any = None,
-               using: str = DEFAULT_VECTOR, options: SearchOptions = SearchOptions()) -> list[list[ScoredRecord]]:
+               using: str = DEFAULT_VECTOR, options: SearchOptions = DEFAULT_SEARCH) -> list[list[ScoredRecord]]:
         import qdrant_edge as qe
 
         edge_filter = to_edge_filter(filter)

@@ -82,6 +82,9 @@ class SearchOptions:
     oversampling: float | None = 2.0
 
 
+DEFAULT_SEARCH = SearchOptions()
+
+
 @dataclass
 class Point:
     """A point to write: id, vector (or named vectors), payload."""
@@ -180,7 +183,7 @@ class VectorEngine(abc.ABC):
 
     @abc.abstractmethod
     def search(self, name: str, vectors: np.ndarray, top_k: int, filter: Any = None,
-               using: str = DEFAULT_VECTOR, options: SearchOptions = SearchOptions()) -> list[list[ScoredRecord]]:
+               using: str = DEFAULT_VECTOR, options: SearchOptions = DEFAULT_SEARCH) -> list[list[ScoredRecord]]:
         """The ``top_k`` nearest points of each row of ``vectors`` (``(Q, D)``), best first."""
 
     @abc.abstractmethod

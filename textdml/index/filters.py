@@ -5,12 +5,12 @@ on the command line, translated for Qdrant Edge, and checked against the fields 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
-
-import yaml
-from qdrant_client import models
+from typing import TYPE_CHECKING, Any
 
 from textdml.registry import did_you_mean
+
+if TYPE_CHECKING:
+    from qdrant_client import models
 
 
 def parse_filters(expressions: Sequence[str]) -> models.Filter | None:
@@ -23,6 +23,9 @@ def parse_filters(expressions: Sequence[str]) -> models.Filter | None:
         >>> parse_filters([]) is None
         True
     """
+    import yaml
+    from qdrant_client import models
+
     conditions: list[models.Condition] = []
     for expression in expressions:
         key, sep, raw = expression.partition("=")
@@ -50,6 +53,7 @@ def filter_fields(filter: models.Filter | None) -> set[str]:
     fields: set[str] = set()
     if filter is None:
         return fields
+    from qdrant_client import models
     groups = [filter.must, filter.should, filter.must_not, filter.min_should.conditions if filter.min_should else None]
     for condition in (c for group in groups for c in as_list(group)):
         if isinstance(condition, models.Filter):
@@ -98,6 +102,7 @@ def to_edge_filter(filter: models.Filter | None) -> Any:
 
 def to_edge_condition(condition: Any) -> Any:
     import qdrant_edge as qe
+    from qdrant_client import models
 
     if isinstance(condition, models.Filter):
         return to_edge_filter(condition)
@@ -135,6 +140,7 @@ def to_edge_condition(condition: Any) -> Any:
 
 def to_edge_match(match: Any) -> Any:
     import qdrant_edge as qe
+    from qdrant_client import models
 
     if isinstance(match, models.MatchValue):
         if isinstance(match.value, bool):

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from textdml.evaluation.retrieval import compute_metrics, prefix_metrics
 from textdml.index.documents import MODEL_HASH_KEY, encode_vectors
 from textdml.index.engine import DEFAULT_VECTOR, ScoredRecord, SearchOptions, VectorEngine, VectorSpec
 from textdml.index.filters import check_filter_fields
@@ -189,6 +188,8 @@ def evaluate_through_collection(
     Returns:
         Metric name -> value, with the names of ``InformationRetrievalEvaluator``.
     """
+    from textdml.evaluation.retrieval import compute_metrics, prefix_metrics
+
     engine = as_engine(engine)
     target = open_target(engine, collection, model, force=force, filter=filter, id_field=id_field)
     relevant = {str(qid): {str(doc_id) for doc_id in docs} for qid, docs in relevant_docs.items()}

@@ -13,13 +13,16 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over every tensor's name and raw bytes, in name order (any dtype, any device)."""
+    import torch
+
     digest = hashlib.sha256()
     for key, tensor in sorted(state_dict.items()):
         digest.update(key.encode())
