@@ -207,6 +207,46 @@ def run_precomputed(args, folder: Path) -> dict:
             "disk_mb": disk_mb(folder)}
 
 
+def clustered_vectors(num: int, dim: int = 384, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 1,000 centres: closer to real embeddings than uniform noise (HNSW's worst case)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((1000, dim), dtype=np.float32)
+    vectors = centres[rng.integers(0, 1000, num)] + 0.6 * rng.standard_normal((num, dim), dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def hnsw_sweep(sizes: list[int], ef: int, queries: int) -> None:
+    """Exact search vs HNSW on Edge at each size: search ms/query, graph build seconds, recall@10."""
+    import qdrant_edge as qe
+
+    print(f"{'points':>8}{'exact ms/q':>12}{'build s':>9}{'hnsw ms/q':>11}{'recall@10':>11}")
+    for size in sizes:
+        folder = Path(tempfile.mkdtemp(prefix="hnsw_sweep_"))
+        vectors = clustered_vectors(size + queries)
+        data, query_vectors = vectors[:size], vectors[size:]
+        shard = qe.EdgeShard.create(str(folder / "s"), qe.EdgeConfig(
+            vectors=qe.EdgeVectorParams(size=384, distance=qe.Distance.Cosine),
+            hnsw_config=qe.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=1),
+            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1)))
+        for start in range(0, size, 4096):
+            shard.update(qe.UpdateOperation.upsert_points([qe.Point(id=i, vector=v.tolist(), payload={})
+                                                           for i, v in enumerate(data[start:start + 4096], start)]))
+
+        def search_one(v, exact, shard=shard):
+            params = qe.SearchParams(exact=True) if exact else qe.SearchParams(hnsw_ef=ef)
+            return [str(p.id) for p in shard.query(qe.QueryRequest(limit=TOP_K, query=qe.Query.Nearest(v.tolist()),
+                                                                   params=params))]
+
+        exact_ms, exact = timed_searches(lambda v: search_one(v, True), query_vectors)
+        started = time.perf_counter()
+        shard.optimize()
+        build = time.perf_counter() - started
+        hnsw_ms, approx = timed_searches(lambda v: search_one(v, False), query_vectors)
+        print(f"{size:>8}{exact_ms:>12.2f}{build:>9.1f}{hnsw_ms:>11.2f}{recall_at_k(approx, exact):>11.3f}", flush=True)
+        shard.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 WORKERS = {"textdml": run_textdml, "st_local": run_st_local, "st_edge": run_st_edge}
 
 
@@ -279,6 +319,7 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads, every contestant")
     parser.add_argument("--contestants", default="textdml,st_local,st_edge")
     parser.add_argument("--precomputed", type=int, default=0, help="index N precomputed 384-d vectors via textdml")
+    parser.add_argument("--hnsw-sweep", default=None, help="comma-separated sizes: exact vs HNSW on Edge")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -291,6 +332,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f} (the machine's other work slows every "
           "contestant alike: compare ratios)")
+    if args.hnsw_sweep:
+        hnsw_sweep([int(n) for n in args.hnsw_sweep.split(",")], args.ef, args.queries)
+        return
     if args.precomputed:
         result = run_worker("precomputed", args, work, None)
         print(f"\n{args.precomputed} precomputed 384-d vectors through textdml (Edge): {result['docs_per_s']:.0f} "
