@@ -118,3 +118,28 @@ def test_a_second_edge_process_gets_a_clear_locked_error(index_path):
     with open_client(path=index_path) as engine:  # nothing was corrupted
         assert len(engine.list_collections()) == 1 and engine.count(engine.resolve("docs")) == 30
         assert index_documents(HashingEncoder(), rows(), engine, "docs", show_progress_bar=False).points == 30
+
+
+READER = textwrap.dedent("""
+    import sys, time
+    from tests.fakes import HashingEncoder
+    from textdml.index import open_client, search
+    engine = open_client(path=sys.argv[1], create=False)
+    search(HashingEncoder(), engine, "docs", "cat")  # the live shard stays open in this process
+    print("reading", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_a_new_version_is_written_while_another_process_reads_the_live_one(index_path):
+    with open_client(path=index_path) as engine:
+        first = index_documents(HashingEncoder(), rows(), engine, "docs", show_progress_bar=False).version
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(index_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        with open_client(path=index_path) as engine:
+            second = index_documents(HashingEncoder(), rows(12), engine, "docs", show_progress_bar=False)
+            assert second.replaced == first and engine.aliases() == {"docs": second.version}
+    finally:
+        reader.kill()
+        reader.wait()

@@ -166,7 +166,7 @@ class ClientEngine(VectorEngine):
         for field_name, kind in options.payload_indexes.items():
             self.client.create_payload_index(name, field_name, field_schema=models.PayloadSchemaType(kind))
 
-    def collection_info(self, name: str) -> CollectionInfo:
+    def collection_info(self, name: str, count: bool = True) -> CollectionInfo:
         if not self.collection_exists(name):
             raise ValueError(f"no collection {name!r} in {self.location}; {self.describe_contents()}")
         config = self.client.get_collection(name).config

@@ -205,14 +205,16 @@ class EdgeEngine(VectorEngine):
         for field_name, kind in options.payload_indexes.items():
             shard.update(qe.UpdateOperation.create_field_index(field_name, edge_schema(kind)))
 
-    def collection_info(self, name: str) -> CollectionInfo:
+    def collection_info(self, name: str, count: bool = True) -> CollectionInfo:
         folder = self._dir(name)
         if not self.collection_exists(name):
             raise ValueError(f"no collection {name!r} in {self.location}; {self.describe_contents()}")
         config = json.loads((folder / SHARD_CONFIG).read_text())
         vectors = {vector_name: VectorSpec(spec["size"], spec["distance"].lower())
                    for vector_name, spec in config.get("vectors", {}).items()}
-        return CollectionInfo(name=name, vectors=vectors, points=self.count(name), metadata=self.metadata(name))
+        metadata = self.metadata(name)
+        points = self.count(name) if count or name in self._shards else int(metadata.get("points", 0))
+        return CollectionInfo(name=name, vectors=vectors, points=points, metadata=metadata)
 
     def metadata(self, name: str) -> dict[str, Any]:
         file = self._dir(name) / METADATA_FILE

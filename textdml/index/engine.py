@@ -157,8 +157,12 @@ class VectorEngine(abc.ABC):
         """Create an empty collection; an existing name is an error."""
 
     @abc.abstractmethod
-    def collection_info(self, name: str) -> CollectionInfo:
-        """Vectors, exact point count and metadata of collection ``name``."""
+    def collection_info(self, name: str, count: bool = True) -> CollectionInfo:
+        """Vectors, point count and metadata of collection ``name``.
+
+        ``count=False`` may take the count from the metadata instead of the collection, so that
+        listing versions never opens (and on Edge, locks) a shard that another process may be using.
+        """
 
     @abc.abstractmethod
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:

@@ -216,7 +216,7 @@ def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
                          "(versioned=False, --no-version), or pick another index.collection for versioned indexing")
     live = engine.aliases().get(collection)
     if live is not None:
-        live_info = engine.collection_info(live)
+        live_info = engine.collection_info(live, count=False)  # never lock the live shard its readers use
         if dict(live_info.vectors) != {DEFAULT_VECTOR: spec} and not force:
             raise ValueError(f"the model writes {spec.describe()} vectors but collection {collection!r} (live version "
                              f"{live!r}) holds {live_info.describe_vectors()}; pass --force (force=True) to index "

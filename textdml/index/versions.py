@@ -81,7 +81,7 @@ def list_versions(engine: VectorEngine, collection: str | None = None) -> list[V
     live = set(engine.aliases().values())
     versions = []
     for name in engine.list_collections():
-        metadata = engine.collection_info(name).metadata
+        metadata = engine.collection_info(name, count=False).metadata
         if not is_textdml_collection(metadata):
             continue
         info = VersionInfo.from_metadata(name, metadata, live=name in live)
