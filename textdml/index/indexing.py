@@ -122,7 +122,7 @@ def index_documents(
     swap: bool = True,
     force: bool = False,
     options: CollectionOptions | None = None,
-    encode_batch_size: int = 64,
+    encode_batch_size: int = 128,
 ) -> IndexReport:
     """Embed ``documents`` with ``model`` and write them to ``collection``.
 
