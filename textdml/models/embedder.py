@@ -163,7 +163,7 @@ class Embedder(nn.Module):
             name=saved_name or name,
         )
         # The hash stored at save names these weights as long as loading did not change them.
-        if saved.get("weights_sha256") and dtype is None and dense_dim is None:
+        if saved.get("weights_sha256") and dtype is None and dense_dim is None and pooling is None:
             model._weights_hash.trust(model.state_dict(), saved["weights_sha256"])
         return model
 
