@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def word_bucket(word: str, num_buckets: int) -> int:
@@ -60,7 +62,11 @@ class HashingEncoder:
         should_normalize = self.similarity == "cosine" if normalize is None else normalize
         if should_normalize:
             embeddings /= np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-        return torch.from_numpy(embeddings) if convert_to == "torch" else embeddings
+        if convert_to == "torch":
+            import torch  # here: child processes in the index tests start faster without it
+
+            return torch.from_numpy(embeddings)
+        return embeddings
 
     def identity(self) -> dict[str, str]:
         return {"model_name": self.model_name, "weights_sha256": hashlib.sha256(self.projection.tobytes()).hexdigest()}

@@ -27,11 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = verbs.add_parser("eval", help="evaluate a saved model on the recipe's eval data")
     evaluate.add_argument("--model", required=True, help="a saved model folder or Hub id")
+    evaluate.add_argument("--through-index", action="store_true",
+                          help="also evaluate through the live index collection, with its recall@k against exact search")
+    evaluate.add_argument("--force", action="store_true", help="use a collection indexed by another model")
     add_config_arguments(evaluate)
 
     index = verbs.add_parser("index", help="encode documents into a Qdrant collection")
     index.add_argument("--model", required=True)
     index.add_argument("--data", help="documents (jsonl/csv/parquet or textdml:...); default: the eval corpus")
+    index.add_argument("--swap", action=argparse.BooleanOptionalAction, default=None,
+                       help="point the collection alias at the new version when it is complete (default: index.swap)")
+    index.add_argument("--force", action="store_true", help="index although the live version has another model")
     add_config_arguments(index)
 
     search = verbs.add_parser("search", help="query a Qdrant collection")
@@ -41,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--image", action="append", default=[],
                         help="query image path (repeatable; image-text models): returns captions")
     search.add_argument("--top-k", type=int, default=5)
+    search.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
+                        help="only documents whose payload field has this value (repeatable: all must match)")
+    search.add_argument("--force", action="store_true", help="search a collection indexed by another model")
     add_config_arguments(search)
 
     mine = verbs.add_parser("mine", help="mine hard negatives for the recipe's train pairs")
@@ -48,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--output", help="folder for mined.parquet and mining_settings.json "
                                        "(default: mine.output_dir, or <training.output_dir>/mined)")
     add_config_arguments(mine)
+
+    collections = verbs.add_parser("collections", help="list the versions of each collection (and delete one)")
+    collections.add_argument("--collection", help="only this collection's versions")
+    collections.add_argument("--delete", metavar="VERSION", help="remove this version (the live one needs --force)")
+    collections.add_argument("--force", action="store_true", help="with --delete: also remove the live version")
+    add_config_arguments(collections, required=False)
+
+    rollback = verbs.add_parser("rollback", help="point a collection's alias back at the version it replaced")
+    rollback.add_argument("collection", help="the collection (alias) name")
+    rollback.add_argument("--to", metavar="VERSION", help="this version instead of the previous one")
+    add_config_arguments(rollback, required=False)
 
     quick = verbs.add_parser("quickstart", help="train -> evaluate -> index -> search on WordNet, offline")
     quick.add_argument("--output-dir", default="runs/quickstart")
@@ -93,7 +113,7 @@ def run_train(config: RunConfig) -> dict[str, Any]:
             "steps": result.global_step}
 
 
-def run_eval(config: RunConfig, model_path: str) -> dict[str, float]:
+def run_eval(config: RunConfig, model_path: str, through_index: bool = False, force: bool = False) -> dict[str, float]:
     from textdml.evaluation.build import build_evaluator
     from textdml.evaluation.retrieval import format_table
     from textdml.models.loading import load_model
@@ -101,34 +121,78 @@ def run_eval(config: RunConfig, model_path: str) -> dict[str, float]:
     evaluator = build_evaluator(config.eval)
     if evaluator is None:
         raise ConfigError("the recipe has no eval.data: name held-out data to evaluate on")
-    results = evaluator(load_model(model_path))
+    model = load_model(model_path)
+    results = evaluator(model)
     print(format_table(results))  # the one table: evaluators log their results at debug level only
+    if through_index:
+        from textdml.index.evaluate_index import evaluate_live_index
+
+        results = {**results, **evaluate_live_index(model, evaluator, config.index, force=force)}
     return results
 
 
-def open_index(config: RunConfig):
-    from textdml.index.qdrant import open_client
+def open_index(config: RunConfig, create: bool = True):
+    from textdml.index.qdrant import open_index as open_engine
 
-    return open_client(path=None if config.index.url else config.index.path, url=config.index.url,
-                       api_key=config.index.api_key)
+    return open_engine(config.index, create=create)
 
 
-def run_index(config: RunConfig, model_path: str, data: str | None) -> int:
+def load_index_section(path: str | None, overrides: list[str]) -> RunConfig:
+    """``collections`` and ``rollback`` need only the index section: no recipe, just ``index.*`` overrides."""
+    if path is not None:
+        return load_run_config(path, overrides)
+    from textdml.config import IndexConfig, apply_override, from_dict
+
+    raw: dict[str, Any] = {}
+    for override in overrides:
+        apply_override(raw, override)
+    if set(raw) - {"index"}:
+        raise ConfigError(f"without --config only index.* overrides apply, got {sorted(set(raw) - {'index'})}")
+    return RunConfig(index=from_dict(IndexConfig, raw.get("index", {}), "config.index"))
+
+
+def run_collections(config: RunConfig, collection: str | None, delete: str | None, force: bool) -> None:
+    from textdml.index.versions import delete_version, format_versions, list_versions
+
+    with open_index(config, create=False) as engine:
+        if delete is not None:
+            delete_version(engine, delete, force=force)
+            print(f"deleted {delete}")
+        print(format_versions(list_versions(engine, collection)))
+
+
+def run_rollback(config: RunConfig, collection: str, to: str | None) -> str:
+    from textdml.index.versions import rollback
+
+    with open_index(config, create=False) as engine:
+        target = rollback(engine, collection, to)
+    print(f"{collection} -> {target}")
+    return target
+
+
+def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool | None = None,
+              force: bool = False) -> int:
     from textdml.data.loading import load_data
     from textdml.evaluation.build import load_eval_dataset, retrieval_task_from_pairs
-    from textdml.index.qdrant import index_documents
+    from textdml.index.qdrant import collection_options, index_documents
     from textdml.models.loading import load_model
 
     idx = config.index
     model = load_model(model_path)
+    import torch
+
+    if torch.cuda.is_available():  # encoding is the slow half of indexing
+        model.to("cuda")
     if data is None and config.eval.data is None:
         raise ConfigError("no documents: pass --data, or give the recipe eval.data whose corpus to index")
     if hasattr(model, "encode_images"):  # images and captions, one point each, named vectors
         from textdml.index.qdrant_images import index_image_text
 
         rows = load_data(data) if data is not None else load_eval_dataset(config.eval.data)  # type: ignore[arg-type]
-        written = index_image_text(model, rows, open_index(config), idx.collection, id_field=idx.id_field,
-                                   batch_size=idx.batch_size, recreate=idx.recreate)
+        with open_index(config) as engine:
+            written = index_image_text(model, rows, engine, idx.collection, id_field=idx.id_field,
+                                       text_field=idx.text_field, batch_size=idx.batch_size, recreate=idx.recreate,
+                                       options=collection_options(idx))
     else:
         if data is not None:
             documents = load_data(data)
@@ -136,20 +200,34 @@ def run_index(config: RunConfig, model_path: str, data: str | None) -> int:
             dataset = load_eval_dataset(config.eval.data)  # type: ignore[arg-type]
             _, corpus, _ = retrieval_task_from_pairs(dataset, "anchor", "positive", config.eval.max_corpus)
             documents = [{idx.id_field: doc_id, idx.text_field: text} for doc_id, text in corpus.items()]
-        written = index_documents(model, documents, open_index(config), idx.collection, id_field=idx.id_field,
-                                  text_field=idx.text_field, batch_size=idx.batch_size, recreate=idx.recreate)
+        with open_index(config) as engine:
+            report = index_documents(model, documents, engine, idx.collection, id_field=idx.id_field,
+                                     text_field=idx.text_field, batch_size=idx.batch_size, recreate=idx.recreate,
+                                     versioned=idx.versioned, swap=idx.swap if swap is None else swap,
+                                     force=force or idx.force, options=collection_options(idx),
+                                     encode_batch_size=idx.encode_batch_size)
+        written = report.written
+        print(f"indexed {report.points} documents into {report.version} ({report.written} encoded, "
+              f"{report.skipped} unchanged, {report.docs_per_second:.0f} docs/s)"
+              + (f"; {idx.collection!r} now points at it" if report.live and idx.versioned else "")
+              + ("" if report.live else f"; not live: `textdml rollback {idx.collection} --to {report.version}` "
+                 "would publish it"))
+        return written
     print(f"indexed {written} documents into collection {idx.collection!r}")
     return written
 
 
 def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: int,
-               images: list[str] | None = None) -> list:
-    from textdml.index.qdrant import search
+               images: list[str] | None = None, filters: list[str] | None = None, force: bool = False) -> list:
+    from textdml.index.filters import parse_filters
+    from textdml.index.qdrant import search, search_options
     from textdml.models.loading import load_model
 
     if not queries and not images:
         raise ConfigError("give at least one --query/--text or --image")
-    model, client, collection = load_model(model_path), open_index(config), config.index.collection
+    query_filter = parse_filters(filters or [])
+    client = open_index(config, create=False)  # before loading the model: a mistyped path fails fast
+    model, collection = load_model(model_path), config.index.collection
     dual = hasattr(model, "encode_images")
     if images and not dual:
         raise ConfigError(f"{model_path} is a text model: --image needs an image-text model")
@@ -162,7 +240,9 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
         if images:
             hits += list(zip(images, search_texts_by_image(model, client, collection, images, top_k)))
     else:
-        hits = list(zip(queries, search(model, client, collection, queries, top_k)))
+        hits = list(zip(queries, search(model, client, collection, queries, top_k, filter=query_filter,
+                                        force=force or config.index.force, options=search_options(config.index))))
+    client.close()
     for query, query_hits in hits:
         print(f"\n{query}")
         for hit in query_hits:
@@ -210,16 +290,23 @@ def main(argv: list[str] | None = None) -> int:
 
             run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps)
             return 0
-        config = load_run_config(args.config, args.overrides)
+        if args.verb in ("collections", "rollback"):
+            config = load_index_section(args.config, args.overrides)
+        else:
+            config = load_run_config(args.config, args.overrides)
         secrets = mask_config_secrets(config)
         if args.verb == "train":
             print(json.dumps(run_train(config), indent=2))
         elif args.verb == "eval":
-            run_eval(config, args.model)
+            run_eval(config, args.model, args.through_index, args.force)
         elif args.verb == "index":
-            run_index(config, args.model, args.data)
+            run_index(config, args.model, args.data, args.swap, args.force)
         elif args.verb == "search":
-            run_search(config, args.model, args.query, args.top_k, args.image)
+            run_search(config, args.model, args.query, args.top_k, args.image, args.filter, args.force)
+        elif args.verb == "collections":
+            run_collections(config, args.collection, args.delete, args.force)
+        elif args.verb == "rollback":
+            run_rollback(config, args.collection, args.to)
         elif args.verb == "mine":
             run_mine(config, args.model, args.output)
     except KeyboardInterrupt as err:  # TrainingInterrupted says where it saved and carries the signal

@@ -74,11 +74,13 @@ def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = 
     verdict = "better" if after[primary] > before[primary] else "NOT better"
     print(f"fine-tuned {primary}: {after[primary]:.4f} vs base {before[primary]:.4f} -> {verdict}")
 
-    say("5/6", f"Indexing the {len(evaluator.corpus)} held-out definitions into the embedded Qdrant collection "
+    say("5/6", f"Indexing the {len(evaluator.corpus)} held-out definitions into the Qdrant Edge collection "
                f"{config.index.collection!r} at {config.index.path}")
     client = open_client(path=config.index.path)
     documents = [{"id": doc_id, "text": text} for doc_id, text in zip(evaluator.corpus_ids, evaluator.corpus)]
-    index_documents(trained, documents, client, config.index.collection, recreate=True)
+    # A new version each run; force: a re-run fine-tunes a new model, replacing the previous run's.
+    report = index_documents(trained, documents, client, config.index.collection, force=True)
+    print(f"version {report.version}: {report.points} points, alias {config.index.collection!r} points at it")
     queries = dict(zip(evaluator.query_ids, evaluator.queries))
     through_qdrant = evaluate_through_collection(trained, client, config.index.collection, queries,
                                                  evaluator.relevant_docs, evaluator.k_values)

@@ -19,13 +19,6 @@ from textdml.index.qdrant import (
 COLLECTION = "docs"
 
 
-@pytest.fixture
-def client(tmp_path):
-    client = open_client(path=tmp_path / "qdrant")
-    yield client
-    client.close()
-
-
 @pytest.fixture(scope="module")
 def corpus():
     return toy_corpus(num_docs=40)
@@ -35,12 +28,13 @@ def rows(corpus):
     return [{"id": doc_id, "text": text, "source": "toy"} for doc_id, text in corpus.items()]
 
 
-def count(client):
-    return client.count(COLLECTION, exact=True).count
+def count(engine, name=COLLECTION):
+    return engine.count(engine.resolve(name))
 
 
-def index(client, documents, encoder=None, **kwargs):
-    return index_documents(encoder or HashingEncoder(), documents, client, COLLECTION, batch_size=16,
+def index(engine, documents, encoder=None, **kwargs):
+    kwargs.setdefault("versioned", False)
+    return index_documents(encoder or HashingEncoder(), documents, engine, COLLECTION, batch_size=16,
                            show_progress_bar=False, **kwargs)
 
 
@@ -53,73 +47,91 @@ def test_open_client_needs_exactly_one_location(tmp_path):
         open_client(path=tmp_path, api_key="secret")
 
 
+def test_the_default_engine_is_edge(tmp_path):
+    engine = open_client(path=tmp_path / "vectors")
+    assert engine.kind == "edge" and (tmp_path / "vectors" / "textdml_index.json").exists()
+    engine.close()
+
+
 def test_point_id_is_a_deterministic_uuid():
     assert point_id("d001") == point_id("d001") != point_id("d002")
     assert point_id(7) == point_id("7")
     assert len(point_id("d001")) == 36
 
 
-@pytest.mark.parametrize("similarity, distance", [("cosine", "Cosine"), ("dot", "Dot")])
-def test_ensure_collection_creates_with_the_model_distance(client, similarity, distance):
-    assert ensure_collection(client, COLLECTION, 16, similarity) is True
-    vectors = client.get_collection(COLLECTION).config.params.vectors
-    assert (vectors.size, vectors.distance.value) == (16, distance)
-    assert ensure_collection(client, COLLECTION, 16, similarity) is False
+@pytest.mark.parametrize("similarity", ["cosine", "dot"])
+def test_ensure_collection_creates_with_the_model_distance(engine, similarity):
+    assert ensure_collection(engine, COLLECTION, 16, similarity) is True
+    assert engine.collection_info(COLLECTION).vectors[""].describe() == f"size=16, distance={similarity}"
+    assert ensure_collection(engine, COLLECTION, 16, similarity) is False
 
 
 @pytest.mark.parametrize("encoder", [HashingEncoder(embedding_dim=8), HashingEncoder(similarity="dot")],
                          ids=["size", "distance"])
-def test_mismatch_is_an_error_and_keeps_the_points(client, corpus, encoder):
-    index(client, rows(corpus))
-    with pytest.raises(ValueError, match=r"exists with size=16, distance=Cosine.*needs size=.*recreate=True"):
-        index(client, rows(corpus), encoder=encoder)
-    assert count(client) == len(corpus)
+def test_mismatch_is_an_error_and_keeps_the_points(engine, corpus, encoder):
+    index(engine, rows(corpus))
+    with pytest.raises(ValueError, match=r"exists with size=16, distance=cosine.*needs size=.*recreate=True"):
+        index(engine, rows(corpus), encoder=encoder)
+    assert count(engine) == len(corpus)
 
 
-def test_recreate_replaces_the_collection(client, corpus):
-    index(client, rows(corpus))
+def test_recreate_replaces_the_collection(engine, corpus):
+    index(engine, rows(corpus))
     dot_encoder = HashingEncoder(embedding_dim=8, similarity="dot")
-    assert index(client, rows(corpus)[:5], encoder=dot_encoder, recreate=True) == 5
-    vectors = client.get_collection(COLLECTION).config.params.vectors
-    assert (vectors.size, vectors.distance.value, count(client)) == (8, "Dot", 5)
+    assert index(engine, rows(corpus)[:5], encoder=dot_encoder, recreate=True).written == 5
+    assert engine.collection_info(COLLECTION).vectors[""].describe() == "size=8, distance=dot"
+    assert count(engine) == 5
 
 
-def test_rerun_is_idempotent_and_skips_encoding(client, corpus):
-    assert index(client, rows(corpus)) == len(corpus)
+def test_rerun_in_place_is_idempotent_and_skips_encoding(engine, corpus):
+    assert index(engine, rows(corpus)).written == len(corpus)
     encoder = HashingEncoder()
-    assert index(client, rows(corpus), encoder=encoder) == 0
-    assert count(client) == len(corpus) and encoder.texts_encoded == 0
+    report = index(engine, rows(corpus), encoder=encoder)
+    assert (report.written, report.skipped) == (0, len(corpus))
+    assert count(engine) == len(corpus) and encoder.texts_encoded == 0
 
 
-def test_changed_text_or_model_rewrites_the_point(client, corpus):
-    index(client, rows(corpus))
+def test_changed_text_rewrites_the_point_and_another_model_needs_force(engine, corpus):
+    index(engine, rows(corpus))
     changed = rows(corpus)
     changed[3]["text"] = "a brand new text"
-    assert index(client, changed) == 1
-    assert index(client, changed, encoder=HashingEncoder(seed=1)) == len(corpus)
-    assert count(client) == len(corpus)
-    record = client.retrieve(COLLECTION, [point_id(changed[3]["id"])])[0]
+    assert index(engine, changed).written == 1
+    with pytest.raises(ValueError, match=r"indexed by fake/hashing-encoder .* --force"):
+        index(engine, changed, encoder=HashingEncoder(seed=1))
+    with pytest.warns(UserWarning, match="--force"):
+        assert index(engine, changed, encoder=HashingEncoder(seed=1), force=True).written == len(corpus)
+    assert count(engine) == len(corpus)
+    record = engine.retrieve(COLLECTION, [point_id(changed[3]["id"])])[0]
     assert record.payload["text"] == "a brand new text"
     assert record.payload[MODEL_HASH_KEY] == HashingEncoder(seed=1).identity()["weights_sha256"]
 
 
-def test_resume_after_a_crash(client, corpus):
+@pytest.mark.parametrize("versioned", [False, True], ids=["in_place", "versioned"])
+def test_resume_after_a_crash(engine, corpus, versioned):
     crashing = HashingEncoder(fail_after_calls=1)  # writes the first batch of 16, then dies
     with pytest.raises(RuntimeError, match="simulated crash"):
-        index(client, rows(corpus), encoder=crashing)
-    assert count(client) == 16
+        index(engine, rows(corpus), encoder=crashing, versioned=versioned)
+    (written,) = engine.list_collections()
+    assert engine.count(written) == 16 and engine.aliases() == {}  # a half-written version never goes live
     encoder = HashingEncoder()
-    assert index(client, rows(corpus), encoder=encoder) == len(corpus) - 16
-    assert count(client) == len(corpus) and encoder.texts_encoded == len(corpus) - 16
+    report = index(engine, rows(corpus), encoder=encoder, versioned=versioned)
+    assert (report.version, report.written, report.skipped) == (written, len(corpus) - 16, 16)
+    assert count(engine) == len(corpus) and encoder.texts_encoded == len(corpus) - 16
 
 
-def test_indexes_a_datasets_dataset_with_its_payload(client, corpus):
+def test_indexes_a_datasets_dataset_with_its_payload(engine, corpus):
     dataset = datasets.Dataset.from_list(rows(corpus))
-    assert index(client, dataset) == len(corpus)
-    record = client.retrieve(COLLECTION, [point_id("d005")])[0]
+    assert index(engine, dataset).written == len(corpus)
+    record = engine.retrieve(COLLECTION, [point_id("d005")])[0]
     encoder = HashingEncoder()
     assert record.payload == {"id": "d005", "text": corpus["d005"], "source": "toy",
                               "model_name": encoder.model_name, MODEL_HASH_KEY: encoder.identity()["weights_sha256"]}
+
+
+def test_indexes_a_stream_without_a_length(engine, corpus):
+    stream = datasets.IterableDataset.from_generator(lambda: iter(rows(corpus)))
+    report = index(engine, stream, versioned=True)
+    assert report.points == len(corpus) and report.live and count(engine) == len(corpus)
 
 
 @pytest.mark.parametrize(
@@ -132,43 +144,61 @@ def test_indexes_a_datasets_dataset_with_its_payload(client, corpus):
         ({"id": "d000", "text": "fine"}, r"row 17: 'id' 'd000' repeats row 0"),
     ],
 )
-def test_bad_rows_are_named(client, corpus, bad_row, message):
+def test_bad_rows_are_named(engine, corpus, bad_row, message):
     documents = rows(corpus)
     documents.insert(17, bad_row)
     with pytest.raises(ValueError, match=message):
-        index(client, documents)
+        index(engine, documents)
 
 
-def test_custom_id_and_text_fields(client, corpus):
+def test_a_repeated_id_is_found_before_anything_is_written(engine, corpus):
+    documents = rows(corpus) + [{"id": "d001", "text": "again"}]
+    with pytest.raises(ValueError, match=r"row 40: 'id' 'd001' repeats row 1.*nothing was written"):
+        index(engine, documents, versioned=True)
+    assert engine.list_collections() == [] and engine.aliases() == {}
+
+
+def test_a_repeated_id_in_a_stream_never_goes_live(engine, corpus):
+    documents = rows(corpus) + [{"id": "d001", "text": "again"}]
+    with pytest.raises(ValueError, match=r"row 40: 'id' 'd001' repeats row 1"):
+        index(engine, iter(documents), versioned=True)
+    assert engine.list_collections() == [] and engine.aliases() == {}
+
+
+def test_custom_id_and_text_fields(engine, corpus):
     documents = [{"key": i, "body": text} for i, text in enumerate(corpus.values())]
-    assert index(client, documents, id_field="key", text_field="body") == len(corpus)
-    hits = search(HashingEncoder(), client, COLLECTION, documents[4]["body"], top_k=1, id_field="key")
+    assert index(engine, documents, id_field="key", text_field="body").written == len(corpus)
+    hits = search(HashingEncoder(), engine, COLLECTION, documents[4]["body"], top_k=1)  # id field from metadata
     assert hits[0][0].doc_id == "4"
 
 
-def test_search_finds_each_document_by_its_own_text(client, corpus):
-    index(client, rows(corpus))
+def test_search_finds_each_document_by_its_own_text(engine, corpus):
+    index(engine, rows(corpus))
     texts = list(corpus.values())
-    results = search(HashingEncoder(), client, COLLECTION, texts, top_k=3, batch_size=7)
+    results = search(HashingEncoder(), engine, COLLECTION, texts, top_k=3, batch_size=7)
     assert [hits[0].doc_id for hits in results] == list(corpus)
     assert all(len(hits) == 3 and hits[0].score == pytest.approx(1.0, abs=1e-5) for hits in results)
-    single = search(HashingEncoder(), client, COLLECTION, texts[0], top_k=2)
+    single = search(HashingEncoder(), engine, COLLECTION, texts[0], top_k=2)
     assert isinstance(single[0][0], SearchHit) and single[0][0].payload["source"] == "toy"
 
 
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
-def test_evaluation_through_qdrant_equals_exact_evaluation(client, corpus, similarity):
+def test_evaluation_through_the_index_equals_exact_evaluation(engine, corpus, similarity):
     encoder = HashingEncoder(similarity=similarity)
     queries, relevant = toy_queries(corpus, num_queries=15)
-    index(client, rows(corpus), encoder=encoder)
-    through_qdrant = evaluate_through_collection(encoder, client, COLLECTION, queries, relevant, name="toy")
+    index(engine, rows(corpus), encoder=encoder, versioned=True)
+    through_index = evaluate_through_collection(encoder, engine, COLLECTION, queries, relevant, name="toy")
     exact = InformationRetrievalEvaluator(queries, corpus, relevant, name="toy")(encoder)
-    assert through_qdrant.keys() == exact.keys()
-    assert through_qdrant == pytest.approx(exact, abs=1e-6)
+    assert through_index.keys() == exact.keys()
+    assert through_index == pytest.approx(exact, abs=1e-6)
+    with_recall = evaluate_through_collection(encoder, engine, COLLECTION, queries, relevant, with_index_recall=True)
+    assert with_recall["index_recall@10"] == pytest.approx(1.0)  # below the HNSW threshold: exact
 
 
-def test_evaluation_warns_about_points_from_other_weights(client, corpus):
+def test_evaluation_with_another_model_is_an_error_unless_forced(engine, corpus):
     queries, relevant = toy_queries(corpus, num_queries=3)
-    index(client, rows(corpus), encoder=HashingEncoder(seed=1))
+    index(engine, rows(corpus), encoder=HashingEncoder(seed=1))
+    with pytest.raises(ValueError, match=r"indexed by fake/hashing-encoder \(sha256 .*weights_sha256"):
+        evaluate_through_collection(HashingEncoder(), engine, COLLECTION, queries, relevant)
     with pytest.warns(UserWarning, match="other weights"):
-        evaluate_through_collection(HashingEncoder(), client, COLLECTION, queries, relevant)
+        evaluate_through_collection(HashingEncoder(), engine, COLLECTION, queries, relevant, force=True)

@@ -43,9 +43,14 @@ def test_eval_index_search_through_the_cli(tiny_model_dir, tmp_path, capsys):
     assert "ndcg@10" in capsys.readouterr().out
     assert main(["index", "--config", recipe, "--model", model, *overrides]) == 0
     assert "indexed" in capsys.readouterr().out
-    # Twice: nothing is written again, nothing duplicated.
+    # Twice: a second version of the same documents goes live; in place, nothing is written again.
     assert main(["index", "--config", recipe, "--model", model, *overrides]) == 0
-    assert "indexed 0 documents" in capsys.readouterr().out
+    assert "now points at it" in capsys.readouterr().out
+    in_place = [*overrides, "index.versioned=false", "index.collection=plain"]
+    assert main(["index", "--config", recipe, "--model", model, *in_place]) == 0
+    capsys.readouterr()
+    assert main(["index", "--config", recipe, "--model", model, *in_place]) == 0
+    assert "(0 encoded" in capsys.readouterr().out
     assert main(["search", "--config", recipe, "--model", model, "--query", "a small cat", "--top-k", "2",
                  *overrides]) == 0
     assert "a small cat" in capsys.readouterr().out

@@ -1,7 +1,24 @@
 """Models: the text embedder, pooling, and their save / load."""
 
-from textdml.models.dual_encoder import DualEncoder, create_dual_encoder
-from textdml.models.embedder import Dense, Embedder
-from textdml.models.pooling import Pooling
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from textdml.models.dual_encoder import DualEncoder, create_dual_encoder
+    from textdml.models.embedder import Dense, Embedder
+    from textdml.models.pooling import Pooling
 
 __all__ = ["Dense", "DualEncoder", "Embedder", "Pooling", "create_dual_encoder"]
+
+# Imported on first use: `textdml.models.identity` (needed by indexing and search) must not pull in
+# transformers, which takes seconds to import.
+_HOMES = {"Dense": "embedder", "Embedder": "embedder", "DualEncoder": "dual_encoder",
+          "create_dual_encoder": "dual_encoder", "Pooling": "pooling"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"textdml.models.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'textdml.models' has no attribute {name!r}")

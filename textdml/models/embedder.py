@@ -23,7 +23,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, 
 
 from textdml.models.encoding import as_text_list, run_length_sorted
 from textdml.models.folder_checks import check_weights
-from textdml.models.identity import state_dict_sha256
+from textdml.models.identity import WeightsHashCache, state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
 from textdml.models.st_compat import SentenceTransformerCompat, resolve_st_options
 
@@ -120,6 +120,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             raise ValueError(f"default_prompt_name {default_prompt_name!r} is not one of the prompts "
                              f"{sorted(self.prompts)}")
         self.default_prompt_name = default_prompt_name
+        self._weights_hash = WeightsHashCache()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -164,15 +165,16 @@ class Embedder(SentenceTransformerCompat, nn.Module):
                 raise ValueError("this model already has a dense projection; dense_dim would add a second one")
             dense = Dense(in_features, dense_dim)
         name = str(name_or_path)
-        saved_name = read_textdml_config(folder).get("name")
+        saved = read_textdml_config(folder)
+        saved_name = saved.get("name")
         saved_prompts, default_prompt_name = read_saved_prompts(folder)
-        if prompts and not saved_prompts and (modules_file.exists() or read_textdml_config(folder)):
+        if prompts and not saved_prompts and (modules_file.exists() or saved):
             warnings.warn(f"prompts {prompts} are set for {name_or_path}, which was saved without prompts: it was "
                           "not trained with them, so they may lower its quality until it is fine-tuned with them",
                           stacklevel=2)
         if prompts is not None and default_prompt_name not in prompts:
             default_prompt_name = None
-        return cls(
+        model = cls(
             transformer,
             tokenizer,
             pooling=chosen_pooling,
@@ -184,6 +186,10 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             prompts=saved_prompts if prompts is None else prompts,
             default_prompt_name=default_prompt_name,
         )
+        # The hash stored at save names these weights as long as loading did not change them.
+        if saved.get("weights_sha256") and dtype is None and dense_dim is None and pooling is None:
+            model._weights_hash.trust(model.state_dict(), saved["weights_sha256"])
+        return model
 
     # ------------------------------------------------------------------ forward / encode
     @property
@@ -290,8 +296,12 @@ class Embedder(SentenceTransformerCompat, nn.Module):
 
     # ------------------------------------------------------------------ identity / adapters
     def weights_sha256(self) -> str:
-        """A hash of every weight, so a Qdrant payload says exactly which model wrote a vector."""
-        return state_dict_sha256(self.state_dict())
+        """A hash of every weight, so a Qdrant payload says exactly which model wrote a vector.
+
+        Taken from ``textdml_config.json`` for a loaded model and cached otherwise; any change to a
+        weight (training, ``load_state_dict``, a dtype or device move) makes it hash again.
+        """
+        return self._weights_hash.get(self.state_dict())
 
     def identity(self) -> dict[str, str]:
         return {"model_name": self.name, "weights_sha256": self.weights_sha256()}
@@ -314,6 +324,17 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         self.transformer = get_peft_model(self.transformer, config)
 
     # ------------------------------------------------------------------ saving
+    def _saved_weights_sha256(self, saved_transformer: nn.Module) -> str:
+        """The hash of the weights as saved, so the reloaded model reports it without re-hashing.
+
+        With LoRA the saved encoder is the merged one, whose tensors differ from the adapters' own.
+        """
+        if saved_transformer is self.transformer:
+            return self.weights_sha256()
+        state = {f"transformer.{key}": value for key, value in saved_transformer.state_dict().items()}
+        state.update({key: value for key, value in self.state_dict().items() if not key.startswith("transformer.")})
+        return state_dict_sha256(state)
+
     def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None) -> Path:
         """Write the sentence-transformers folder layout (loads in ``SentenceTransformer(path)``)."""
         path = Path(path)
@@ -348,6 +369,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             "similarity_fn_name": "cosine" if self.similarity == "cosine" else "dot",
         })
         write_json(path / TEXTDML_CONFIG, {"name": self.name, "similarity": self.similarity,
+                                           "weights_sha256": self._saved_weights_sha256(transformer),
                                            "textdml_version": package_versions()["textdml"]})
         if model_card is not None:
             (path / "README.md").write_text(model_card)

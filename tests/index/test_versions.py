@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.fakes import HashingEncoder, toy_corpus
+from textdml.index import delete_version, index_documents, list_versions, rollback, search
+from textdml.index.versions import format_versions
+
+COLLECTION = "docs"
+
+
+def rows(num_docs=30, seed=0):
+    return [{"id": doc_id, "text": text} for doc_id, text in toy_corpus(num_docs=num_docs, seed=seed).items()]
+
+
+def index(engine, documents, encoder=None, **kwargs):
+    return index_documents(encoder or HashingEncoder(), documents, engine, COLLECTION, batch_size=16,
+                           show_progress_bar=False, **kwargs)
+
+
+def test_each_run_writes_a_version_and_moves_the_alias(engine):
+    first = index(engine, rows())
+    second = index(engine, rows(num_docs=20))
+    assert first.version != second.version and second.replaced == first.version
+    assert engine.aliases() == {COLLECTION: second.version}
+    assert engine.count(engine.resolve(COLLECTION)) == 20
+    versions = list_versions(engine, COLLECTION)
+    assert [(v.name, v.points, v.live, v.status) for v in versions] == [
+        (first.version, 30, False, "ready"), (second.version, 20, True, "ready")]
+    assert versions[1].identity.model_name == "fake/hashing-encoder"
+    table = format_versions(versions)
+    assert second.version in table and "fake/hashing-encoder" in table and "* " in table
+
+
+def test_no_swap_leaves_the_live_version_serving(engine):
+    first = index(engine, rows())
+    second = index(engine, rows(num_docs=10), swap=False)
+    assert not second.live and engine.aliases() == {COLLECTION: first.version}
+    assert engine.count(engine.resolve(COLLECTION)) == 30
+
+
+def test_rollback_points_the_alias_back_and_delete_guards_the_live_version(engine):
+    first = index(engine, rows())
+    second = index(engine, rows(num_docs=10))
+    assert rollback(engine, COLLECTION) == first.version
+    assert engine.aliases() == {COLLECTION: first.version}
+    assert rollback(engine, COLLECTION, to=second.version) == second.version
+    with pytest.raises(ValueError, match=r"is live \(alias docs\).*--force"):
+        delete_version(engine, second.version)
+    delete_version(engine, first.version)
+    assert [v.name for v in list_versions(engine)] == [second.version]
+    with pytest.raises(ValueError, match="no earlier complete version"):
+        rollback(engine, COLLECTION)
+    delete_version(engine, second.version, force=True)
+    assert engine.aliases() == {} and engine.list_collections() == []
+
+
+def test_rollback_of_an_unknown_collection_lists_what_exists(engine):
+    index(engine, rows())
+    with pytest.raises(ValueError, match=r"'nope' is not an alias.*existing aliases: docs -> docs__"):
+        rollback(engine, "nope")
+
+
+def test_a_model_of_another_size_is_refused_naming_both_sizes(engine):
+    first = index(engine, rows())
+    with pytest.raises(ValueError, match=r"size=8, distance=cosine vectors but collection 'docs'.*holds size=16"):
+        index(engine, rows(), encoder=HashingEncoder(embedding_dim=8))
+    assert engine.aliases() == {COLLECTION: first.version} and engine.count(first.version) == 30
+    assert len(engine.list_collections()) == 1  # nothing was created
+    with pytest.warns(UserWarning, match="--force"):
+        forced = index(engine, rows(), encoder=HashingEncoder(embedding_dim=8), force=True)
+    assert engine.aliases() == {COLLECTION: forced.version}
+
+
+def test_search_with_another_model_names_both_and_force_goes_on(engine):
+    index(engine, rows())
+    other = HashingEncoder(seed=3, model_name="fake/other")
+    with pytest.raises(ValueError, match=r"indexed by fake/hashing-encoder .* model given to search is fake/other"):
+        search(other, engine, COLLECTION, "cat")
+    with pytest.warns(UserWarning):
+        assert len(search(other, engine, COLLECTION, "cat", top_k=2, force=True)[0]) == 2
+
+
+def test_search_with_another_vector_size_names_both_sizes(engine):
+    index(engine, rows())
+    with pytest.raises(ValueError, match=r"size=8 vectors but collection 'docs' .* holds size=16"):
+        search(HashingEncoder(embedding_dim=8), engine, COLLECTION, "cat")
+
+
+def test_a_plain_collection_is_not_turned_into_an_alias(engine):
+    index(engine, rows(), versioned=False)
+    with pytest.raises(ValueError, match="plain \\(unversioned\\) collection"):
+        index(engine, rows())

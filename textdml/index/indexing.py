@@ -1,0 +1,293 @@
+"""Streaming indexing: documents -> length-sorted encoding -> upserts, overlapped, into a new version.
+
+Documents are read chunk by chunk (a ``datasets.Dataset``, a streaming ``IterableDataset``, a
+generator: never all in memory). Each chunk is encoded by the model (sorted by length into batches,
+on the model's device) while the previous chunk is being written by a background thread, so neither
+waits for the other. Point ids are UUID5 of the document ids: a run killed with ``kill -9`` and run
+again resumes its unfinished version, skipping the points already stored, and ends with every
+document exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sized
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tqdm.auto import tqdm
+
+from textdml.index.documents import (
+    MODEL_HASH_KEY,
+    MODEL_NAME_KEY,
+    batches,
+    check_unique_ids,
+    document_payload,
+    encode_vectors,
+    point_id,
+    unchanged_point_ids,
+)
+from textdml.index.engine import DEFAULT_VECTOR, CollectionOptions, Point, VectorEngine, VectorSpec
+from textdml.index.versions import new_metadata, publish, resumable_version, utc_now, version_name
+from textdml.models.identity import ModelIdentity, model_identity
+
+if TYPE_CHECKING:
+    import datasets
+
+    from textdml.models.protocols import SupportsEncode
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What an indexing run did.
+
+    Attributes:
+        collection: the name searched (the alias, or the plain collection).
+        version: the collection written (a version, or the plain collection itself).
+        points: points in it at the end.
+        written: points encoded and written by this run.
+        skipped: documents already stored as they are (a resumed or in-place run).
+        live: whether ``collection`` now serves ``version``.
+        replaced: the version that was live before, if the alias moved.
+        hnsw_built: whether an HNSW graph was built at the end.
+        seconds: wall time of the run.
+    """
+
+    collection: str
+    version: str
+    points: int
+    written: int
+    skipped: int
+    live: bool
+    replaced: str | None
+    hnsw_built: bool
+    seconds: float
+
+    @property
+    def docs_per_second(self) -> float:
+        return (self.written + self.skipped) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def check_same_model(stored: Mapping[str, Any], identity: ModelIdentity, name: str, force: bool, verb: str) -> None:
+    """Stop when the collection was written by another model (its vectors live in another space)."""
+    if not stored.get("identity"):
+        return
+    theirs = ModelIdentity.from_dict(stored["identity"])
+    if theirs.same_vectors(identity):
+        return
+    message = (f"collection {name!r} was indexed by {theirs.describe()}, but the model given to {verb} is "
+               f"{identity.describe()} ({'; '.join(identity.differences(theirs))})")
+    if not force:
+        raise ValueError(message + ". Use the model that indexed it, or pass --force (force=True)")
+    warnings.warn(message + "; going on because of --force", UserWarning, stacklevel=3)
+
+
+def check_vectors(engine: VectorEngine, name: str, spec: VectorSpec, hint: str) -> None:
+    info = engine.collection_info(name)
+    if dict(info.vectors) != {DEFAULT_VECTOR: spec}:
+        raise ValueError(f"Qdrant collection {name!r} exists with {info.describe_vectors()}, but the model needs "
+                         f"{spec.describe()}; {hint}")
+
+
+def as_engine(engine: Any) -> VectorEngine:
+    """Accept a bare ``QdrantClient`` too (the API before engines), wrapped in a ClientEngine."""
+    if isinstance(engine, VectorEngine):
+        return engine
+    from qdrant_client import QdrantClient
+
+    if isinstance(engine, QdrantClient):
+        from textdml.index.client import ClientEngine
+
+        return ClientEngine.wrap(engine)
+    raise TypeError(f"expected a VectorEngine from textdml.index.open_client, got {type(engine).__name__}")
+
+
+def index_documents(
+    model: SupportsEncode,
+    documents: Iterable[Mapping[str, Any]] | datasets.Dataset | datasets.IterableDataset,
+    engine: VectorEngine,
+    collection: str,
+    id_field: str = "id",
+    text_field: str = "text",
+    batch_size: int = 1024,
+    recreate: bool = False,
+    show_progress_bar: bool = True,
+    *,
+    versioned: bool = True,
+    swap: bool = True,
+    force: bool = False,
+    options: CollectionOptions | None = None,
+    encode_batch_size: int = 128,
+) -> IndexReport:
+    """Embed ``documents`` with ``model`` and write them to ``collection``.
+
+    Versioned (the default): the run writes a new version ``<collection>__<model>__<time>``,
+    checks that it holds one point per document, builds HNSW once if it is large enough, and then
+    (``swap=True``) points the alias ``collection`` at it atomically. An unfinished version left by
+    a killed run of the same model is resumed instead of starting over. ``versioned=False`` writes
+    into the plain collection ``collection`` in place, skipping documents stored unchanged.
+
+    Each point's id is :func:`~textdml.index.documents.point_id` of the document id and its
+    payload is every field of the document plus ``model_name`` and ``model_weights_sha256``.
+
+    Args:
+        model: the encoder (``embedding_dim``, ``similarity``, ``encode``, ``identity``).
+        documents: rows with at least ``id_field`` and ``text_field``; a list, a ``datasets``
+            table or any iterable (read lazily, chunk by chunk).
+        engine: from :func:`~textdml.index.open_client` (Edge or qdrant-client).
+        collection: the name to search by (an alias when versioned).
+        id_field: the field holding the unique document id.
+        text_field: the field holding the text to embed.
+        batch_size: documents read, encoded (sorted by length) and written together.
+        recreate: in place: delete the collection first; versioned: start a fresh version instead
+            of resuming an unfinished one.
+        show_progress_bar: tqdm bars for documents (docs/s) and the HNSW build.
+        versioned: write a new version and move the alias (True) or write in place (False).
+        swap: versioned: move the alias to the new version when it is complete.
+        force: go on although the collection was indexed by another model.
+        options: HNSW, quantization, on-disk and payload-index settings of a new collection.
+        encode_batch_size: texts per forward pass of the model.
+
+    Returns:
+        An :class:`IndexReport`.
+
+    Raises:
+        ValueError: a row without the id or text field, with an empty text, or repeating an id
+            (the message names the field and the 0-based row number; a versioned run then
+            removes its unfinished version, so nothing goes live); a collection of another vector
+            size or another model (unless ``force``).
+    """
+    if batch_size < 1 or encode_batch_size < 1:
+        raise ValueError(f"batch_size and encode_batch_size must be >= 1, got {batch_size} and {encode_batch_size}")
+    engine = as_engine(engine)
+    options = options or CollectionOptions()
+    identity = model_identity(model)
+    spec = VectorSpec(identity.embedding_dim, identity.similarity)
+    check_unique_ids(documents, id_field)
+    started = time.perf_counter()
+    with engine.writing():
+        if versioned:
+            target, created = open_version(engine, collection, identity, spec, options, id_field, text_field,
+                                           force=force, fresh=recreate)
+        else:
+            target, created = open_in_place(engine, collection, identity, spec, options, id_field, text_field,
+                                            force=force, recreate=recreate)
+        try:
+            written, skipped, seen, fields = stream_into(model, documents, engine, target, identity, id_field,
+                                                         text_field, batch_size, encode_batch_size, show_progress_bar)
+        except ValueError:
+            if versioned:  # bad input: nothing of this run may go live or linger half-written
+                engine.delete_collection(target)
+            raise
+        points = engine.count(target)
+        if versioned and points != seen:
+            raise ValueError(f"version {target!r} holds {points} points but this run indexed {seen} distinct "
+                             "documents (an unfinished version resumed with other documents?); it stays unpublished: "
+                             f"delete it with `textdml collections --delete {target}` and index again")
+        hnsw_built = engine.finish(target, options, show_progress_bar=show_progress_bar)
+        metadata = dict(engine.collection_info(target).metadata)
+        old_fields = set(metadata.get("fields", [])) if not versioned or not created else set()
+        metadata.update(status="ready", points=points, finished=utc_now().isoformat(timespec="seconds"),
+                        fields=sorted(fields | old_fields), identity=identity.to_dict())
+        engine.set_metadata(target, metadata)
+        replaced, live = None, not versioned
+        if versioned and swap:
+            replaced = publish(engine, collection, target)
+            live = True
+    report = IndexReport(collection=collection, version=target, points=points, written=written, skipped=skipped,
+                         live=live, replaced=replaced, hnsw_built=hnsw_built, seconds=time.perf_counter() - started)
+    logger.debug("indexed %d documents into %s (%d written, %d unchanged) at %.0f docs/s%s", seen, target, written,
+                skipped, report.docs_per_second, f"; alias {collection!r} now points at it" if versioned and swap else "")
+    return report
+
+
+def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity, spec: VectorSpec,
+                 options: CollectionOptions, id_field: str, text_field: str, force: bool,
+                 fresh: bool) -> tuple[str, bool]:
+    """The version to write: an unfinished one of this model to resume, or a new one. Returns
+    ``(name, created)``."""
+    if engine.collection_exists(collection):
+        raise ValueError(f"{collection!r} is a plain (unversioned) collection in {engine.location}: index it in place "
+                         "(versioned=False, --no-version), or pick another index.collection for versioned indexing")
+    live = engine.aliases().get(collection)
+    if live is not None:
+        live_info = engine.collection_info(live, count=False)  # never lock the live shard its readers use
+        if dict(live_info.vectors) != {DEFAULT_VECTOR: spec} and not force:
+            raise ValueError(f"the model writes {spec.describe()} vectors but collection {collection!r} (live version "
+                             f"{live!r}) holds {live_info.describe_vectors()}; pass --force (force=True) to index "
+                             "a new version anyway")
+        check_same_model(live_info.metadata, identity, collection, force, "index")
+    resumed = None if fresh else resumable_version(engine, collection, identity)
+    if resumed is not None:
+        logger.info("resuming the unfinished version %s", resumed)
+        return resumed, False
+    name = version_name(collection, identity)
+    engine.create_collection(name, {DEFAULT_VECTOR: spec}, options,
+                             new_metadata(collection, identity, id_field, text_field))
+    return name, True
+
+
+def open_in_place(engine: VectorEngine, collection: str, identity: ModelIdentity, spec: VectorSpec,
+                  options: CollectionOptions, id_field: str, text_field: str, force: bool,
+                  recreate: bool) -> tuple[str, bool]:
+    if collection in engine.aliases():
+        raise ValueError(f"{collection!r} is an alias of versioned collections: writing in place would change the "
+                         "live version under its readers; index a new version instead (versioned=True)")
+    if recreate and engine.collection_exists(collection):
+        engine.delete_collection(collection)
+    if engine.collection_exists(collection):
+        check_vectors(engine, collection, spec, "pass recreate=True to delete it and index again")
+        check_same_model(engine.collection_info(collection).metadata, identity, collection, force, "index")
+        return collection, False
+    metadata = {**new_metadata(collection, identity, id_field, text_field), "versioned": False}
+    engine.create_collection(collection, {DEFAULT_VECTOR: spec}, options, metadata)
+    return collection, True
+
+
+def stream_into(model: SupportsEncode, documents: Iterable[Mapping[str, Any]], engine: VectorEngine, target: str,
+                identity: ModelIdentity, id_field: str, text_field: str, batch_size: int, encode_batch_size: int,
+                show_progress_bar: bool) -> tuple[int, int, int, set[str]]:
+    """Encode and upsert every document; return (written, skipped, distinct documents, payload fields)."""
+    model_fields = {MODEL_NAME_KEY: identity.model_name, MODEL_HASH_KEY: identity.weights_sha256}
+    # Only a collection that already holds points can hold some of these documents unchanged.
+    check_stored = engine.count(target) > 0
+    first_row_of: dict[str, int] = {}
+    fields: set[str] = set()
+    written = skipped = 0
+    total = len(documents) if isinstance(documents, Sized) else None
+    pending: Future | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textdml-upsert") as writer, \
+            tqdm(total=total, desc=f"Indexing into {target}", unit="doc", disable=not show_progress_bar) as progress:
+        try:
+            for batch_number, rows in enumerate(batches(documents, batch_size)):
+                payloads: dict[str, dict[str, Any]] = {}
+                for row_number, row in enumerate(rows, start=batch_number * batch_size):
+                    payload = document_payload(row, row_number, id_field, text_field, model_fields)
+                    doc_id = str(payload[id_field])
+                    if doc_id in first_row_of:
+                        raise ValueError(f"row {row_number}: {id_field!r} {doc_id!r} repeats row {first_row_of[doc_id]}")
+                    first_row_of[doc_id] = row_number
+                    fields.update(payload)
+                    payloads[point_id(doc_id)] = payload
+                unchanged = unchanged_point_ids(engine, target, payloads) if check_stored else set()
+                todo = {pid: payload for pid, payload in payloads.items() if pid not in unchanged}
+                skipped += len(unchanged)
+                if todo:
+                    vectors = encode_vectors(model, [payload[text_field] for payload in todo.values()],
+                                             encode_batch_size)
+                    points = [Point(pid, vector, payload)
+                              for (pid, payload), vector in zip(todo.items(), vectors, strict=True)]
+                    if pending is not None:
+                        pending.result()  # one chunk in flight: memory stays bounded
+                    pending = writer.submit(engine.upsert, target, points)
+                    written += len(points)
+                progress.update(len(rows))
+        finally:
+            if pending is not None:
+                pending.result()  # what was encoded is stored before any error propagates
+    return written, skipped, len(first_row_of), fields

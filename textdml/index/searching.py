@@ -1,0 +1,208 @@
+"""Search through a collection (or its alias), with filters, and retrieval metrics as served.
+
+Before a query is encoded the collection is checked: it must exist (else the error lists what
+does), hold vectors of the model's size, have been indexed by the same model (else an error names
+both, unless ``force``), and know the fields a filter reads (else the filter would silently match
+nothing).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from textdml.index.documents import MODEL_HASH_KEY, encode_vectors
+from textdml.index.engine import DEFAULT_VECTOR, ScoredRecord, SearchOptions, VectorEngine, VectorSpec
+from textdml.index.filters import check_filter_fields
+from textdml.index.indexing import as_engine, check_same_model
+from textdml.models.identity import model_identity
+
+if TYPE_CHECKING:
+    from textdml.models.protocols import SupportsEncode
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One retrieved document: its id, its similarity to the query and its stored payload."""
+
+    doc_id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked search target: the collection behind the name, and its payload schema."""
+
+    name: str
+    collection: str
+    id_field: str
+    fields: tuple[str, ...] | None
+
+
+def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: bool = False, filter: Any = None,
+                using: str = DEFAULT_VECTOR, id_field: str | None = None) -> Target:
+    """Resolve ``name`` and check that ``model`` may search it (see the module docstring)."""
+    collection = engine.resolve(name)
+    info = engine.collection_info(collection)
+    spec = VectorSpec(int(model.embedding_dim), str(model.similarity))
+    have = info.vectors.get(using)
+    if have is None:
+        raise ValueError(f"collection {name!r} has no vector {using!r}; it holds {info.describe_vectors()}")
+    if have.size != spec.size:
+        raise ValueError(f"the model writes size={spec.size} vectors but collection {name!r} ({collection}) holds "
+                         f"size={have.size}; search it with the model that indexed it")
+    if using == DEFAULT_VECTOR:
+        check_same_model(info.metadata, model_identity(model), name, force, "search")
+    fields = tuple(info.metadata["fields"]) if info.metadata.get("fields") else None
+    check_filter_fields(filter, fields, name)
+    return Target(name, collection, id_field or str(info.metadata.get("id_field") or "id"), fields)
+
+
+def to_hit(record: ScoredRecord, id_field: str) -> SearchHit:
+    if id_field not in record.payload:
+        raise ValueError(f"point {record.id} has no {id_field!r} payload field; pass the id_field used when indexing")
+    return SearchHit(doc_id=str(record.payload[id_field]), score=record.score, payload=record.payload)
+
+
+def search(
+    model: SupportsEncode,
+    engine: VectorEngine,
+    collection: str,
+    query: str | Sequence[str],
+    top_k: int = 10,
+    id_field: str | None = None,
+    exact: bool = False,
+    batch_size: int = 64,
+    filter: Any = None,
+    force: bool = False,
+    options: SearchOptions | None = None,
+) -> list[list[SearchHit]]:
+    """The ``top_k`` nearest documents of each query, best first.
+
+    Args:
+        model: the encoder that indexed the collection.
+        engine: from :func:`~textdml.index.open_client`.
+        collection: a collection or an alias (versioned collections are searched by their alias).
+        query: one query or a list of queries.
+        top_k: hits per query.
+        id_field: the payload field holding the document id (default: the one used when indexing).
+        exact: brute-force search instead of the HNSW index.
+        batch_size: queries sent together.
+        filter: a qdrant-client ``models.Filter`` (see :func:`~textdml.index.filters.parse_filters`).
+        force: search although the collection was indexed by another model.
+        options: search-time settings (``ef``, quantization rescoring); ``exact`` overrides theirs.
+
+    Returns:
+        One list of :class:`SearchHit` per query (a single string query gives a list of one list).
+    """
+    engine = as_engine(engine)
+    target = open_target(engine, collection, model, force=force, filter=filter, id_field=id_field)
+    queries = [query] if isinstance(query, str) else list(query)
+    vectors = encode_vectors(model, queries)  # (Q, D)
+    return search_vectors(engine, target, vectors, top_k, filter, options, exact, batch_size)
+
+
+def search_vectors(engine: VectorEngine, target: Target, vectors: Any, top_k: int, filter: Any = None,
+                   options: SearchOptions | None = None, exact: bool = False, batch_size: int = 64,
+                   using: str = DEFAULT_VECTOR) -> list[list[SearchHit]]:
+    options = options or SearchOptions()
+    if exact:
+        options = SearchOptions(exact=True, ef=options.ef, rescore=options.rescore, oversampling=options.oversampling)
+    results: list[list[SearchHit]] = []
+    for start in range(0, len(vectors), batch_size):
+        responses = engine.search(target.collection, vectors[start : start + batch_size], top_k, filter=filter,
+                                  using=using, options=options)
+        results += [[to_hit(record, target.id_field) for record in response] for response in responses]
+    return results
+
+
+def warn_if_other_model(results: list[list[SearchHit]], weights_sha256: str, collection: str) -> None:
+    """Vectors from other weights live in another space: their scores against this model's queries mean nothing."""
+    others = {hit.payload.get(MODEL_HASH_KEY) for hits in results for hit in hits} - {weights_sha256}
+    if others:
+        warnings.warn(
+            f"collection {collection!r} holds points embedded by other weights "
+            f"({MODEL_HASH_KEY} {sorted(map(str, others))}) than the query model ({weights_sha256}); "
+            "re-index with this model",
+            stacklevel=3,
+        )
+
+
+def index_recall(approximate: list[list[SearchHit]], exact: list[list[SearchHit]], k: int) -> float:
+    """Mean share of the exact top-``k`` that the index (HNSW, quantization) also returned."""
+    shares = []
+    for approx_hits, exact_hits in zip(approximate, exact, strict=True):
+        truth = {hit.doc_id for hit in exact_hits[:k]}
+        if truth:
+            shares.append(len(truth & {hit.doc_id for hit in approx_hits[:k]}) / len(truth))
+    return sum(shares) / len(shares) if shares else float("nan")
+
+
+def evaluate_through_collection(
+    model: SupportsEncode,
+    engine: VectorEngine,
+    collection: str,
+    queries: Mapping[str, str],
+    relevant_docs: Mapping[str, set[str]],
+    k_values: Sequence[int] = (1, 5, 10),
+    id_field: str | None = None,
+    name: str = "",
+    exact: bool = False,
+    mrr_at_k: int = 10,
+    ndcg_at_k: int = 10,
+    map_at_k: int = 100,
+    filter: Any = None,
+    force: bool = False,
+    options: SearchOptions | None = None,
+    with_index_recall: bool = False,
+) -> dict[str, float]:
+    """Retrieval metrics of the collection as served: queries search the index, not an in-memory corpus.
+
+    The metrics come from the same :func:`~textdml.evaluation.retrieval.compute_metrics` as
+    :class:`~textdml.evaluation.retrieval.InformationRetrievalEvaluator`, so on an exact search the
+    two agree. ``with_index_recall`` adds ``index_recall@k``: the share of the exact top-k that the
+    approximate search returned, i.e. what HNSW and quantization cost. Hits embedded by other
+    weights than ``model``'s give a warning: their scores mean nothing.
+
+    Args:
+        model: the encoder that indexed the collection.
+        engine: from :func:`~textdml.index.open_client`.
+        collection: a collection or an alias.
+        queries: query id -> query text.
+        relevant_docs: query id -> ids of the relevant documents; queries without any are skipped.
+        k_values: cut-offs for accuracy, precision and recall (and index recall).
+        id_field: the payload field holding the document id (default: the one used when indexing).
+        name: prefix of the metric names.
+        exact: brute-force search instead of the HNSW index.
+        mrr_at_k: cut-off for MRR.
+        ndcg_at_k: cut-off for nDCG.
+        map_at_k: cut-off for MAP.
+        filter: a qdrant-client ``models.Filter`` applied to every query.
+        force: evaluate although the collection was indexed by another model.
+        options: search-time settings.
+        with_index_recall: also report ``index_recall@k`` against exact search.
+
+    Returns:
+        Metric name -> value, with the names of ``InformationRetrievalEvaluator``.
+    """
+    from textdml.evaluation.retrieval import compute_metrics, prefix_metrics
+
+    engine = as_engine(engine)
+    target = open_target(engine, collection, model, force=force, filter=filter, id_field=id_field)
+    relevant = {str(qid): {str(doc_id) for doc_id in docs} for qid, docs in relevant_docs.items()}
+    scored = {str(qid): text for qid, text in queries.items() if relevant.get(str(qid))}
+    if not scored:
+        raise ValueError("no query has a relevant document: check that the ids of queries and relevant_docs match")
+    top_k = max(*k_values, mrr_at_k, ndcg_at_k, map_at_k)
+    vectors = encode_vectors(model, list(scored.values()))
+    results = search_vectors(engine, target, vectors, top_k, filter, options, exact)
+    warn_if_other_model(results, model.identity()["weights_sha256"], collection)
+    hits = {qid: [(hit.doc_id, hit.score) for hit in query_hits] for qid, query_hits in zip(scored, results, strict=True)}
+    metrics = compute_metrics(hits, relevant, k_values, mrr_at_k, ndcg_at_k, map_at_k)
+    if with_index_recall:
+        truth = results if exact else search_vectors(engine, target, vectors, max(k_values), filter, options, True)
+        metrics.update({f"index_recall@{k}": index_recall(results, truth, k) for k in k_values})
+    return prefix_metrics(metrics, name)
