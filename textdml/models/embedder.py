@@ -135,9 +135,14 @@ class Embedder(nn.Module):
         else:
             logger.info("%s is a plain Hugging Face model: using %s pooling", name_or_path, pooling or "mean")
         saved_similarity = read_saved_similarity(folder)
-        transformer = AutoModel.from_pretrained(
-            transformer_dir, trust_remote_code=trust_remote_code, **({"dtype": dtype} if dtype else {})
-        )
+        from textdml.models.adapters import is_adapter_folder, load_adapter_transformer
+
+        if is_adapter_folder(transformer_dir):  # a PEFT adapter save: its base + the adapter, kept apart
+            transformer = load_adapter_transformer(transformer_dir, trust_remote_code, dtype)
+        else:
+            transformer = AutoModel.from_pretrained(
+                transformer_dir, trust_remote_code=trust_remote_code, **({"dtype": dtype} if dtype else {})
+            )
         tokenizer = AutoTokenizer.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
         hidden = transformer.config.hidden_size
         chosen_pooling = Pooling(pooling, hidden) if pooling else (saved_pooling or Pooling("mean", hidden))
@@ -249,12 +254,17 @@ class Embedder(nn.Module):
         self.transformer = get_peft_model(self.transformer, config)
 
     # ------------------------------------------------------------------ saving
-    def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None) -> Path:
-        """Write the sentence-transformers folder layout (loads in ``SentenceTransformer(path)``)."""
+    def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None,
+                        merge_adapter: bool = True) -> Path:
+        """Write the sentence-transformers folder layout (loads in ``SentenceTransformer(path)``).
+
+        An encoder with adapters is saved merged, unless ``merge_adapter=False`` keeps the PEFT
+        adapter files (``adapter_config.json``, ``adapter_model.safetensors``) instead.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         transformer = self.transformer
-        if hasattr(transformer, "merge_and_unload"):  # LoRA: save a plain model other libraries load
+        if hasattr(transformer, "merge_and_unload") and merge_adapter:  # LoRA: save a plain model other libraries load
             import copy
 
             transformer = copy.deepcopy(transformer).merge_and_unload()
