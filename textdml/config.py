@@ -145,7 +145,11 @@ class TrainingConfig:
     save_adapter: bool = False
     # Experiment trackers through Accelerate (tensorboard, wandb, mlflow, trackio, comet_ml, aim,
     # clearml, dvclive, swanlab). null: TensorBoard when it is installed; [] logs to metrics.jsonl only.
-    report_to: list[str] | None = None
+    report_to: list[str] | str | None = None
+    # The tracker project (W&B project, MLflow experiment, TensorBoard folder); runs are named after output_dir.
+    tracker_project: str = "textdml"
+    # Extra init arguments per tracker, e.g. {wandb: {entity: my-team, mode: offline}}.
+    tracker_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Dotted paths of callback classes (textdml.training.callbacks.Callback) built with no arguments.
     callbacks: list[str] = field(default_factory=list)
 

@@ -10,7 +10,8 @@ from sentence_transformers import SentenceTransformer
 
 from textdml.config import AdapterConfig, ConfigError, load_run_config
 from textdml.models import Embedder
-from textdml.models.adapters import add_adapters, count_parameters, merge_adapter, save_model
+from textdml.models.adapters import add_adapters, merge_adapter, save_model
+from textdml.training.run_info import count_parameters
 
 TEXTS = ["a cat sat on the mat", "dogs bark at night", "the river runs to the sea"]
 

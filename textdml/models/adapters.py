@@ -100,13 +100,6 @@ def has_adapters(model: nn.Module) -> bool:
     return any(isinstance(m, BaseTunerLayer) for m in model.modules())
 
 
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameters, each shared tensor counted once."""
-    seen: dict[int, nn.Parameter] = {id(p): p for p in model.parameters()}
-    total = sum(p.numel() for p in seen.values())
-    return sum(p.numel() for p in seen.values() if p.requires_grad), total
-
-
 # ---------------------------------------------------------------------- saving
 def save_model(model: nn.Module, folder: str | Path, keep_adapter: bool = False) -> Path:
     """Save a trained model: merged full weights, or (``keep_adapter``) a text model's PEFT adapter."""

@@ -27,6 +27,7 @@ from textdml.data.roles import ColumnRoles, resolve_roles
 from textdml.data.shuffle import SeededShuffleSampler
 from textdml.models.embedder import Embedder
 from textdml.training.build import build_loss, build_miner, create_model
+from textdml.training.callbacks import Callback, CallbackList, create_callbacks
 from textdml.training.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
 from textdml.training.multimodal_task import ImageTextTask
 from textdml.training.optim import create_optimizer
@@ -209,15 +210,31 @@ def train(
     train_dataset: Dataset | IterableDataset | None = None,
     embedder: Embedder | None = None,
     accelerator: Accelerator | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> TrainResult:
-    """Train the embedder of ``config``; returns where the final (and best) model were saved."""
+    """Train the embedder of ``config``; returns where the final (and best) model were saved.
+
+    ``callbacks`` (and ``training.callbacks``) are called on logging, evaluation and saving. A
+    given ``accelerator`` logs to the trackers it was built with, not to ``training.report_to``.
+    """
+    from accelerate.utils import ProjectConfiguration
+
+    from textdml.models.adapters import save_model
+    from textdml.training import run_info, trackers
+
     t = config.training
     output_dir = Path(t.output_dir)
-    accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision),
-                                             gradient_accumulation_steps=t.gradient_accumulation_steps)
+    report_to = trackers.resolve_trackers(t.report_to)
+    callback_list = create_callbacks(t.callbacks, callbacks or [])
+    accelerator = accelerator or Accelerator(
+        mixed_precision=resolve_mixed_precision(t.mixed_precision),
+        gradient_accumulation_steps=t.gradient_accumulation_steps, log_with=report_to or None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir),
+                                            logging_dir=str(trackers.tracker_logging_dir(output_dir))))
     check_process_group(accelerator)
     set_seed(t.seed)
     embedder = embedder or create_model(config.model)
+    run_info.log_parameter_counts(embedder)
     dual = is_dual_encoder(embedder)
     loss_name = config.loss.get("name") or config.loss.get("target")
     loss_cls_kinds = loss_input_kinds(config.loss)
@@ -253,7 +270,11 @@ def train(
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, default=str))
-    log = MetricLog(output_dir, accelerator.is_main_process)
+    if accelerator.log_with:
+        accelerator.init_trackers(t.tracker_project, trackers.flat_hyperparameters(to_dict(config)),
+                                  trackers.init_kwargs([str(x) for x in accelerator.log_with], output_dir.name,
+                                                       t.tracker_kwargs))
+    log = MetricLog(output_dir, accelerator.is_main_process, accelerator, callback_list)
     unwrapped = accelerator.unwrap_model(task)
     best_dir = output_dir / "best"
     progress = tqdm(total=total_steps, initial=state.global_step, desc="Training", dynamic_ncols=True,
@@ -304,13 +325,14 @@ def train(
                               "lr": scheduler.get_last_lr()[0], "examples_per_s": round(examples_since / elapsed, 2)}
                     progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                                          pairs_s=f"{record['examples_per_s']:.1f}")
-                    log.write(record)
+                    log.write(record, state)
                     examples_since, clock = 0, time.perf_counter()
                 if evaluator is not None and t.eval_steps and state.global_step % t.eval_steps == 0:
                     run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model,
-                                   accelerator)
+                                   accelerator, t.save_adapter)
                 if t.save_steps and state.global_step % t.save_steps == 0:
-                    save_checkpoint(accelerator, output_dir, state, t.save_total_limit)
+                    path = save_checkpoint(accelerator, output_dir, state, t.save_total_limit)
+                    log.saved(path, "checkpoint", state)
                 if state.global_step >= total_steps:
                     break
                 step_start = time.perf_counter()
@@ -324,15 +346,21 @@ def train(
         raise
     progress.close()
     if evaluator is not None and (not t.eval_steps or state.global_step % t.eval_steps):
-        run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator)
+        run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator,
+                       t.save_adapter)
     final_dir = output_dir / "final"
     final_embedder = gathered_embedder(accelerator, task, config) if is_sharded(accelerator) else unwrapped.embedder
+    summary = run_info.summarize_run(config, data, evaluator, unwrapped, accelerator, step_seconds, state.global_step)
     if accelerator.is_main_process:
         from textdml.hub.model_card import write_model_card
 
-        final_embedder.save_pretrained(final_dir)
-        write_model_card(final_dir, config, unwrapped.loss, log.records)
+        save_model(final_embedder, final_dir, keep_adapter=t.save_adapter)
+        write_model_card(final_dir, config, unwrapped.loss, log.records, summary=summary)
+        if (best_dir / "modules.json").exists() or (best_dir / "textdml_dual_encoder.json").exists():
+            write_model_card(best_dir, config, unwrapped.loss, log.records, summary=summary)
+        log.saved(final_dir, "final", state)
     accelerator.wait_for_everyone()
+    accelerator.end_training()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
 
 
@@ -410,7 +438,7 @@ def gathered_embedder(accelerator: Accelerator, task: torch.nn.Module, config: R
 
 
 def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState, log: MetricLog, best_dir: Path,
-                   metric: str | None, accelerator: Accelerator) -> dict[str, float]:
+                   metric: str | None, accelerator: Accelerator, keep_adapter: bool = False) -> dict[str, float]:
     if is_sharded(accelerator):
         # A sharded model needs every process for each forward; evaluate the saved model instead.
         logger.warning("evaluation during training is skipped under FSDP / DeepSpeed: run `textdml eval` on the saved model")
@@ -419,42 +447,45 @@ def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState
         accelerator.wait_for_everyone()
         return {}
     results = evaluator(embedder)
-    log.write({"step": state.global_step, **{f"eval_{k}": v for k, v in results.items()}})
+    log.write({"step": state.global_step, **{f"eval_{k}": v for k, v in results.items()}}, state)
+    log.callbacks.on_evaluate(results, state)
     metric = metric or getattr(evaluator, "primary_metric", None)
     if metric is not None:
         if metric not in results:
             raise KeyError(f"metric_for_best_model {metric!r} is not among the evaluation results {sorted(results)}")
         if state.best_metric is None or results[metric] > state.best_metric:
             state.best_metric, state.best_step = results[metric], state.global_step
-            embedder.save_pretrained(best_dir)
+            from textdml.models.adapters import save_model
+
+            save_model(embedder, best_dir, keep_adapter=keep_adapter)
+            log.saved(best_dir, "best", state)
     accelerator.wait_for_everyone()
     return results
 
 
 class MetricLog:
-    """Metrics to ``metrics.jsonl`` (and TensorBoard when it is installed)."""
+    """Metrics to ``metrics.jsonl``, to the Accelerate trackers (``training.report_to``) and to callbacks."""
 
-    def __init__(self, output_dir: Path, enabled: bool):
+    def __init__(self, output_dir: Path, enabled: bool, accelerator: Accelerator | None = None,
+                 callbacks: CallbackList | None = None):
         self.enabled = enabled
         self.path = output_dir / "metrics.jsonl"
         self.records: list[dict[str, Any]] = []
-        self.writer = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        self.accelerator = accelerator
+        self.callbacks = callbacks or CallbackList()
 
-                self.writer = SummaryWriter(str(output_dir / "tensorboard"))
-            except ImportError:
-                pass
+    def write(self, record: dict[str, Any], state: TrainerState | None = None) -> None:
+        from textdml.training.trackers import numeric_values
 
-    def write(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         if not self.enabled:
             return
         with open(self.path, "a") as file:
             file.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, record["step"])
-            self.writer.flush()
+        if self.accelerator is not None and self.accelerator.log_with:
+            self.accelerator.log(numeric_values(record), step=record["step"])
+        self.callbacks.on_log(record, state or TrainerState(global_step=record["step"]))
+
+    def saved(self, path: Path, kind: str, state: TrainerState) -> None:
+        if self.enabled:
+            self.callbacks.on_save(path, kind, state)  # type: ignore[arg-type]
