@@ -191,6 +191,8 @@ def fix_card(staging: Path, repo_id: str, base: str | None) -> None:
         card.data.base_model = base
     elif current is None and base is not None:
         card.data.base_model = base
+    if card.data.base_model and (staging / "adapter_config.json").exists():
+        card.data.base_model_relation = "adapter"
     card.text = re.sub(r"path/to/[\w.-]+", repo_id, card.text)
     card.save(readme)
 
