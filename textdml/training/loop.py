@@ -475,7 +475,7 @@ class MetricLog:
         self.callbacks = callbacks or CallbackList()
 
     def write(self, record: dict[str, Any], state: TrainerState | None = None) -> None:
-        from textdml.training.trackers import numeric_values
+        from textdml.training.trackers import log_to_trackers, numeric_values
 
         self.records.append(record)
         if not self.enabled:
@@ -483,7 +483,7 @@ class MetricLog:
         with open(self.path, "a") as file:
             file.write(json.dumps(record) + "\n")
         if self.accelerator is not None and self.accelerator.log_with:
-            self.accelerator.log(numeric_values(record), step=record["step"])
+            log_to_trackers(self.accelerator, numeric_values(record), record["step"])
         self.callbacks.on_log(record, state or TrainerState(global_step=record["step"]))
 
     def saved(self, path: Path, kind: str, state: TrainerState) -> None:

@@ -7,6 +7,7 @@ installed is an error that says what to install, before any model is loaded.
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,19 @@ def numeric_values(record: dict[str, Any]) -> dict[str, float | int]:
     """What a tracker can plot: the record's numbers, without the step."""
     return {key: value for key, value in record.items()
             if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+# MLflow takes metric names of letters, digits and _-. :/ only ("ndcg@10" is refused).
+MLFLOW_UNSAFE = re.compile(r"[^\w\-. :/]")
+
+
+def log_to_trackers(accelerator: Any, values: dict[str, float | int], step: int) -> None:
+    """``accelerator.log``, with each tracker's naming rules applied (main process only)."""
+    if not accelerator.is_main_process:
+        return
+    for tracker in accelerator.trackers:
+        if tracker.name == "mlflow":
+            tracker.log({MLFLOW_UNSAFE.sub(lambda m: "_at_" if m.group() == "@" else "_", k): v
+                         for k, v in values.items()}, step=step)
+        else:
+            tracker.log(values, step=step)
