@@ -152,6 +152,9 @@ class TrainingConfig:
     tracker_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Dotted paths of callback classes (textdml.training.callbacks.Callback) built with no arguments.
     callbacks: list[str] = field(default_factory=list)
+    # A Hub repo id (namespace/name): push the final model there after training (see `textdml push`).
+    push_to_hub: str | None = None
+    hub_private: bool = False
 
 
 @dataclass

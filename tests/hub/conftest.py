@@ -37,6 +37,7 @@ def train_run(model_dir, root: Path, *overrides) -> Path:
     from textdml.evaluation.build import build_evaluator
     from textdml.training.loop import train
 
+    root.mkdir(parents=True, exist_ok=True)
     config = run_config(model_dir, root / "run", write_pairs(root / "eval.jsonl"), *overrides)
     train(config, evaluator=build_evaluator(config.eval), train_dataset=pairs_dataset())
     return root / "run"

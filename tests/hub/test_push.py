@@ -7,6 +7,7 @@ import huggingface_hub
 import pytest
 
 from tests.hub.conftest import DUMMY_TOKEN, train_run
+from tests.models.test_dual_encoder import tiny_open_clip_arch  # noqa: F401  (a fixture)
 from textdml.cli import main
 from textdml.hub.push import push_to_hub
 
@@ -69,10 +70,13 @@ def test_dry_run_writes_the_exact_folder_and_lists_it(run_dir, hub, capsys):
     assert set(hub.uploaded) == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
 
 
-def test_the_token_is_written_nowhere(tiny_model_dir, tmp_path, hub):
+def test_the_token_is_written_nowhere(tiny_model_dir, tmp_path, hub, monkeypatch):
     # Train (with trackers, card, checkpoints), stage a dry run and push: the token from the
     # environment must not appear in any file any of it wrote.
-    run = train_run(tiny_model_dir, tmp_path, "training.save_steps=2", "training.report_to=[tensorboard]")
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    run = train_run(tiny_model_dir, tmp_path, "training.save_steps=2", "training.report_to=[tensorboard, mlflow]")
     push_to_hub(run / "final", "alice/tiny-model", dry_run=True, staging_dir=tmp_path / "staged")
     push_to_hub(run / "final", "alice/tiny-model")
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -125,3 +129,27 @@ def test_an_adapter_is_pushed_as_an_adapter_with_a_hub_base(tiny_model_dir, tmp_
     card = hub.uploaded["README.md"].decode()
     assert "base_model: org/tiny-base" in card and "base_model_relation: adapter" in card
     assert str(tiny_model_dir) not in b"".join(hub.uploaded.values()).decode(errors="replace")
+
+
+def test_training_pushes_at_the_end_and_checks_the_hub_first(tiny_model_dir, tmp_path, hub, monkeypatch):
+    run = train_run(tiny_model_dir, tmp_path / "ok", "training.push_to_hub=alice/pushed", "training.hub_private=true")
+    assert hub.calls[0] == ("create_repo", {"repo_id": "alice/pushed", "private": True, "exist_ok": True,
+                                            "token": DUMMY_TOKEN})
+    assert "model.safetensors" in hub.uploaded and (run / "final").exists()
+    hub.calls.clear()
+    with pytest.raises(ValueError, match="must look like namespace/name"):
+        train_run(tiny_model_dir, tmp_path / "bad", "training.push_to_hub=pushed")
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(ValueError, match="hf auth login"):
+        train_run(tiny_model_dir, tmp_path / "no-token", "training.push_to_hub=alice/pushed")
+    assert hub.calls == [] and not (tmp_path / "bad" / "run").exists() and not (tmp_path / "no-token" / "run").exists()
+
+
+def test_an_image_text_model_without_a_card_gets_one(tmp_path, hub, tiny_open_clip_arch):  # noqa: F811
+    from textdml.models.dual_encoder import create_dual_encoder
+
+    folder = create_dual_encoder({"kind": "open_clip", "arch": tiny_open_clip_arch}).save_pretrained(tmp_path / "clip")
+    result = push_to_hub(folder, "alice/tiny-clip", dry_run=True)
+    assert "open_clip_model.safetensors" in dict(result.files) and result.folder == Path(f"{folder.resolve()}-hub")
+    card = (result.folder / "README.md").read_text()
+    assert "library_name: open_clip" in card and "image-text" in card

@@ -30,7 +30,7 @@ TEXTDML_CITATION = """@software{textdml,
 }"""
 # Training settings that say where things were on the training machine, or may hold secrets.
 PRIVATE_TRAINING_KEYS = ("output_dir", "resume_from_checkpoint", "report_to", "tracker_project", "tracker_kwargs",
-                         "callbacks", "num_workers", "show_progress_bar")
+                         "callbacks", "num_workers", "show_progress_bar", "push_to_hub", "hub_private")
 VERSIONED_PACKAGES = ("textdml", "sentence-transformers", "transformers", "torch", "accelerate", "peft", "datasets",
                       "huggingface_hub", "open_clip_torch", "tokenizers")
 MAX_CURVE_ROWS = 20

@@ -182,10 +182,12 @@ def fix_card(staging: Path, repo_id: str, base: str | None) -> None:
     if readme.exists():
         card = ModelCard(readme.read_text())
     else:  # a model saved without a card (e.g. by sentence-transformers): a minimal one
-        dual = (staging / "textdml_dual_encoder.json").exists()
+        dual_config = staging / "textdml_dual_encoder.json"
+        whole = json.loads(dual_config.read_text()).get("whole_model") if dual_config.exists() else None
         card = ModelCard(f"---\n{ModelCardData().to_yaml()}\n---\n\n# {repo_id.split('/')[-1]}\n")
-        card.data.library_name = "pytorch" if dual else "sentence-transformers"
-        card.data.tags = ["textdml"]
+        card.data.library_name = ({"open_clip": "open_clip", "hf_clip": "transformers", "hf_siglip": "transformers"}
+                                  .get(whole, "pytorch") if dual_config.exists() else "sentence-transformers")
+        card.data.tags = ["textdml", "image-text" if dual_config.exists() else "sentence-transformers"]
     current = card.data.base_model
     if isinstance(current, str) and not looks_like_hub_id(current):
         card.data.base_model = base

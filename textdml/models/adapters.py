@@ -136,6 +136,9 @@ def save_adapter(embedder: Embedder, folder: Path) -> Path:
     if not isinstance(embedder.transformer, PeftModel):
         raise ValueError("training.save_adapter needs adapters on the model: set model.lora")
     embedder.save_pretrained(folder, merge_adapter=False)
+    if adapter_method(embedder.transformer) == "dora":
+        logger.warning("%s: a DoRA adapter loads in textdml; sentence-transformers / transformers misread its "
+                       "magnitude vectors, so for them write the merged model with `textdml merge`", folder)
     base = embedder.transformer.peft_config["default"].base_model_name_or_path
     textdml_file = folder / "textdml_config.json"
     textdml_config = json.loads(textdml_file.read_text()) if textdml_file.exists() else {}

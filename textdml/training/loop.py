@@ -225,6 +225,12 @@ def train(
     t = config.training
     output_dir = Path(t.output_dir)
     report_to = trackers.resolve_trackers(t.report_to)
+    hub_token = None
+    if t.push_to_hub:  # a bad repo id or a missing token fails now, not after the training
+        from textdml.hub.push import check_repo_id, find_token
+
+        check_repo_id(t.push_to_hub)
+        hub_token = find_token(None)
     callback_list = create_callbacks(t.callbacks, callbacks or [])
     accelerator = accelerator or Accelerator(
         mixed_precision=resolve_mixed_precision(t.mixed_precision),
@@ -343,6 +349,8 @@ def train(
         progress.close()
         path = save_checkpoint(accelerator, output_dir, state, None)
         logger.warning("interrupted: saved %s; resume with training.resume_from_checkpoint=%s", path, path)
+        log.saved(path, "checkpoint", state)
+        accelerator.end_training()
         raise
     progress.close()
     if evaluator is not None and (not t.eval_steps or state.global_step % t.eval_steps):
@@ -359,6 +367,11 @@ def train(
         if (best_dir / "modules.json").exists() or (best_dir / "textdml_dual_encoder.json").exists():
             write_model_card(best_dir, config, unwrapped.loss, log.records, summary=summary)
         log.saved(final_dir, "final", state)
+        if t.push_to_hub:
+            from textdml.hub.push import push_to_hub
+
+            pushed = push_to_hub(final_dir, t.push_to_hub, private=t.hub_private, token=hub_token)
+            logger.info("pushed the final model to %s", pushed.url)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
