@@ -153,3 +153,12 @@ def test_an_image_text_model_without_a_card_gets_one(tmp_path, hub, tiny_open_cl
     assert "open_clip_model.safetensors" in dict(result.files) and result.folder == Path(f"{folder.resolve()}-hub")
     card = (result.folder / "README.md").read_text()
     assert "library_name: open_clip" in card and "image-text" in card
+
+
+def test_a_model_object_pushes_itself(tiny_embedder, tmp_path, hub):
+    tiny_embedder.push_to_hub("alice/tiny-object", private=True)
+    assert hub.calls[0][1]["private"] is True
+    assert {"model.safetensors", "modules.json", "README.md"} <= set(hub.uploaded)
+    assert "library_name: sentence-transformers" in hub.uploaded["README.md"].decode()
+    with pytest.raises(ValueError, match="needs staging_dir"):
+        tiny_embedder.push_to_hub("alice/tiny-object", dry_run=True)

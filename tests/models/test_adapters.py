@@ -96,3 +96,13 @@ def test_unknown_target_module_is_a_clear_error(tiny_model_dir):
     model = Embedder.from_pretrained(tiny_model_dir)
     with pytest.raises(ValueError, match="target_modules"):
         add_adapters(model, AdapterConfig(target_modules=["no_such_layer"]))
+
+
+def test_cli_says_rank_is_r(tmp_path, capsys):
+    from textdml.cli import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("train: {path: pairs.jsonl}\nmodel: {lora: {r: 8}}\n")
+    assert main(["train", "--config", str(recipe), "model.lora.rank=4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "textdml train: error: unknown key config.model.lora.rank: did you mean 'r'?"

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from textdml.hub.base_model import hub_id_for, is_local_path, looks_like_hub_id, scrub_paths
 
@@ -251,6 +252,21 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = F
     result.url = getattr(commit, "commit_url", None) or f"https://huggingface.co/{repo_id}"
     logger.info("pushed %d files to %s", len(files), result.url)
     return result
+
+
+def push_model(model: Any, repo_id: str, *, keep_adapter: bool = False, **kwargs: Any) -> PushResult:
+    """Save ``model`` (an ``Embedder`` or ``DualEncoder``) to a temporary folder and push it.
+
+    ``kwargs`` are those of ``push_to_hub``; ``keep_adapter`` pushes a text model's adapter only.
+    """
+    from textdml.models.adapters import save_model
+
+    check_repo_id(repo_id)
+    if kwargs.get("dry_run") and kwargs.get("staging_dir") is None:
+        raise ValueError("a dry run of a model object needs staging_dir (where to write the folder that would be sent)")
+    with tempfile.TemporaryDirectory(prefix="textdml-save-") as folder:
+        saved = save_model(model, Path(folder) / repo_id.split("/")[-1], keep_adapter=keep_adapter)
+        return push_to_hub(saved, repo_id, **kwargs)
 
 
 def format_listing(result: PushResult) -> str:

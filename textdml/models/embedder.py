@@ -254,6 +254,12 @@ class Embedder(nn.Module):
         self.transformer = get_peft_model(self.transformer, config)
 
     # ------------------------------------------------------------------ saving
+    def push_to_hub(self, repo_id: str, **kwargs) -> object:
+        """Save and upload to the Hub, as ``SentenceTransformer.push_to_hub`` (see ``textdml.hub.push.push_to_hub``)."""
+        from textdml.hub.push import push_model
+
+        return push_model(self, repo_id, **kwargs)
+
     def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None,
                         merge_adapter: bool = True) -> Path:
         """Write the sentence-transformers folder layout (loads in ``SentenceTransformer(path)``).
