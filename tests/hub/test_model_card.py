@@ -54,6 +54,7 @@ def test_card_names_the_hub_base_of_a_packaged_model_and_no_path(tmp_path):
     text = str(create_model_card(config, InfoNCELoss(), [{"step": 1, "loss": 1.0, "lr": 1e-3}], folder=tmp_path))
     metadata = front_matter(text)
     assert metadata["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "datasets" not in metadata  # data/pairs.jsonl is a file name, not a Hub data set
     assert "lora" in metadata["tags"] and "**LoRA adapters**" in text and "rank 4" in text
     assert str(minilm_folder()) not in text and str(tmp_path) not in text
 

@@ -49,9 +49,17 @@ def describe_dataset(data: DataConfig) -> str:
     return f"{name} ({data.name})" if data.name else name
 
 
+DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".txt", ".gz", ".zst")
+
+
+def is_hub_dataset(path: str) -> bool:
+    """``org/name`` that is neither a local path nor a data file name (``data/pairs.jsonl``)."""
+    return looks_like_hub_id(path) and not path.lower().endswith(DATA_FILE_SUFFIXES)
+
+
 def hub_datasets(config: RunConfig) -> list[str]:
     paths = [d.path for d in train_sets(config)] + ([config.eval.data.path] if config.eval.data else [])
-    return list(dict.fromkeys(p for p in paths if looks_like_hub_id(p)))
+    return list(dict.fromkeys(p for p in paths if is_hub_dataset(p)))
 
 
 def base_model_id(config: RunConfig) -> str | None:
@@ -163,7 +171,7 @@ def card_data(config: RunConfig, loss: Any, records: list[dict[str, Any]], summa
         tags += ["peft", config.model.lora.method]  # type: ignore[union-attr]
     results = final_evaluation(records)
     eval_name = describe_dataset(config.eval.data) if config.eval.data else "held-out data"
-    eval_type = config.eval.data.path if config.eval.data and looks_like_hub_id(config.eval.data.path) else eval_name
+    eval_type = config.eval.data.path if config.eval.data and is_hub_dataset(config.eval.data.path) else eval_name
     eval_results = [
         EvalResult(task_type="zero-shot-image-classification" if "zero_shot" in metric else "information-retrieval",
                    dataset_type=eval_type, dataset_name=eval_name, metric_type=metric, metric_value=round(value, 6),
