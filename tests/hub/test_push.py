@@ -162,3 +162,16 @@ def test_a_model_object_pushes_itself(tiny_embedder, tmp_path, hub):
     assert "library_name: sentence-transformers" in hub.uploaded["README.md"].decode()
     with pytest.raises(ValueError, match="needs staging_dir"):
         tiny_embedder.push_to_hub("alice/tiny-object", dry_run=True)
+
+
+def test_staging_never_empties_a_foreign_folder_and_a_dry_run_keeps_the_run(run_dir, hub, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="holds something other than a staged model"):
+        push_to_hub(run_dir / "final", "alice/tiny-model", dry_run=True, staging_dir=precious)
+    assert (precious / "notes.txt").read_text() == "keep me"
+    result = push_to_hub(run_dir / "final", "alice/tiny-model", dry_run=True)
+    assert result.folder == Path(f"{(run_dir / 'final').resolve()}-hub") and (result.folder / "README.md").exists()
+    assert (run_dir / "final" / "model.safetensors").exists() and (run_dir / "metrics.jsonl").exists()
+    push_to_hub(run_dir / "final", "alice/tiny-model", dry_run=True)  # an earlier staged folder is replaced

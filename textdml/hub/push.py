@@ -85,6 +85,10 @@ def stage_folder(model_dir: Path, staging: Path, repo_id: str, base_model: str |
     if staging.exists():
         if staging.resolve() == model_dir.resolve() or model_dir.resolve() in staging.resolve().parents:
             raise ValueError(f"the staging folder {staging} must be outside the model folder {model_dir}")
+        if any(staging.iterdir()) and not any((staging / marker).exists() for marker in MODEL_MARKERS):
+            # Only an earlier staged model is replaced: never empty a folder of something else.
+            raise ValueError(f"the staging folder {staging} exists and holds something other than a staged model: "
+                             "name a new or empty folder")
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     for path in sorted(model_dir.rglob("*")):
@@ -225,20 +229,24 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = F
     check_repo_id(repo_id)
     check_model_folder(model_dir)
     found_token = None if dry_run else find_token(token)
-    if staging_dir is None:
-        staging = Path(f"{model_dir.resolve()}-hub") if dry_run else Path(tempfile.mkdtemp(prefix="textdml-push-")) / "repo"
-    else:
+    temporary = staging_dir is None and not dry_run  # removed after the upload, whatever happens
+    if staging_dir is not None:
         staging = Path(staging_dir)
-    files = stage_folder(model_dir, staging, repo_id, base_model)
-    if found_token:
-        leaking = [name for name, _ in files if (staging / name).suffix in TEXT_SUFFIXES
-                   and found_token in (staging / name).read_text(errors="replace")]
-        if leaking:  # never send a credential, whatever wrote it there
-            raise ValueError(f"{model_dir}: {leaking} contain your Hugging Face token; remove it, nothing was uploaded")
-    result = PushResult(repo_id, staging, files, revision=revision)
-    if dry_run:
-        return result
+    elif dry_run:
+        staging = Path(f"{model_dir.resolve()}-hub")
+    else:
+        staging = Path(tempfile.mkdtemp(prefix="textdml-push-")) / "repo"
     try:
+        files = stage_folder(model_dir, staging, repo_id, base_model)
+        if found_token:
+            leaking = [name for name, _ in files if (staging / name).suffix in TEXT_SUFFIXES
+                       and found_token in (staging / name).read_text(errors="replace")]
+            if leaking:  # never send a credential, whatever wrote it there
+                raise ValueError(f"{model_dir}: {leaking} contain your Hugging Face token; remove it, nothing was "
+                                 "uploaded")
+        result = PushResult(repo_id, staging, files, revision=revision)
+        if dry_run:
+            return result
         huggingface_hub.create_repo(repo_id, private=private, exist_ok=True, token=found_token)
         if revision:
             huggingface_hub.create_branch(repo_id, branch=revision, exist_ok=True, token=found_token)
@@ -247,7 +255,7 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = F
             commit_message=commit_message or f"Upload {model_dir.name} with textdml",
         )
     finally:
-        if staging_dir is None:
+        if temporary:
             shutil.rmtree(staging.parent, ignore_errors=True)
     result.url = getattr(commit, "commit_url", None) or f"https://huggingface.co/{repo_id}"
     logger.info("pushed %d files to %s", len(files), result.url)
