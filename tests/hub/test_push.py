@@ -175,3 +175,10 @@ def test_staging_never_empties_a_foreign_folder_and_a_dry_run_keeps_the_run(run_
     assert result.folder == Path(f"{(run_dir / 'final').resolve()}-hub") and (result.folder / "README.md").exists()
     assert (run_dir / "final" / "model.safetensors").exists() and (run_dir / "metrics.jsonl").exists()
     push_to_hub(run_dir / "final", "alice/tiny-model", dry_run=True)  # an earlier staged folder is replaced
+
+
+def test_a_broken_card_is_named(run_dir, hub):
+    (run_dir / "final" / "README.md").write_text("---\nbase_model: [unclosed\n---\n\n# x\n")
+    with pytest.raises(ValueError, match=r"README.md is not a valid model card"):
+        push_to_hub(run_dir / "final", "alice/tiny-model")
+    assert hub.calls == []

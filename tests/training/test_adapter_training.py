@@ -43,6 +43,8 @@ def test_adapter_run_saves_an_adapter_that_loads_and_merges(tiny_model_dir, tmp_
 
     assert main(["merge", str(final), str(tmp_path / "merged")]) == 0
     assert "merged model written to" in capsys.readouterr().out
+    card = (tmp_path / "merged" / "README.md").read_text()
+    assert "they are merged into the weights saved here" in card and "holds a PEFT adapter" not in card
     np.testing.assert_allclose(SentenceTransformer(str(tmp_path / "merged"), device="cpu").encode(TEXTS), vectors,
                                atol=1e-5)
 

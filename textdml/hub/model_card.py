@@ -34,6 +34,9 @@ PRIVATE_TRAINING_KEYS = ("output_dir", "resume_from_checkpoint", "report_to", "t
 VERSIONED_PACKAGES = ("textdml", "sentence-transformers", "transformers", "torch", "accelerate", "peft", "datasets",
                       "huggingface_hub", "open_clip_torch", "tokenizers")
 MAX_CURVE_ROWS = 20
+ADAPTER_USAGE = "The repository holds a PEFT adapter, loaded on top of its base model (`peft` must be installed). "
+ADAPTER_KEPT = "this repository holds the adapter (PEFT format) and loads it on top of the base model."
+ADAPTER_MERGED = "they are merged into the weights saved here."
 
 
 # ---------------------------------------------------------------------- what the run was
@@ -225,9 +228,8 @@ def usage_section(config: RunConfig, repo: str, folder: Path) -> list[str]:
              f'model = Embedder.from_pretrained("{repo}")',
              'embeddings = model.encode(["A sentence to embed", "Another one"])', "```", ""]
     if (folder / "adapter_config.json").exists():
-        lines += ["The repository holds a PEFT adapter, loaded on top of its base model (`peft` must be installed). "
-                  "On an already loaded base: `SentenceTransformer(base).load_adapter(\"" + repo + "\")`. "
-                  "`textdml merge` writes the merged full model.", ""]
+        lines += [ADAPTER_USAGE + "On an already loaded base: `SentenceTransformer(base).load_adapter(\"" + repo
+                  + "\")`. `textdml merge` writes the merged full model.", ""]
     return lines
 
 
@@ -250,8 +252,7 @@ def model_details(config: RunConfig, folder: Path, summary: RunSummary | None) -
         kept = (folder / "adapter_config.json").exists()
         lines += [f"**{method} adapters**{where} were trained instead of the full weights ({settings}targets: "
                   f"{targets}, through [peft](https://github.com/huggingface/peft)); "
-                  + ("this repository holds the adapter (PEFT format) and loads it on top of the base model."
-                     if kept else "they are merged into the weights saved here."), ""]
+                  + (ADAPTER_KEPT if kept else ADAPTER_MERGED), ""]
     return lines
 
 
@@ -385,3 +386,15 @@ def write_model_card(folder: Path, config: RunConfig, loss: Any, records: list[d
     path = Path(folder) / "README.md"
     path.write_text(render_model_card(config, loss, records, summary, folder))
     return path
+
+
+def merged_card(text: str) -> str:
+    """The card of an adapter save, rewritten for the full model that ``textdml merge`` made of it."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(text)
+    if getattr(card.data, "base_model_relation", None) == "adapter":
+        del card.data.base_model_relation
+    card.text = "\n".join(line for line in card.text.replace(ADAPTER_KEPT, ADAPTER_MERGED).split("\n")
+                          if not line.startswith(ADAPTER_USAGE))
+    return str(card)

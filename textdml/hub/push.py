@@ -139,15 +139,24 @@ def resolve_base(model_dir: Path, base_model: str | None) -> str | None:
         return base_model
     readme = model_dir / "README.md"
     if readme.exists():
-        from huggingface_hub import ModelCard
-
-        card_base = ModelCard(readme.read_text()).data.base_model
+        card_base = read_card(readme).data.base_model
         if isinstance(card_base, str) and looks_like_hub_id(card_base):
             return card_base
     adapter_config = model_dir / "adapter_config.json"
     if adapter_config.exists():
         return hub_id_for(json.loads(adapter_config.read_text()).get("base_model_name_or_path"))
     return None
+
+
+def read_card(readme: Path) -> Any:
+    import yaml
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard(readme.read_text())
+    except (ValueError, yaml.YAMLError) as err:
+        raise ValueError(f"{readme} is not a valid model card (YAML metadata between --- lines, then Markdown): "
+                         f"{err}; fix or delete it, nothing was uploaded") from err
 
 
 def fix_adapter_config(staging: Path, base: str | None) -> None:
@@ -185,7 +194,7 @@ def fix_card(staging: Path, repo_id: str, base: str | None) -> None:
 
     readme = staging / "README.md"
     if readme.exists():
-        card = ModelCard(readme.read_text())
+        card = read_card(readme)
     else:  # a model saved without a card (e.g. by sentence-transformers): a minimal one
         dual_config = staging / "textdml_dual_encoder.json"
         whole = json.loads(dual_config.read_text()).get("whole_model") if dual_config.exists() else None

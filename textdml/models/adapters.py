@@ -225,6 +225,8 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
     textdml_file.write_text(json.dumps(textdml_config, indent=2) + "\n")
     readme = adapter_dir / "README.md"
     if readme.exists():
-        (out / "README.md").write_text(readme.read_text())
+        from textdml.hub.model_card import merged_card
+
+        (out / "README.md").write_text(merged_card(readme.read_text()))
     logger.info("merged the adapter of %s into its base; wrote %s", adapter_dir, out)
     return out
