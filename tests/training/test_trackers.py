@@ -110,5 +110,7 @@ def test_unknown_tracker_and_callback_names():
 
 
 def test_hyperparameters_are_flat_scalars():
-    flat = trackers.flat_hyperparameters({"training": {"batch_size": 8, "report_to": ["mlflow"]}, "miner": None})
+    flat = trackers.flat_hyperparameters({"training": {"batch_size": 8, "report_to": ["mlflow"],
+                                                       "tracker_kwargs": {"wandb": {"key": "k"}}},
+                                          "miner": None, "index": {"api_key": "secret"}})
     assert flat == {"training.batch_size": 8, "training.report_to": "['mlflow']", "miner": "None"}

@@ -25,6 +25,8 @@ TRACKERS: dict[str, tuple[str, str]] = {
     "dvclive": ("dvclive", "dvclive"),
     "swanlab": ("swanlab", "swanlab"),
 }
+# Config keys never sent to a tracker (credentials, and tracker arguments that often carry them).
+SECRET_KEY = re.compile(r"api_key|token|secret|password|tracker_kwargs", re.IGNORECASE)
 # Trackers whose run (not project) name can be set, and the init keyword that sets it.
 RUN_NAME_KEYWORD = {"wandb": "name", "mlflow": "run_name", "trackio": "name", "swanlab": "experiment_name"}
 
@@ -62,6 +64,8 @@ def flat_hyperparameters(config: dict[str, Any], prefix: str = "") -> dict[str, 
     flat: dict[str, Any] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
+        if SECRET_KEY.search(name):  # trackers may be public dashboards: no credentials
+            continue
         if isinstance(value, dict) and value:
             flat.update(flat_hyperparameters(value, f"{name}."))
         elif isinstance(value, (bool, int, float, str)):
