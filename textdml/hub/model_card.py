@@ -155,13 +155,17 @@ def loss_curve(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- metadata
+def is_adapter_save(folder: Path) -> bool:
+    return (folder / "adapter_config.json").exists() or (folder / "textdml_dual_adapter.json").exists()
+
+
 def card_data(config: RunConfig, loss: Any, records: list[dict[str, Any]], summary: RunSummary | None,
               folder: Path) -> Any:
     from huggingface_hub import EvalResult, ModelCardData
 
     dual = config.model.kind == "dual"
     adapter = config.model.lora is not None
-    kept_adapter = (folder / "adapter_config.json").exists()
+    kept_adapter = is_adapter_save(folder)
     name = Path(config.training.output_dir).name or "textdml-model"
     tags = ["textdml", f"loss:{type(loss).__name__}"]
     if summary is not None and summary.miner is not None:
@@ -205,8 +209,10 @@ def dual_library(config: RunConfig) -> str:
 def usage_section(config: RunConfig, repo: str, folder: Path) -> list[str]:
     if config.model.kind == "dual":
         kind = (config.model.dual or {}).get("kind")
-        lines = ["## Usage", "", "With textdml:", "", "```python", "from textdml.models import DualEncoder", "",
-                 f'model = DualEncoder.from_pretrained("{repo}")  # a local folder (snapshot_download the Hub repo)',
+        loader = ("from textdml.models.loading import load_model", "load_model") if is_adapter_save(folder) \
+            else ("from textdml.models import DualEncoder", "DualEncoder.from_pretrained")
+        lines = ["## Usage", "", "With textdml:", "", "```python", loader[0], "",
+                 f'model = {loader[1]}("{repo}")  # a local folder (snapshot_download the Hub repo)',
                  'image_vectors = model.encode_images(["cat.png"])',
                  'text_vectors = model.encode(["a photo of a cat"])', "```", ""]
         if kind == "open_clip":
@@ -227,7 +233,7 @@ def usage_section(config: RunConfig, repo: str, folder: Path) -> list[str]:
              "With textdml:", "", "```python", "from textdml.models import Embedder", "",
              f'model = Embedder.from_pretrained("{repo}")',
              'embeddings = model.encode(["A sentence to embed", "Another one"])', "```", ""]
-    if (folder / "adapter_config.json").exists():
+    if is_adapter_save(folder):
         lines += [ADAPTER_USAGE + "On an already loaded base: `SentenceTransformer(base).load_adapter(\"" + repo
                   + "\")`. `textdml merge` writes the merged full model.", ""]
     return lines
@@ -249,7 +255,7 @@ def model_details(config: RunConfig, folder: Path, summary: RunSummary | None) -
         settings = (f"rank {lora.r}, alpha {lora.alpha:g}, dropout {lora.dropout:g}, " if lora.method != "ia3" else "")
         targets = lora.target_modules or "all linear layers"
         where = f" on the {lora.tower} tower" + ("s" if lora.tower == "both" else "") if config.model.kind == "dual" else ""
-        kept = (folder / "adapter_config.json").exists()
+        kept = is_adapter_save(folder)
         lines += [f"**{method} adapters**{where} were trained instead of the full weights ({settings}targets: "
                   f"{targets}, through [peft](https://github.com/huggingface/peft)); "
                   + (ADAPTER_KEPT if kept else ADAPTER_MERGED), ""]

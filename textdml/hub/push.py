@@ -31,7 +31,7 @@ EXCLUDE = ("checkpoints", ".partial-*", "tensorboard", "mlruns", "wandb", "track
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml")
 # Vocabularies: their strings are tokens, never paths, and are left exactly as they are.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "special_tokens_map.json", "added_tokens.json")
-MODEL_MARKERS = ("modules.json", "textdml_dual_encoder.json")
+MODEL_MARKERS = ("modules.json", "textdml_dual_encoder.json", "textdml_dual_adapter.json")
 
 
 @dataclass

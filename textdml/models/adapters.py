@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# An image-text model's adapter save: the base to rebuild, the adapter settings, and (in
+# ADAPTER_WEIGHTS) every weight that trained: adapters, projections, logit scale, unfrozen towers.
+DUAL_ADAPTER_CONFIG = "textdml_dual_adapter.json"
 
 
 # ---------------------------------------------------------------------- building
@@ -67,6 +70,8 @@ def add_adapters(model: nn.Module, config: AdapterConfig) -> None:
 
 def add_dual_encoder_adapters(model: nn.Module, config: AdapterConfig) -> None:
     from peft import inject_adapter_in_model
+
+    model.adapter_config = config
 
     sides = ("image", "text") if config.tower == "both" else (config.tower,)
     for side in sides:
@@ -106,8 +111,7 @@ def save_model(model: nn.Module, folder: str | Path, keep_adapter: bool = False)
     folder = Path(folder)
     if keep_adapter:
         if hasattr(model, "embed_images"):
-            raise ValueError("training.save_adapter is supported for text models; an image-text model is saved "
-                             "with its adapters merged: drop training.save_adapter")
+            return save_dual_adapter(model, folder)
         return save_adapter(model, folder)  # type: ignore[arg-type]
     if hasattr(model, "embed_images") and has_adapters(model):
         # A copy, so that training (or a later best-model save) keeps its adapters.
@@ -145,6 +149,69 @@ def save_adapter(embedder: Embedder, folder: Path) -> Path:
     textdml_config["adapter"] = {"base_model": base, "method": adapter_method(embedder.transformer)}
     textdml_file.write_text(json.dumps(textdml_config, indent=2) + "\n")
     return folder
+
+
+def save_dual_adapter(model: nn.Module, folder: Path) -> Path:
+    """An image-text model's trained weights only, beside the description of its base."""
+    from dataclasses import asdict
+
+    from safetensors.torch import save_file
+
+    import textdml
+
+    base, config = getattr(model, "base_spec", None), getattr(model, "adapter_config", None)
+    if base is None or config is None:
+        raise ValueError("this image-text model has no adapters added from a model config (model.lora): save it "
+                         "merged, without training.save_adapter")
+    check_reproducible_base(base)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    # Buffers (normalisation statistics) of a tower that trains change with it: kept too, they are small.
+    persistent = model.state_dict(keep_vars=True)
+    state.update({name: b for name, b in model.named_buffers() if name in persistent})
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, folder / ADAPTER_WEIGHTS)
+    (folder / DUAL_ADAPTER_CONFIG).write_text(json.dumps({
+        "textdml_dual_adapter": 1, "base": base, "adapter": asdict(config), "name": getattr(model, "name", None),
+        "textdml_version": textdml.__version__}, indent=2, default=str) + "\n")
+    return folder
+
+
+def check_reproducible_base(base: dict[str, Any]) -> None:
+    """An adapter is only worth keeping when its base can be rebuilt with the same weights."""
+    dual = base.get("dual") or {}
+    specs = [dual] if "kind" in dual else [dual.get("image") or {}, dual.get("text") or {}]
+    for spec in specs:
+        if spec.get("kind") in ("open_clip", "timm") and not spec.get("pretrained"):
+            raise ValueError(f"the {spec['kind']} tower of this model starts from random weights (pretrained is not "
+                             "set), so an adapter could never be put back on the same base: save the model merged "
+                             "(drop training.save_adapter) or start from pretrained weights")
+
+
+def is_dual_adapter_folder(folder: str | Path) -> bool:
+    return (Path(folder) / DUAL_ADAPTER_CONFIG).exists()
+
+
+def load_dual_adapter(folder: str | Path) -> nn.Module:
+    """Rebuild the base image-text model of an adapter save, add the adapters, load the trained weights."""
+    from safetensors.torch import load_file
+
+    from textdml.models.dual_encoder import DualEncoder, create_dual_encoder
+
+    folder = Path(folder)
+    saved = json.loads((folder / DUAL_ADAPTER_CONFIG).read_text())
+    base, config = saved["base"], AdapterConfig(**saved["adapter"])
+    try:
+        model = create_dual_encoder(base["dual"]) if "dual" in base else DualEncoder.from_pretrained(base["name_or_path"])
+    except (FileNotFoundError, OSError) as err:
+        raise FileNotFoundError(f"the adapter in {folder} was trained on a base model that cannot be built here "
+                                f"({err}); base: {json.dumps(base)}") from err
+    add_adapters(model, config)
+    model.base_spec = base
+    result = model.load_state_dict(load_file(str(folder / ADAPTER_WEIGHTS)), strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"{folder / ADAPTER_WEIGHTS} holds weights this model does not have: "
+                         f"{result.unexpected_keys[:5]}; was it saved from another base or adapter config?")
+    return model
 
 
 def adapter_method(peft_model: Any) -> str:
@@ -210,6 +277,8 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
     adapter_dir = Path(adapter_dir)
     if not adapter_dir.is_dir():
         raise FileNotFoundError(f"adapter folder {str(adapter_dir)!r} does not exist")
+    if is_dual_adapter_folder(adapter_dir):
+        return save_model(load_dual_adapter(adapter_dir), Path(out_dir))
     if not is_adapter_folder(adapter_dir):
         raise ValueError(f"{adapter_dir} has no {ADAPTER_CONFIG}: it is not an adapter save (train with "
                          "model.lora and training.save_adapter=true)")

@@ -77,6 +77,8 @@ def create_model(config: ModelConfig) -> Any:
         from textdml.models.adapters import add_adapters
 
         add_adapters(model, config.lora)
+        # What an adapter save needs to rebuild the base (training.save_adapter).
+        model.base_spec = {"dual": config.dual} if config.dual is not None else {"name_or_path": config.name_or_path}
     return model
 
 
