@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 
 from tests.hub.conftest import pairs_dataset
+from tests.models.test_dual_encoder import tiny_open_clip_arch  # noqa: F401  (a fixture)
 from textdml.cli import main
 from textdml.config import load_run_config
 from textdml.models import Embedder
@@ -79,3 +80,25 @@ def test_merge_of_an_adapter_whose_base_is_gone(tiny_model_dir, tmp_path, capsys
 def test_save_adapter_needs_a_text_model():
     with pytest.raises(ValueError, match="model.lora is not set"):
         load_run_config(None, ["train.path=x", "training.save_adapter=true"])
+
+
+def test_image_text_adapter_run_end_to_end(tiny_open_clip_arch, tmp_path):  # noqa: F811
+    from datasets import Dataset
+
+    from tests.fakes_vision import write_colour_images
+    from textdml.models.dual_encoder import create_dual_encoder
+    from textdml.models.loading import load_model
+
+    base = create_dual_encoder({"kind": "open_clip", "arch": tiny_open_clip_arch}).save_pretrained(tmp_path / "base")
+    rows = write_colour_images(tmp_path / "images", per_colour=4)
+    data = Dataset.from_list([{"image": r["image"], "text": r["text"]} for r in rows])
+    config = load_run_config(None, [
+        "train.path=in-memory", "model.kind=dual", "model.lora={r: 2, tower: both}", "training.save_adapter=true",
+        f"model.dual={{kind: open_clip, arch: {tiny_open_clip_arch}, pretrained: {base / 'open_clip_model.safetensors'}}}",
+        "loss={name: clip}", f"training.output_dir={tmp_path / 'run'}", "training.batch_size=4", "training.max_steps=2",
+        "training.show_progress_bar=false", "training.report_to=none"])
+    final = train(config, train_dataset=data).final_model
+    assert sorted(p.name for p in final.iterdir()) == ["README.md", "adapter_model.safetensors",
+                                                      "textdml_dual_adapter.json"]
+    assert load_model(final).encode(["a red square"]).shape == (1, 16)
+    assert "**LoRA adapters** on both towers" in (final / "README.md").read_text()

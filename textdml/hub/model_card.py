@@ -192,7 +192,8 @@ def card_data(config: RunConfig, loss: Any, records: list[dict[str, Any]], summa
     if base and kept_adapter:
         extra["base_model_relation"] = "adapter"
     return ModelCardData(
-        library_name=dual_library(config) if dual else "sentence-transformers",
+        # An image-text adapter save loads in textdml only: no other library's name would be true.
+        library_name=("pytorch" if kept_adapter else dual_library(config)) if dual else "sentence-transformers",
         pipeline_tag="zero-shot-image-classification" if dual else "sentence-similarity",
         tags=tags, base_model=base, datasets=hub_datasets(config) or None,
         model_name=name, eval_results=eval_results or None, **extra,
@@ -254,7 +255,8 @@ def model_details(config: RunConfig, folder: Path, summary: RunSummary | None) -
         method = {"lora": "LoRA", "dora": "DoRA", "ia3": "IA3"}[lora.method]
         settings = (f"rank {lora.r}, alpha {lora.alpha:g}, dropout {lora.dropout:g}, " if lora.method != "ia3" else "")
         targets = lora.target_modules or "all linear layers"
-        where = f" on the {lora.tower} tower" + ("s" if lora.tower == "both" else "") if config.model.kind == "dual" else ""
+        where = ("" if config.model.kind != "dual" else " on both towers" if lora.tower == "both"
+                 else f" on the {lora.tower} tower")
         kept = is_adapter_save(folder)
         lines += [f"**{method} adapters**{where} were trained instead of the full weights ({settings}targets: "
                   f"{targets}, through [peft](https://github.com/huggingface/peft)); "

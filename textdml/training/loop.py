@@ -241,6 +241,10 @@ def train(
     set_seed(t.seed)
     embedder = embedder or create_model(config.model)
     run_info.log_parameter_counts(embedder)
+    if t.save_adapter and is_dual_encoder(embedder):  # fail now, not at the final save
+        from textdml.models.adapters import check_reproducible_base
+
+        check_reproducible_base(getattr(embedder, "base_spec", None) or {})
     dual = is_dual_encoder(embedder)
     loss_name = config.loss.get("name") or config.loss.get("target")
     loss_cls_kinds = loss_input_kinds(config.loss)
@@ -364,7 +368,8 @@ def train(
 
         save_model(final_embedder, final_dir, keep_adapter=t.save_adapter)
         write_model_card(final_dir, config, unwrapped.loss, log.records, summary=summary)
-        if (best_dir / "modules.json").exists() or (best_dir / "textdml_dual_encoder.json").exists():
+        if any((best_dir / marker).exists() for marker in ("modules.json", "textdml_dual_encoder.json",
+                                                           "textdml_dual_adapter.json")):
             write_model_card(best_dir, config, unwrapped.loss, log.records, summary=summary)
         log.saved(final_dir, "final", state)
         if t.push_to_hub:
