@@ -69,6 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", metavar="VERSION", help="this version instead of the previous one")
     add_config_arguments(rollback, required=False)
 
+    push = verbs.add_parser("push", help="upload a saved model (weights or adapter, configs, card) to the Hub")
+    push.add_argument("model_dir", help="a saved model folder, e.g. runs/x/final")
+    push.add_argument("--repo-id", required=True, help="namespace/name on the Hugging Face Hub")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--revision", help="the branch to push to (default main)")
+    push.add_argument("--dry-run", action="store_true", help="write the folder that would be uploaded, list it, send nothing")
+    push.add_argument("--output", help="where --dry-run writes the folder (default <model_dir>-hub)")
+    push.add_argument("--base-model", help="Hub id of the base model, when the model's card and adapter cannot tell")
+    push.add_argument("--commit-message")
+
+    merge = verbs.add_parser("merge", help="merge a saved adapter into its base model and save the full model")
+    merge.add_argument("adapter_dir", help="a folder saved with training.save_adapter=true")
+    merge.add_argument("out_dir", help="where to write the merged model")
+
     quick = verbs.add_parser("quickstart", help="train -> evaluate -> index -> search on WordNet, offline")
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None)
@@ -277,6 +291,16 @@ def mask_config_secrets(config: RunConfig) -> set[str]:
     mask_logs(secrets)
     return secrets
 
+def run_push(args: argparse.Namespace) -> Any:
+    from textdml.hub.push import format_listing, push_to_hub
+
+    result = push_to_hub(args.model_dir, args.repo_id, private=args.private, revision=args.revision,
+                         dry_run=args.dry_run, staging_dir=args.output, commit_message=args.commit_message,
+                         base_model=args.base_model)
+    print(format_listing(result))
+    print(f"dry run: nothing was uploaded to {result.repo_id}" if args.dry_run else f"pushed to {result.url}")
+    return result
+
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -289,6 +313,14 @@ def main(argv: list[str] | None = None) -> int:
             from textdml.quickstart import run_quickstart
 
             run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps)
+            return 0
+        if args.verb == "push":
+            run_push(args)
+            return 0
+        if args.verb == "merge":
+            from textdml.models.adapters import merge_adapter
+
+            print(f"merged model written to {merge_adapter(args.adapter_dir, args.out_dir)}")
             return 0
         if args.verb in ("collections", "rollback"):
             config = load_index_section(args.config, args.overrides)

@@ -23,6 +23,31 @@ class ConfigError(ValueError):
     """A recipe or override that does not fit the schema."""
 
 
+# Names people bring from peft, PEFT-style recipes or other trainers -> the textdml key they mean.
+KEY_ALIASES = {"rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "modules": "target_modules",
+               "target": "target_modules", "type": "method", "peft_type": "method", "use_dora": "method"}
+
+
+@dataclass
+class AdapterConfig:
+    """Adapters trained instead of the whole encoder (``model.lora``), through ``peft``.
+
+    ``method`` picks LoRA, DoRA (LoRA with a learned magnitude per output) or IA3 (learned scaling
+    vectors: far fewer parameters). ``target_modules`` are module-name suffixes (``[query, value]``);
+    null means every linear layer (LoRA / DoRA) or peft's default for the architecture (IA3).
+    """
+
+    method: Literal["lora", "dora", "ia3"] = "lora"
+    r: int = 8
+    alpha: float = 16
+    dropout: float = 0.1
+    target_modules: list[str] | str | None = None
+    # IA3 only: which of target_modules are feed-forward layers (scaled on their input, not output).
+    feedforward_modules: list[str] | None = None
+    # Dual encoders: the tower(s) that get adapters; the rest of the model trains as configured.
+    tower: Literal["text", "image", "both"] = "text"
+
+
 @dataclass
 class ModelConfig:
     """The embedder to train (see ``Embedder.from_pretrained``)."""
@@ -43,8 +68,9 @@ class ModelConfig:
     dtype: Literal["float32", "bfloat16", "float16"] | None = None
     # Recompute activations in backward: ~30% slower steps, much less activation memory.
     gradient_checkpointing: bool = False
-    # LoRA adapters via peft, e.g. {r: 8, alpha: 16}; merged into the weights on save.
-    lora: dict | None = None
+    # Adapters via peft, e.g. {method: lora, r: 8, alpha: 16}; merged into the weights on save unless
+    # training.save_adapter keeps them as a PEFT adapter.
+    lora: AdapterConfig | None = None
     # Keep this many transformer layers, spread evenly (a distillation student from its teacher).
     num_layers: int | None = None
     # Texts put before inputs by role, e.g. {query: "query: ", document: "passage: "}: anchors are
@@ -129,6 +155,21 @@ class TrainingConfig:
     show_progress_bar: bool = True
     # ANCE-style: every N steps, mine hard negatives again with the current model (needs `mine`).
     remine_every: int | None = None
+    # With model.lora: save the adapter in PEFT format (adapter_config.json + adapter_model.safetensors,
+    # a few MB) beside a reference to its base, instead of merged full weights.
+    save_adapter: bool = False
+    # Experiment trackers through Accelerate (tensorboard, wandb, mlflow, trackio, comet_ml, aim,
+    # clearml, dvclive, swanlab). null: TensorBoard when it is installed; [] logs to metrics.jsonl only.
+    report_to: list[str] | str | None = None
+    # The tracker project (W&B project, MLflow experiment, TensorBoard folder); runs are named after output_dir.
+    tracker_project: str = "textdml"
+    # Extra init arguments per tracker, e.g. {wandb: {entity: my-team, mode: offline}}.
+    tracker_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Dotted paths of callback classes (textdml.training.callbacks.Callback) built with no arguments.
+    callbacks: list[str] = field(default_factory=list)
+    # A Hub repo id (namespace/name): push the final model there after training (see `textdml push`).
+    push_to_hub: str | None = None
+    hub_private: bool = False
 
 
 @dataclass
@@ -254,7 +295,9 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in fields:
-            raise ConfigError(f"unknown key {where}.{key}: {did_you_mean(key, list(fields))}")
+            hint = (f"did you mean {KEY_ALIASES[key]!r}?" if KEY_ALIASES.get(key) in fields
+                    else did_you_mean(key, list(fields)))
+            raise ConfigError(f"unknown key {where}.{key}: {hint}")
         kwargs[key] = convert(hints[key], value, f"{where}.{key}")
     return cls(**kwargs)
 
@@ -358,6 +401,15 @@ def validate(config: RunConfig) -> None:
     from textdml.config_ranges import check_ranges
 
     check_ranges(config)
+    lora = config.model.lora
+    if lora is not None:
+        if lora.r < 1:
+            raise ConfigError(f"model.lora.r (the adapter rank) must be >= 1, got {lora.r}")
+        if not 0 <= lora.dropout < 1:
+            raise ConfigError(f"model.lora.dropout must be in [0, 1), got {lora.dropout}")
+    if t.save_adapter and lora is None:
+        raise ConfigError("training.save_adapter keeps trained adapters, but model.lora is not set: "
+                          "add model.lora (e.g. model.lora.r=8) or drop training.save_adapter")
     if t.grad_cache and t.gradient_accumulation_steps > 1:
         raise ConfigError("training.grad_cache replaces gradient accumulation: use a larger training.batch_size "
                           "instead of training.gradient_accumulation_steps")

@@ -1,60 +1,294 @@
-"""Push a saved model to the Hugging Face Hub (sentence-transformers' ``model.push_to_hub``)."""
+"""Push a saved model to the Hugging Face Hub (``textdml push``) through ``huggingface_hub``.
+
+What is uploaded is first written to a staging folder: the model's weights (or its adapter),
+configs, tokenizer and card, without checkpoints, tracker logs or run files, with every local
+path replaced by a Hub id (the card's ``base_model``, an adapter's ``base_model_name_or_path``).
+``dry_run`` stops there and leaves that exact folder to look at. The token comes from where
+``huggingface_hub`` keeps it (``HF_TOKEN``, ``hf auth login``) and is written nowhere.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import logging
+import os
+import re
+import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CARD = """---
-library_name: sentence-transformers
-pipeline_tag: sentence-similarity
-tags:
-- textdml
-- sentence-transformers
-- sentence-similarity
-- feature-extraction
----
+from textdml.hub.base_model import hub_id_for, is_local_path, looks_like_hub_id, scrub_paths
 
-# {name}
+logger = logging.getLogger(__name__)
 
-A sentence embedding model trained with [textdml](https://pypi.org/project/textdml/). It loads in
-sentence-transformers (`SentenceTransformer("{repo_id}")`) and in textdml (`Embedder.from_pretrained("{repo_id}")`).
-"""
+REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+# Training by-products that do not belong in a model repository.
+EXCLUDE = ("checkpoints", ".partial-*", "tensorboard", "mlruns", "wandb", "trackio", "metrics.jsonl",
+           "run_config.json", "__pycache__", ".cache", ".git", "*.lock", ".DS_Store")
+TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml")
+# Vocabularies: their strings are tokens, never paths, and are left exactly as they are.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "special_tokens_map.json", "added_tokens.json")
+MODEL_MARKERS = ("modules.json", "textdml_dual_encoder.json", "textdml_dual_adapter.json")
 
 
-def push_to_hub(model: Any, repo_id: str, *, token: str | None = None, private: bool | None = None,
-                commit_message: str = "Upload model trained with textdml", model_card: str | None = None,
-                revision: str | None = None) -> str:
-    """Save ``model`` (its ``save_pretrained`` layout) and upload it as one commit to ``repo_id``.
+@dataclass
+class PushResult:
+    repo_id: str
+    folder: Path  # the staged folder: exactly what is (or would be) uploaded
+    files: list[tuple[str, int]] = field(default_factory=list)  # (path in the repo, bytes)
+    url: str | None = None  # None for a dry run
+    revision: str | None = None
 
-    The repository is created when missing. A training run's own card (``final/README.md``) is
-    kept by pushing that folder's model: pass its text as ``model_card``; otherwise a short card
-    is written.
+
+def check_repo_id(repo_id: str) -> None:
+    if not isinstance(repo_id, str) or not REPO_ID.match(repo_id) or "--" in repo_id or ".." in repo_id \
+            or repo_id.endswith((".git", ".")):
+        raise ValueError(f"repo id {repo_id!r} must look like namespace/name: your user or organisation name, a "
+                         "slash, then the model name (letters, digits, '-', '_', '.'), e.g. alice/minilm-wordnet")
+
+
+def check_model_folder(model_dir: Path) -> None:
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"model folder {str(model_dir)!r} does not exist")
+    if any((model_dir / marker).exists() for marker in MODEL_MARKERS):
+        return
+    hint = ""
+    for child in ("final", "best"):
+        if any((model_dir / child / marker).exists() for marker in MODEL_MARKERS):
+            hint = f" It looks like a run folder: push {model_dir / child}"
+            break
+    raise ValueError(f"{model_dir} is not a textdml / sentence-transformers model save (no modules.json or "
+                     f"textdml_dual_encoder.json).{hint or ' Pass the final/ or best/ folder that training wrote.'}")
+
+
+def find_token(token: str | None) -> str:
+    from huggingface_hub import get_token
+
+    found = token or get_token()
+    if not found:
+        raise ValueError("no Hugging Face token found, nothing was uploaded: log in with `hf auth login` (or "
+                         "`huggingface-cli login`), or set the HF_TOKEN environment variable to a token with write "
+                         "access (https://huggingface.co/settings/tokens)")
+    return found
+
+
+def excluded(relative: str) -> bool:
+    parts = relative.split("/")
+    return any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in EXCLUDE)
+
+
+def stage_folder(model_dir: Path, staging: Path, repo_id: str, base_model: str | None = None) -> list[tuple[str, int]]:
+    """Copy what belongs in the repository to ``staging`` and make it public-safe; returns its files."""
+    if staging.exists():
+        if staging.resolve() == model_dir.resolve() or model_dir.resolve() in staging.resolve().parents:
+            raise ValueError(f"the staging folder {staging} must be outside the model folder {model_dir}")
+        if any(staging.iterdir()) and not any((staging / marker).exists() for marker in MODEL_MARKERS):
+            # Only an earlier staged model is replaced: never empty a folder of something else.
+            raise ValueError(f"the staging folder {staging} exists and holds something other than a staged model: "
+                             "name a new or empty folder")
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for path in sorted(model_dir.rglob("*")):
+        relative = path.relative_to(model_dir).as_posix()
+        if path.is_dir() or excluded(relative):
+            continue
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    base = resolve_base(model_dir, base_model)
+    fix_adapter_config(staging, base)
+    fix_textdml_config(staging, base)
+    fix_card(staging, repo_id, base)
+    for file in staging.rglob("*.json"):
+        if file.name not in TOKENIZER_FILES:
+            scrub_json_file(file)
+    readme = staging / "README.md"
+    readme.write_text(scrub_paths(readme.read_text(), [str(model_dir), str(model_dir.resolve()), str(Path.cwd())]))
+    return [(p.relative_to(staging).as_posix(), p.stat().st_size) for p in sorted(staging.rglob("*")) if p.is_file()]
+
+
+def scrub_json_file(file: Path) -> None:
+    """Replace string values that are paths on this machine by their Hub id or last component."""
+    try:
+        data = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return
+
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        if isinstance(value, str) and value.startswith(("/", "~", "./", "../")) and len(value) > 1:
+            return hub_id_for(value) or Path(value.rstrip("/")).name
+        return value
+
+    cleaned = clean(data)
+    if cleaned != data:
+        file.write_text(json.dumps(cleaned, indent=2) + "\n")
+
+
+def resolve_base(model_dir: Path, base_model: str | None) -> str | None:
+    """The Hub id of the model this one was trained from: given, from the card, or from the adapter's base."""
+    if base_model is not None:
+        if not looks_like_hub_id(base_model):
+            raise ValueError(f"base model {base_model!r} must be a Hub id like sentence-transformers/all-MiniLM-L6-v2")
+        return base_model
+    readme = model_dir / "README.md"
+    if readme.exists():
+        card_base = read_card(readme).data.base_model
+        if isinstance(card_base, str) and looks_like_hub_id(card_base):
+            return card_base
+    adapter_config = model_dir / "adapter_config.json"
+    if adapter_config.exists():
+        return hub_id_for(json.loads(adapter_config.read_text()).get("base_model_name_or_path"))
+    return None
+
+
+def read_card(readme: Path) -> Any:
+    import yaml
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard(readme.read_text())
+    except (ValueError, yaml.YAMLError) as err:
+        raise ValueError(f"{readme} is not a valid model card (YAML metadata between --- lines, then Markdown): "
+                         f"{err}; fix or delete it, nothing was uploaded") from err
+
+
+def fix_adapter_config(staging: Path, base: str | None) -> None:
+    """An adapter on the Hub must name its base by Hub id: a local path there loads nowhere else."""
+    file = staging / "adapter_config.json"
+    if not file.exists():
+        return
+    config = json.loads(file.read_text())
+    current = config.get("base_model_name_or_path") or ""
+    if current and not is_local_path(current):
+        return
+    if base is None:
+        raise ValueError(f"the adapter's base model is the local folder {current!r}, which has no known Hub id: pass "
+                         "the Hub id it came from with --base-model (push_to_hub(base_model=...)); nothing was uploaded")
+    config["base_model_name_or_path"] = base
+    file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def fix_textdml_config(staging: Path, base: str | None) -> None:
+    file = staging / "textdml_config.json"
+    if not file.exists():
+        return
+    config = json.loads(file.read_text())
+    for section in (config, config.get("adapter") or {}, config.get("merged_from_adapter") or {}):
+        for key in ("name", "base_model"):
+            value = section.get(key)
+            if isinstance(value, str) and is_local_path(value):
+                section[key] = (base if key == "base_model" else None) or hub_id_for(value) or Path(value).name
+    file.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def fix_card(staging: Path, repo_id: str, base: str | None) -> None:
+    """Name the repository in the usage examples; keep only a Hub id as ``base_model``."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    readme = staging / "README.md"
+    if readme.exists():
+        card = read_card(readme)
+    else:  # a model saved without a card (e.g. by sentence-transformers): a minimal one
+        dual_config = staging / "textdml_dual_encoder.json"
+        whole = json.loads(dual_config.read_text()).get("whole_model") if dual_config.exists() else None
+        card = ModelCard(f"---\n{ModelCardData().to_yaml()}\n---\n\n# {repo_id.split('/')[-1]}\n")
+        card.data.library_name = ({"open_clip": "open_clip", "hf_clip": "transformers", "hf_siglip": "transformers"}
+                                  .get(whole, "pytorch") if dual_config.exists() else "sentence-transformers")
+        card.data.tags = ["textdml", "image-text" if dual_config.exists() else "sentence-transformers"]
+    current = card.data.base_model
+    if isinstance(current, str) and not looks_like_hub_id(current):
+        card.data.base_model = base
+    elif current is None and base is not None:
+        card.data.base_model = base
+    if card.data.base_model and (staging / "adapter_config.json").exists():
+        card.data.base_model_relation = "adapter"
+    card.text = re.sub(r"path/to/[\w.-]+", repo_id, card.text)
+    card.save(readme)
+
+
+def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
+                token: str | None = None, dry_run: bool = False, staging_dir: str | os.PathLike | None = None,
+                commit_message: str | None = None, base_model: str | None = None) -> PushResult:
+    """Upload a saved textdml / sentence-transformers model folder to ``repo_id`` on the Hub.
 
     Args:
-        model: an ``Embedder`` or ``DualEncoder``.
-        repo_id: ``"user/name"`` on the Hub.
-        token: a Hub token (default: the logged-in one).
+        model_dir: a folder written by training (``final/``, ``best/``) or by ``save_pretrained``.
+        repo_id: ``namespace/name``; created (private if asked) when it does not exist.
         private: create the repository private.
-        commit_message: the commit's message.
-        model_card: the README.md to upload.
-        revision: the branch to push to.
+        revision: a branch to push to (created from main when missing); default main.
+        token: a Hub token; default the one ``huggingface_hub`` finds (HF_TOKEN, ``hf auth login``).
+        dry_run: stage the folder and list it; nothing is sent and no token is needed.
+        staging_dir: where to stage (default a temporary folder, or ``<model_dir>-hub`` for a dry run).
+        commit_message: the commit message (default "Upload <name> with textdml").
+        base_model: the Hub id of the base model, when the card and adapter cannot tell it.
 
     Returns:
-        The URL of the commit.
+        The staged folder, its files, and (unless a dry run) the commit URL.
     """
-    from huggingface_hub import HfApi
+    import huggingface_hub
 
-    if not isinstance(repo_id, str) or repo_id.count("/") != 1:
-        raise ValueError(f"repo_id must look like 'user/model-name', got {repo_id!r}")
-    api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    with tempfile.TemporaryDirectory() as folder:
-        model.save_pretrained(folder)
-        card = Path(folder) / "README.md"
-        if model_card is not None or not card.exists():
-            card.write_text(model_card or DEFAULT_CARD.format(name=repo_id.split("/")[-1], repo_id=repo_id))
-        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message,
-                                   revision=revision, repo_type="model")
-    return str(getattr(commit, "commit_url", commit))
+    model_dir = Path(model_dir)
+    check_repo_id(repo_id)
+    check_model_folder(model_dir)
+    found_token = None if dry_run else find_token(token)
+    temporary = staging_dir is None and not dry_run  # removed after the upload, whatever happens
+    if staging_dir is not None:
+        staging = Path(staging_dir)
+    elif dry_run:
+        staging = Path(f"{model_dir.resolve()}-hub")
+    else:
+        staging = Path(tempfile.mkdtemp(prefix="textdml-push-")) / "repo"
+    try:
+        files = stage_folder(model_dir, staging, repo_id, base_model)
+        if found_token:
+            leaking = [name for name, _ in files if (staging / name).suffix in TEXT_SUFFIXES
+                       and found_token in (staging / name).read_text(errors="replace")]
+            if leaking:  # never send a credential, whatever wrote it there
+                raise ValueError(f"{model_dir}: {leaking} contain your Hugging Face token; remove it, nothing was "
+                                 "uploaded")
+        result = PushResult(repo_id, staging, files, revision=revision)
+        if dry_run:
+            return result
+        huggingface_hub.create_repo(repo_id, private=private, exist_ok=True, token=found_token)
+        if revision:
+            huggingface_hub.create_branch(repo_id, branch=revision, exist_ok=True, token=found_token)
+        commit = huggingface_hub.upload_folder(
+            repo_id=repo_id, folder_path=str(staging), revision=revision, token=found_token,
+            commit_message=commit_message or f"Upload {model_dir.name} with textdml",
+        )
+    finally:
+        if temporary:
+            shutil.rmtree(staging.parent, ignore_errors=True)
+    result.url = getattr(commit, "commit_url", None) or f"https://huggingface.co/{repo_id}"
+    logger.info("pushed %d files to %s", len(files), result.url)
+    return result
+
+
+def push_model(model: Any, repo_id: str, *, keep_adapter: bool = False, **kwargs: Any) -> PushResult:
+    """Save ``model`` (an ``Embedder`` or ``DualEncoder``) to a temporary folder and push it.
+
+    ``kwargs`` are those of ``push_to_hub``; ``keep_adapter`` pushes a text model's adapter only.
+    """
+    from textdml.models.adapters import save_model
+
+    check_repo_id(repo_id)
+    if kwargs.get("dry_run") and kwargs.get("staging_dir") is None:
+        raise ValueError("a dry run of a model object needs staging_dir (where to write the folder that would be sent)")
+    with tempfile.TemporaryDirectory(prefix="textdml-save-") as folder:
+        saved = save_model(model, Path(folder) / repo_id.split("/")[-1], keep_adapter=keep_adapter)
+        return push_to_hub(saved, repo_id, **kwargs)
+
+
+def format_listing(result: PushResult) -> str:
+    """The staged files, one a line with its size, and where they are."""
+    total = sum(size for _, size in result.files)
+    lines = [f"{size:>12,}  {name}" for name, size in result.files]
+    lines.append(f"{total:>12,}  bytes in {len(result.files)} files, staged in {result.folder}")
+    return "\n".join(lines)

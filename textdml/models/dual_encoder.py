@@ -272,6 +272,12 @@ class DualEncoder(nn.Module):
         return {"model_name": self.name, "weights_sha256": self.weights_sha256()}
 
     # ------------------------------------------------------------------ save / load
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Save and upload to the Hub (see ``textdml.hub.push.push_to_hub`` for the arguments)."""
+        from textdml.hub.push import push_model
+
+        return push_model(self, repo_id, **kwargs)
+
     def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None) -> Path:
         """Write the folder layout described in the module docstring."""
         import textdml

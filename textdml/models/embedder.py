@@ -153,9 +153,14 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             logger.info("%s is a plain Hugging Face model: using %s pooling", name_or_path, pooling or "mean")
         saved_similarity = read_saved_similarity(folder)
         check_weights(transformer_dir)
-        transformer = AutoModel.from_pretrained(
-            transformer_dir, trust_remote_code=trust_remote_code, **({"dtype": dtype} if dtype else {})
-        )
+        from textdml.models.adapters import is_adapter_folder, load_adapter_transformer
+
+        if is_adapter_folder(transformer_dir):  # a PEFT adapter save: its base + the adapter, kept apart
+            transformer = load_adapter_transformer(transformer_dir, trust_remote_code, dtype)
+        else:
+            transformer = AutoModel.from_pretrained(
+                transformer_dir, trust_remote_code=trust_remote_code, **({"dtype": dtype} if dtype else {})
+            )
         tokenizer = AutoTokenizer.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
         hidden = transformer.config.hidden_size
         chosen_pooling = Pooling(pooling, hidden) if pooling else (saved_pooling or Pooling("mean", hidden))
@@ -335,12 +340,23 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         state.update({key: value for key, value in self.state_dict().items() if not key.startswith("transformer.")})
         return state_dict_sha256(state)
 
-    def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None) -> Path:
-        """Write the sentence-transformers folder layout (loads in ``SentenceTransformer(path)``)."""
+    def push_to_hub(self, repo_id: str, **kwargs) -> object:
+        """Save and upload to the Hub, as ``SentenceTransformer.push_to_hub`` (see ``textdml.hub.push.push_to_hub``)."""
+        from textdml.hub.push import push_model
+
+        return push_model(self, repo_id, **kwargs)
+
+    def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None,
+                        merge_adapter: bool = True) -> Path:
+        """Write the sentence-transformers folder layout (loads in ``SentenceTransformer(path)``).
+
+        An encoder with adapters is saved merged, unless ``merge_adapter=False`` keeps the PEFT
+        adapter files (``adapter_config.json``, ``adapter_model.safetensors``) instead.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         transformer = self.transformer
-        if hasattr(transformer, "merge_and_unload"):  # LoRA: save a plain model other libraries load
+        if hasattr(transformer, "merge_and_unload") and merge_adapter:  # LoRA: save a plain model other libraries load
             import copy
 
             transformer = copy.deepcopy(transformer).merge_and_unload()

@@ -10,6 +10,10 @@ DUAL_ENCODER_CONFIG = "textdml_dual_encoder.json"
 
 def load_model(name_or_path: str | Path) -> Any:
     """``DualEncoder`` when the folder holds a dual-encoder config, else ``Embedder``."""
+    from textdml.models.adapters import is_dual_adapter_folder, load_dual_adapter
+
+    if is_dual_adapter_folder(name_or_path):
+        return load_dual_adapter(name_or_path)
     if (Path(name_or_path) / DUAL_ENCODER_CONFIG).exists():
         from textdml.models.dual_encoder import DualEncoder
 

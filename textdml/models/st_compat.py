@@ -148,7 +148,7 @@ class SentenceTransformerCompat:
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Save and upload to the Hugging Face Hub, as sentence-transformers' ``push_to_hub``
-        (see :func:`textdml.hub.push.push_to_hub` for the arguments)."""
-        from textdml.hub.push import push_to_hub
+        (see :func:`textdml.hub.push.push_model` for the arguments)."""
+        from textdml.hub.push import push_model
 
-        return push_to_hub(self, repo_id, **kwargs)
+        return push_model(self, repo_id, **kwargs)

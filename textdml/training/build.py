@@ -76,9 +76,14 @@ def create_model(config: ModelConfig) -> Any:
         return create_embedder(config)
     from textdml.models.dual_encoder import DualEncoder, create_dual_encoder
 
-    if config.dual is not None:
-        return create_dual_encoder(config.dual)
-    return DualEncoder.from_pretrained(config.name_or_path)
+    model = create_dual_encoder(config.dual) if config.dual is not None else DualEncoder.from_pretrained(config.name_or_path)
+    if config.lora is not None:
+        from textdml.models.adapters import add_adapters
+
+        add_adapters(model, config.lora)
+        # What an adapter save needs to rebuild the base (training.save_adapter).
+        model.base_spec = {"dual": config.dual} if config.dual is not None else {"name_or_path": config.name_or_path}
+    return model
 
 
 def create_embedder(config: ModelConfig) -> Embedder:
@@ -98,6 +103,8 @@ def create_embedder(config: ModelConfig) -> Embedder:
         keep_layers(embedder.transformer, config.num_layers)
     if config.gradient_checkpointing:
         embedder.enable_gradient_checkpointing()
-    if config.lora:
-        embedder.add_lora(**config.lora)
+    if config.lora is not None:
+        from textdml.models.adapters import add_adapters
+
+        add_adapters(embedder, config.lora)
     return embedder

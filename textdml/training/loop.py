@@ -31,6 +31,7 @@ from textdml.models.embedder import Embedder
 from textdml.redaction import redact
 from textdml.training import run_folder
 from textdml.training.build import build_loss, build_miner, create_model
+from textdml.training.callbacks import Callback, CallbackList, create_callbacks
 from textdml.training.checkpoint import (
     TrainerState,
     checkpoint_dirs,
@@ -219,12 +220,21 @@ def resolve_mixed_precision(choice: str) -> str:
 
 
 def create_accelerator(t: TrainingConfig) -> Accelerator:
-    """The Accelerator of a run. Every process reads its own batches (no dispatching): a batch holds
-    tokenised blocks, not one tensor, and Accelerate's dispatching (its default for streaming data)
-    can only slice tensors."""
+    """The Accelerator of a run, logging to ``training.report_to``. Every process reads its own
+    batches (no dispatching): a batch holds tokenised blocks, not one tensor, and Accelerate's
+    dispatching (its default for streaming data) can only slice tensors."""
+    from accelerate.utils import ProjectConfiguration
+
+    from textdml.training import trackers
+
+    output_dir = Path(t.output_dir)
+    report_to = trackers.resolve_trackers(t.report_to)
     return Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision),
                        gradient_accumulation_steps=t.gradient_accumulation_steps,
-                       dataloader_config=DataLoaderConfiguration(dispatch_batches=False))
+                       dataloader_config=DataLoaderConfiguration(dispatch_batches=False),
+                       log_with=report_to or None,
+                       project_config=ProjectConfiguration(project_dir=str(output_dir),
+                                                           logging_dir=str(trackers.tracker_logging_dir(output_dir))))
 
 
 def check_dispatch(accelerator: Accelerator, dataset: Any) -> None:
@@ -245,19 +255,27 @@ def train(
     train_dataset: Dataset | IterableDataset | None = None,
     embedder: Embedder | None = None,
     accelerator: Accelerator | None = None,
+    callbacks: list[Callback] | None = None,
 ) -> TrainResult:
     """Train the embedder of ``config``; returns where the final (and best) model were saved.
 
     Builds the model, data, loss and miner from the config, then runs :func:`run_training`, the
-    loop that ``textdml.training.trainer.Trainer`` (the Python API) runs too.
+    loop that ``textdml.training.trainer.Trainer`` (the Python API) runs too. ``callbacks`` (and
+    ``training.callbacks``) are called on logging, evaluation and saving. A given ``accelerator``
+    logs to the trackers it was built with, not to ``training.report_to``.
     """
     t = config.training
+    hub_token = check_push_target(t)  # a bad repo id or a missing token fails now, not after the training
     accelerator = accelerator or create_accelerator(t)
     check_process_group(accelerator)
     stamp = stamp_run_folder(config, accelerator)  # before anything is loaded or written
     set_seed(t.seed)
     with quiet_progress_bars(not t.show_progress_bar):  # transformers' and datasets' loading bars too
         embedder = embedder or create_model(config.model)
+        if t.save_adapter and is_dual_encoder(embedder):  # fail now, not at the final save
+            from textdml.models.adapters import check_reproducible_base
+
+            check_reproducible_base(getattr(embedder, "base_spec", None) or {})
         dual = is_dual_encoder(embedder)
         loss_name = config.loss.get("name") or config.loss.get("target")
         loss_cls_kinds = loss_input_kinds(config.loss)
@@ -268,7 +286,17 @@ def train(
     loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
                       num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
     return run_training(config, embedder, loss, build_miner(config.miner), data, evaluator=evaluator,
-                        accelerator=accelerator, stamp=stamp)
+                        accelerator=accelerator, stamp=stamp, callbacks=callbacks, hub_token=hub_token)
+
+
+def check_push_target(t: TrainingConfig) -> str | None:
+    """With ``training.push_to_hub``: the repo id checked and the token found (before any training)."""
+    if not t.push_to_hub:
+        return None
+    from textdml.hub.push import check_repo_id, find_token
+
+    check_repo_id(t.push_to_hub)
+    return find_token(None)
 
 
 @dataclass
@@ -295,7 +323,8 @@ def stamp_run_folder(config: RunConfig, accelerator: Accelerator) -> RunStamp:
 
 
 def run_training(config: RunConfig, model: Any, loss: Any, miner: Any, data: TrainingData, *,
-                 evaluator: Evaluator | None, accelerator: Accelerator, stamp: RunStamp | None = None) -> TrainResult:
+                 evaluator: Evaluator | None, accelerator: Accelerator, stamp: RunStamp | None = None,
+                 callbacks: list[Callback] | None = None, hub_token: str | None = None) -> TrainResult:
     """The training loop of ``train(config)`` and of ``Trainer``: built objects in, saved models out.
 
     ``config.training`` drives it; the rest of ``config`` is what the run records (run_config.json,
@@ -304,13 +333,22 @@ def run_training(config: RunConfig, model: Any, loss: Any, miner: Any, data: Tra
     # The training bar is the only bar of a run (none with show_progress_bar=false): saving and
     # evaluating inside it draw no bars of their own, and each evaluation prints one line above it.
     stamp = stamp or stamp_run_folder(config, accelerator)
+    if config.training.push_to_hub and hub_token is None:
+        hub_token = check_push_target(config.training)
+    callback_list = create_callbacks(config.training.callbacks, callbacks or [])
     with quiet_progress_bars():
-        return _training_loop(config, model, loss, miner, data, evaluator, accelerator, stamp)
+        return _training_loop(config, model, loss, miner, data, evaluator, accelerator, stamp, callback_list,
+                              hub_token)
 
 
 def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data: TrainingData,
-                   evaluator: Evaluator | None, accelerator: Accelerator, stamp: RunStamp) -> TrainResult:
+                   evaluator: Evaluator | None, accelerator: Accelerator, stamp: RunStamp,
+                   callback_list: CallbackList, hub_token: str | None) -> TrainResult:
+    from textdml.models.adapters import save_model
+    from textdml.training import run_info, trackers
+
     t = config.training
+    run_info.log_parameter_counts(embedder)
     output_dir = Path(t.output_dir)
     config_dict, identity, fingerprint = stamp.config_dict, stamp.identity, stamp.fingerprint
     dual = is_dual_encoder(embedder)
@@ -357,7 +395,11 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
         dataloader, sampler = rebuild_loader(remining.load(state.mined_at_step))
     if accelerator.is_main_process:
         run_folder.write_run_files(output_dir, config_dict, fingerprint)
-    log = MetricLog(output_dir, accelerator.is_main_process)
+    if accelerator.log_with:
+        accelerator.init_trackers(t.tracker_project, trackers.flat_hyperparameters(config_dict),
+                                  trackers.init_kwargs([str(x) for x in accelerator.log_with], output_dir.name,
+                                                       t.tracker_kwargs))
+    log = MetricLog(output_dir, accelerator.is_main_process, accelerator, callback_list)
     if accelerator.is_main_process:  # a resumed run logs its steps after the checkpoint anew
         log.records = run_folder.truncate_metrics(log.path, state.global_step)
     unwrapped = accelerator.unwrap_model(task)
@@ -417,7 +459,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                               "lr": scheduler.get_last_lr()[0], "examples_per_s": round(examples_since / elapsed, 2)}
                     progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                                          pairs_s=f"{record['examples_per_s']:.1f}")
-                    log.write(record)
+                    log.write(record, state)
                     examples_since, clock = 0, time.perf_counter()
                 remined = remining is not None and remining.due(state.global_step, total_steps)
                 if remined:  # before the checkpoint of this step, which then resumes on the new table
@@ -427,9 +469,10 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                     state.mined_at_step, state.batches_in_epoch = state.global_step, 0
                 if evaluator is not None and t.eval_steps and state.global_step % t.eval_steps == 0:
                     run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model,
-                                   accelerator)
+                                   accelerator, t.save_adapter)
                 if t.save_steps and state.global_step % t.save_steps == 0:
-                    save_checkpoint(accelerator, output_dir, state, t.save_total_limit, config_dict=config_dict)
+                    path = save_checkpoint(accelerator, output_dir, state, t.save_total_limit, config_dict=config_dict)
+                    log.saved(path, "checkpoint", state)
                 if stop.requested(accelerator):
                     raise KeyboardInterrupt
                 if state.global_step >= total_steps or remined:
@@ -453,21 +496,35 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
         message = (f"interrupted at step {state.global_step}: saved {path}; resume with "
                    "training.resume_from_checkpoint=latest")
         logger.warning(message)
+        log.saved(path, "checkpoint", state)
+        accelerator.end_training()
         raise TrainingInterrupted(signum, path, message) from err
     finally:
         stop.restore()
     progress.close()
     if evaluator is not None and (not t.eval_steps or state.global_step % t.eval_steps):
-        run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator)
+        run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator,
+                       t.save_adapter)
     final_dir = output_dir / "final"
     final_embedder = gathered_embedder(accelerator, task, config) if is_sharded(accelerator) else unwrapped.embedder
+    summary = run_info.summarize_run(config, data, evaluator, unwrapped, accelerator, step_seconds, state.global_step)
     if accelerator.is_main_process:
         from textdml.hub.model_card import write_model_card
 
         with run_folder.atomic_folder(final_dir) as folder:  # a kill mid-save never leaves a partial final/
-            final_embedder.save_pretrained(folder)
-            write_model_card(folder, config, unwrapped.loss, log.records)
+            save_model(final_embedder, folder, keep_adapter=t.save_adapter)
+            write_model_card(folder, config, unwrapped.loss, log.records, summary=summary)
+        if any((best_dir / marker).exists() for marker in ("modules.json", "textdml_dual_encoder.json",
+                                                           "textdml_dual_adapter.json")):
+            write_model_card(best_dir, config, unwrapped.loss, log.records, summary=summary)
+        log.saved(final_dir, "final", state)
+        if t.push_to_hub:
+            from textdml.hub.push import push_to_hub
+
+            pushed = push_to_hub(final_dir, t.push_to_hub, private=t.hub_private, token=hub_token)
+            logger.info("pushed the final model to %s", pushed.url)
     accelerator.wait_for_everyone()
+    accelerator.end_training()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
 
 
@@ -558,7 +615,7 @@ def gathered_embedder(accelerator: Accelerator, task: torch.nn.Module, config: R
 
 
 def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState, log: MetricLog, best_dir: Path,
-                   metric: str | None, accelerator: Accelerator) -> dict[str, float]:
+                   metric: str | None, accelerator: Accelerator, keep_adapter: bool = False) -> dict[str, float]:
     if is_sharded(accelerator):
         # A sharded model needs every process for each forward; evaluate the saved model instead.
         logger.warning("evaluation during training is skipped under FSDP / DeepSpeed: run `textdml eval` on the saved model")
@@ -567,7 +624,8 @@ def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState
         accelerator.wait_for_everyone()
         return {}
     results = evaluator(embedder)
-    log.write({"step": state.global_step, **{f"eval_{k}": v for k, v in results.items()}})
+    log.write({"step": state.global_step, **{f"eval_{k}": v for k, v in results.items()}}, state)
+    log.callbacks.on_evaluate(results, state)
     metric = metric or getattr(evaluator, "primary_metric", None)
     write_line(format_evaluation(state.global_step, results, metric))
     if metric is not None:
@@ -575,29 +633,29 @@ def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState
             raise KeyError(f"metric_for_best_model {metric!r} is not among the evaluation results {sorted(results)}")
         if state.best_metric is None or results[metric] > state.best_metric:
             state.best_metric, state.best_step = results[metric], state.global_step
+            from textdml.models.adapters import save_model
+
             with run_folder.atomic_folder(best_dir) as folder:
-                embedder.save_pretrained(folder)
+                save_model(embedder, folder, keep_adapter=keep_adapter)
+            log.saved(best_dir, "best", state)
     accelerator.wait_for_everyone()
     return results
 
 
 class MetricLog:
-    """Metrics to ``metrics.jsonl`` (and TensorBoard when it is installed)."""
+    """Metrics to ``metrics.jsonl``, to the Accelerate trackers (``training.report_to``) and to callbacks."""
 
-    def __init__(self, output_dir: Path, enabled: bool):
+    def __init__(self, output_dir: Path, enabled: bool, accelerator: Accelerator | None = None,
+                 callbacks: CallbackList | None = None):
         self.enabled = enabled
         self.path = output_dir / "metrics.jsonl"
         self.records: list[dict[str, Any]] = []
-        self.writer = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        self.accelerator = accelerator
+        self.callbacks = callbacks or CallbackList()
 
-                self.writer = SummaryWriter(str(output_dir / "tensorboard"))
-            except ImportError:
-                pass
+    def write(self, record: dict[str, Any], state: TrainerState | None = None) -> None:
+        from textdml.training.trackers import log_to_trackers, numeric_values
 
-    def write(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         if not self.enabled:
             return
@@ -606,8 +664,6 @@ class MetricLog:
                 file.write(json.dumps(record) + "\n")
         except OSError as err:  # name the file: a full disk reports no path
             raise OSError(err.errno, err.strerror, str(self.path)) from err
-        if self.writer is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, record["step"])
-            self.writer.flush()
+        if self.accelerator is not None and self.accelerator.log_with:
+            log_to_trackers(self.accelerator, numeric_values(record), record["step"])
+        self.callbacks.on_log(record, state or TrainerState(global_step=record["step"]))

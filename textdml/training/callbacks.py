@@ -1,0 +1,77 @@
+"""Callbacks: user code that runs when the trainer logs, evaluates or saves.
+
+Subclass ``Callback`` and override what you need; pass instances to ``train(callbacks=[...])``
+or name classes in ``training.callbacks`` (dotted paths, built with no arguments). Callbacks run
+on the main process only, after the built-in logging (``metrics.jsonl`` and the trackers).
+
+Example:
+    >>> class PrintEvaluations(Callback):
+    ...     def on_evaluate(self, metrics, state):
+    ...         print(state.global_step, round(metrics["ndcg@10"], 2))
+    >>> callbacks = CallbackList([PrintEvaluations()])
+    >>> from textdml.training.checkpoint import TrainerState
+    >>> callbacks.on_evaluate({"ndcg@10": 0.5}, TrainerState(global_step=3))
+    3 0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from textdml.training.checkpoint import TrainerState
+
+SaveKind = Literal["checkpoint", "best", "final"]
+
+
+class Callback:
+    """Hooks called by the training loop; each does nothing unless overridden."""
+
+    def on_log(self, record: dict[str, Any], state: TrainerState) -> None:
+        """A row of ``metrics.jsonl`` was written: training loss / lr / speed, or evaluation results."""
+
+    def on_evaluate(self, metrics: dict[str, float], state: TrainerState) -> None:
+        """An evaluation finished; ``metrics`` are the evaluator's results (without the ``eval_`` prefix)."""
+
+    def on_save(self, path: Path, kind: SaveKind, state: TrainerState) -> None:
+        """A checkpoint, the best model or the final model was written to ``path``."""
+
+
+class CallbackList(Callback):
+    """Calls every callback in order."""
+
+    def __init__(self, callbacks: Iterable[Callback] = ()):
+        self.callbacks = list(callbacks)
+        for callback in self.callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must subclass textdml.training.callbacks.Callback, got "
+                                f"{type(callback).__name__}")
+
+    def on_log(self, record: dict[str, Any], state: TrainerState) -> None:
+        for callback in self.callbacks:
+            callback.on_log(record, state)
+
+    def on_evaluate(self, metrics: dict[str, float], state: TrainerState) -> None:
+        for callback in self.callbacks:
+            callback.on_evaluate(metrics, state)
+
+    def on_save(self, path: Path, kind: SaveKind, state: TrainerState) -> None:
+        for callback in self.callbacks:
+            callback.on_save(path, kind, state)
+
+
+def create_callbacks(targets: list[str], given: Iterable[Callback] = ()) -> CallbackList:
+    """``training.callbacks`` (dotted class paths) built, after the callbacks passed in code."""
+    from textdml.registry import import_target
+
+    built = []
+    for i, target in enumerate(targets):
+        try:
+            cls = import_target(target)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ValueError(f"training.callbacks[{i}]: cannot import {target!r} ({err}); give a dotted path "
+                             "like my_package.callbacks.MyCallback") from err
+        built.append(cls())
+    return CallbackList([*given, *built])
