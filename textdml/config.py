@@ -114,6 +114,11 @@ class TrainingConfig:
     resume_from_checkpoint: str | None = None
     num_workers: int = 0
     show_progress_bar: bool = True
+    # Check the data, loss and memory on a sample before the first step (`textdml check`, brief);
+    # errors stop the run. Costs a few forward passes.
+    preflight: bool = True
+    # Write <output_dir>/report.html at the end (`textdml report`): plots of the loss, metrics and health.
+    report: bool = True
 
 
 @dataclass

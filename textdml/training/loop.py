@@ -25,6 +25,7 @@ from textdml.data.collator import RoleCollator
 from textdml.data.loading import check_text_columns, is_list_column, label_mapping, load_data
 from textdml.data.roles import ColumnRoles, resolve_roles
 from textdml.data.shuffle import SeededShuffleSampler
+from textdml.diagnostics.run import RunDiagnostics
 from textdml.models.embedder import Embedder
 from textdml.training.build import build_loss, build_miner, create_model
 from textdml.training.checkpoint import TrainerState, load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -255,11 +256,14 @@ def train(
         (output_dir / "run_config.json").write_text(json.dumps(to_dict(config), indent=2, default=str))
     log = MetricLog(output_dir, accelerator.is_main_process)
     unwrapped = accelerator.unwrap_model(task)
+    diagnostics = RunDiagnostics(config, unwrapped, data, evaluator, output_dir, accelerator, is_sharded(accelerator))
+    diagnostics.start()
     best_dir = output_dir / "best"
     progress = tqdm(total=total_steps, initial=state.global_step, desc="Training", dynamic_ncols=True,
                     disable=not (t.show_progress_bar and accelerator.is_main_process))
     examples_since, clock = 0, time.perf_counter()
     step_seconds = 0.0  # training time only: evaluation and checkpoints are not counted
+    grad_norm = None
     try:
         while state.global_step < total_steps:
             batches = dataloader
@@ -286,7 +290,7 @@ def train(
                         check_finite(output.loss, state)
                         accelerator.backward(output.loss)
                     if accelerator.sync_gradients and t.max_grad_norm:
-                        accelerator.clip_grad_norm_(task.parameters(), t.max_grad_norm)
+                        grad_norm = accelerator.clip_grad_norm_(task.parameters(), t.max_grad_norm)
                     optimizer.step()
                     if accelerator.sync_gradients:
                         scheduler.step()
@@ -302,6 +306,7 @@ def train(
                     elapsed = time.perf_counter() - clock
                     record = {"step": state.global_step, "epoch": state.epoch, "loss": round(output.loss.item(), 6),
                               "lr": scheduler.get_last_lr()[0], "examples_per_s": round(examples_since / elapsed, 2)}
+                    record |= diagnostics.health(batch, state.global_step, grad_norm)
                     progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                                          pairs_s=f"{record['examples_per_s']:.1f}")
                     log.write(record)
@@ -332,6 +337,7 @@ def train(
 
         final_embedder.save_pretrained(final_dir)
         write_model_card(final_dir, config, unwrapped.loss, log.records)
+        diagnostics.finish(final_embedder)
     accelerator.wait_for_everyone()
     return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
 
