@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--top-k", type=int, default=5)
     add_config_arguments(search)
 
+    check = verbs.add_parser("check", help="preflight: check data, loss, margins and memory before training")
+    add_config_arguments(check)
+
+    report = verbs.add_parser("report", help="write a run folder's HTML report (plots of loss, metrics, health)")
+    report.add_argument("run_dir", help="a training.output_dir")
+    report.add_argument("--output", help="where to write the page (default: <run_dir>/report.html)")
+
     quick = verbs.add_parser("quickstart", help="train -> evaluate -> index -> search on WordNet, offline")
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None)
@@ -135,6 +142,16 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
     return hits
 
 
+def run_check(config: RunConfig) -> int:
+    """Print the preflight findings; 1 when there are errors."""
+    from textdml.diagnostics.preflight import run_preflight
+    from textdml.evaluation.build import build_evaluator
+
+    report = run_preflight(config, evaluator=build_evaluator(config.eval))
+    print(report.format())
+    return 1 if report.errors else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("httpx", "transformers", "datasets", "accelerate"):
@@ -146,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
 
             run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps)
             return 0
+        if args.verb == "report":
+            from textdml.diagnostics.report import write_report
+
+            print(write_report(args.run_dir, args.output))
+            return 0
         config = load_run_config(args.config, args.overrides)
         if args.verb == "train":
             print(json.dumps(run_train(config), indent=2))
@@ -155,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             run_index(config, args.model, args.data)
         elif args.verb == "search":
             run_search(config, args.model, args.query, args.top_k, args.image)
+        elif args.verb == "check":
+            return run_check(config)
     except (ConfigError, FileNotFoundError, ValueError, KeyError) as err:
         print(f"textdml {args.verb}: error: {err}", file=sys.stderr)
         return 2
