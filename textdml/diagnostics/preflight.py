@@ -14,8 +14,8 @@ is ``ok``, ``warning`` or ``error`` with the fix in one sentence.
 from __future__ import annotations
 
 import copy
-import itertools
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -31,7 +31,12 @@ from datasets import Dataset
 from torch import nn
 
 from textdml.config import RunConfig
-from textdml.diagnostics.classes import count_classes, learns_from_singletons, small_classes_message, training_class_counts
+from textdml.diagnostics.classes import (
+    count_classes,
+    learns_from_singletons,
+    small_classes_message,
+    training_class_counts,
+)
 from textdml.diagnostics.health import BatchEmbeddings, embed_batch, embedding_health
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from textdml.diagnostics.health import COLLAPSE_THRESHOLD
-from textdml.diagnostics.plots import plot_metric_grid, plot_projection, plot_similarity_histograms, plot_training_curves
+from textdml.diagnostics.plots import (
+    plot_metric_grid,
+    plot_projection,
+    plot_similarity_histograms,
+    plot_training_curves,
+)
 from textdml.diagnostics.preflight import PreflightReport
 from textdml.diagnostics.snapshot import EvalSnapshot
 
