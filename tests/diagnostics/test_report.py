@@ -137,3 +137,28 @@ def test_the_report_loads_in_a_headless_browser_with_every_image_decoded(tiny_ru
             context.close()
     assert errors == []
     assert len(images) == 5 and all(width > 100 and height > 100 for _, width, height in images), images
+
+
+def test_image_text_runs_get_the_same_page_with_image_text_metrics(tmp_path):
+    open_clip = pytest.importorskip("open_clip")
+    from tests.fakes_vision import write_colour_images
+
+    arch = "textdml-tiny-report-clip"
+    spec = {"embed_dim": 16,
+            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+            "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    (tmp_path / f"{arch}.json").write_text(json.dumps(spec))
+    open_clip.add_model_config(tmp_path / f"{arch}.json")
+    rows = write_colour_images(tmp_path / "images", per_colour=4)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"image": r["image"], "text": r["text"]}) + "\n" for r in rows))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(Path(__file__).parents[2] / "recipes/image_text/open_clip_vit_b32_emoji.yaml"),
+                 f"model.dual.arch={arch}", f"train.path={data}", f"eval.data.path={data}", "training.max_steps=2",
+                 "training.batch_size=8", "training.logging_steps=1", "training.eval_steps=2",
+                 f"training.output_dir={run}", "training.show_progress_bar=false"]) == 0
+    page = (run / "report.html").read_text()
+    assert "images and captions" in page and "i2t_recall@1" in page
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all("health_logit_scale" in r and "health_sim_gap" in r for r in records if "loss" in r)
+    assert EvalSnapshot.load(run / "diagnostics" / "eval_after.npz").grouping == "modality"
