@@ -150,27 +150,34 @@ def learnable_logit_scale(*modules: nn.Module) -> float | None:
     return None
 
 
-def embed_batch(task: nn.Module, batch: dict[str, Any]) -> BatchEmbeddings:
-    """The embeddings of a collated training batch, arranged as the task's loss receives them."""
+def embed_batch(task: nn.Module, batch: dict[str, Any], chunk_rows: int = 256) -> BatchEmbeddings:
+    """The embeddings of a collated training batch, arranged as the task's loss receives them.
+
+    Rows go through the model ``chunk_rows`` at a time, so a GradCache-sized batch (far more rows
+    than fit one forward) is measured in bounded memory.
+    """
+    from textdml.training.grad_cache import split_features
+
     model = task.embedder
     device = next(model.parameters()).device
 
-    def to_device(features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+    def embed(fn: Any, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        return torch.cat([fn(chunk) for chunk in split_features(features, chunk_rows)])
 
     labels = batch.get("labels")
     if "image" in batch:  # ImageTextTask: images are anchors, captions the references
-        images = model.embed_images(batch["image"].to(device))
+        images = torch.cat([model.embed_images(p.to(device)) for p in batch["image"].split(chunk_rows)])
         if "text" not in batch:
             return BatchEmbeddings(images, labels)
-        return BatchEmbeddings(images, labels, model.embed_texts(to_device(batch["text"])), batch["ref_labels"])
+        return BatchEmbeddings(images, labels, embed(model.embed_texts, batch["text"]), batch["ref_labels"])
     inputs = batch["inputs"]
-    roles = inputs.split(torch.cat([model(to_device(block)) for block in inputs.blocks]))
+    roles = inputs.split(torch.cat([embed(model, block) for block in inputs.blocks]))
     if len(roles) == 1:
         return BatchEmbeddings(roles[0], labels)
     if "pair_labels" in batch:  # scored pairs: a negative pair's reference gets a label no anchor has
         ids = torch.arange(len(roles[0]))
-        ref_labels = torch.where(batch["pair_labels"] > 0.5, ids, -(ids + 1))
+        ref_labels = torch.where(batch["pair_labels"].cpu() > 0.5, ids, -(ids + 1))
         return BatchEmbeddings(roles[0], ids, roles[1], ref_labels)
     return BatchEmbeddings(roles[0], labels, torch.cat(roles[1:]), batch["ref_labels"])
 
