@@ -106,3 +106,18 @@ def test_train_stops_on_preflight_errors_unless_turned_off(tiny_model_dir, tmp_p
     with pytest.raises(PreflightError, match="16 of 16 classes.*training.preflight=false"):
         train(config, train_dataset=data)
     assert PreflightReport.load(tmp_path / "run" / "preflight.json").errors
+
+
+def test_labelled_data_needs_positives_in_each_batch(tiny_model_dir, tmp_path):
+    rows = [{"anchor": f"text {c} {i}", "label": c} for c in range(32) for i in range(2)]
+    random = run_preflight(config_for(tmp_path, tiny_model_dir, rows, "loss.name=triplet"), brief=True)
+    assert levels(random)["positives"] == "warning" and "m_per_class" in random.get("positives")[0].fix
+    grouped = run_preflight(config_for(tmp_path, tiny_model_dir, rows, "loss.name=triplet",
+                                       "training.sampler=m_per_class", "training.m_per_class=2"), brief=True)
+    assert levels(grouped)["positives"] == "ok" and levels(grouped)["classes"] == "ok"
+
+
+def test_one_row_classes_are_fine_for_class_level_losses(tiny_model_dir, tmp_path):
+    rows = [{"anchor": f"text number {i}", "label": i} for i in range(16)]
+    report = run_preflight(config_for(tmp_path, tiny_model_dir, rows, "loss.name=proxy_anchor"), brief=True)
+    assert not report.errors and levels(report)["classes"] == "ok", report.format()

@@ -57,6 +57,8 @@ def test_every_run_writes_a_self_contained_report(tiny_run):
     # Nothing is fetched: no URL, no script.
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert "coloured by class (4 classes)" in page
+    findings = json.loads((tiny_run / "preflight.json").read_text())["findings"]
+    assert not [f for f in findings if f["level"] != "ok"], findings  # m-per-class batches, margins not yet met
     records = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     health = [r for r in records if "loss" in r]
     for key in ("health_alignment", "health_uniformity", "health_variance", "health_sim_gap", "health_margin_met",
@@ -162,3 +164,5 @@ def test_image_text_runs_get_the_same_page_with_image_text_metrics(tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all("health_logit_scale" in r and "health_sim_gap" in r for r in records if "loss" in r)
     assert EvalSnapshot.load(run / "diagnostics" / "eval_after.npz").grouping == "modality"
+    findings = json.loads((run / "preflight.json").read_text())["findings"]
+    assert findings and not [f for f in findings if "could not run" in f["message"]], findings

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -42,6 +43,7 @@ from textdml.diagnostics.health import BatchEmbeddings, embed_batch, embedding_h
 logger = logging.getLogger(__name__)
 
 Level = Literal["ok", "warning", "error"]
+BRIEF_SCAN_ROWS = 2_000_000  # the brief preflight counts duplicates on a sample above this
 LEVELS: tuple[Level, ...] = ("ok", "warning", "error")
 
 
@@ -129,6 +131,15 @@ class PreflightContext:
     num_processes: int
     sample: Dataset
     dual: bool
+    brief: bool = False
+
+    @property
+    def scan(self) -> Dataset:
+        """The data that whole-data counts run on: all of it, except for huge data in the brief preflight."""
+        dataset = self.data.dataset
+        if isinstance(dataset, Dataset) and (not self.brief or len(dataset) <= BRIEF_SCAN_ROWS):
+            return dataset
+        return self.sample
 
     @property
     def batch_size(self) -> int:
@@ -182,14 +193,14 @@ def run_preflight(
                           num_classes=len(data.label_ids) if data.label_ids else None, model=model)
         miner = build_miner(config.miner)
     sample = sample_dataset(data.dataset, sample_rows or (256 if brief else 2048), config.training.seed)
-    context = PreflightContext(config, model, data, loss, miner, loss_name, num_processes, sample, dual)
+    context = PreflightContext(config, model, data, loss, miner, loss_name, num_processes, sample, dual, brief)
     checks: list[Callable[[PreflightContext, PreflightReport], None]] = [
         check_columns, check_texts, check_duplicates, check_classes, check_negatives, check_batch, check_memory,
     ]
     for check in checks:
         run_check(check, context, report)
     if not brief:
-        run_check(lambda c, r: check_base_metrics(c, r, evaluator), context, report)
+        run_check(functools.partial(check_base_metrics, evaluator=evaluator), context, report)
     return report
 
 
@@ -199,7 +210,7 @@ def run_check(check: Callable[[PreflightContext, PreflightReport], None], contex
     try:
         check(context, report)
     except Exception as err:  # noqa: BLE001 - reported, and the other checks still run
-        name = getattr(check, "__name__", "check").removeprefix("check_")
+        name = getattr(getattr(check, "func", check), "__name__", "check").removeprefix("check_")
         report.add(name, "warning", f"could not run: {type(err).__name__}: {err}",
                    "run `textdml check` for the full report, or report this as a bug")
 
@@ -299,7 +310,7 @@ def check_duplicates(c: PreflightContext, report: PreflightReport) -> None:
     roles, t = c.data.roles, c.config.training
     if roles.kind in ("labelled", "labelled_images"):
         return  # rows of one class are meant to repeat their label
-    full = c.data.dataset if isinstance(c.data.dataset, Dataset) else c.sample
+    full = c.scan
     scope = "in the data" if full is c.data.dataset else "in the sample"
     no_duplicates = t.sampler == "no_duplicates"
     anchor = getattr(roles, "anchor", None) or getattr(roles, "image", None)
@@ -341,8 +352,7 @@ def check_classes(c: PreflightContext, report: PreflightReport) -> None:
     if t.sampler == "m_per_class":
         report.add("positives", "ok", f"sampler m_per_class: {t.m_per_class - 1} positives per anchor in every batch")
         return
-    labels = c.data.dataset.data.column(roles.label).to_pylist() if isinstance(c.data.dataset, Dataset) \
-        else c.sample[roles.label]
+    labels = c.scan.data.column(roles.label).to_pylist()
     class_sizes = Counter(labels)
     n = len(labels)
     expected = sum(size * (size - 1) for size in class_sizes.values()) / max(n * (n - 1), 1) * (t.batch_size - 1)
