@@ -83,3 +83,16 @@ def test_monitor_warns_once_with_the_step_on_collapse_and_restores_train_mode(ca
     assert first["health_variance"] < 1e-3 and first["health_grad_norm"] == 2.5
     assert [r.message.count("step 7") for r in caplog.records] == [1]
     assert task.embedder.training
+
+
+def test_margin_met_for_the_contrastive_loss_counts_pairs():
+    from textdml.losses.contrastive import ContrastiveLoss
+
+    x = torch.eye(4)
+    # Cosine distances: 0 for each positive (itself + 0), 1 for every negative: all margins of 0.5 met.
+    health = embedding_health(BatchEmbeddings(x, torch.arange(4), x.clone(), torch.arange(4)),
+                              ContrastiveLoss(margin=0.5))
+    assert health["margin_met"] == 1.0
+    strict = embedding_health(BatchEmbeddings(x, torch.arange(4), x.clone(), torch.arange(4)),
+                              ContrastiveLoss(margin=1.5))
+    assert strict["margin_met"] == pytest.approx(4 / 16)  # only the positives

@@ -9,8 +9,8 @@ Logged every ``training.logging_steps`` next to the loss (keys ``health_*`` in `
 - ``variance``: mean per-dimension variance of the normalised embeddings times the dimension:
   about 1 for embeddings spread over the sphere, near 0 when they collapse to one point.
 - ``top1``: the share of anchors whose closest reference is a positive (in-batch accuracy).
-- ``margin_met``: for margin losses, the share of in-batch triplets that already satisfy the
-  margin (they give zero loss and no gradient).
+- ``margin_met``: for the triplet (contrastive) loss, the share of in-batch triplets (pairs)
+  that already satisfy the margin: they give zero loss and no gradient.
 - ``mined``: with a miner, the share of the batch's tuples it keeps.
 - ``grad_norm`` (before clipping) and ``logit_scale`` (the multiplier, when it is learnable).
 
@@ -54,7 +54,7 @@ def embedding_health(batch: BatchEmbeddings, loss: nn.Module | None = None, mine
 
     Args:
         batch: anchors, labels and (for pairs / triplets / image-text) the reference rows.
-        loss: the training loss; a ``margin`` and ``distance`` give ``margin_met``.
+        loss: the training loss; the triplet and contrastive losses give ``margin_met``.
         miner: the training miner; gives ``mined``.
         max_rows: anchors (and references) kept, so the cost stays small for large batches.
 
@@ -111,20 +111,30 @@ def uniformity(unit: torch.Tensor, t: float = 2.0) -> float:
 
 def margin_met(loss: nn.Module | None, embeddings: torch.Tensor, ref: torch.Tensor, positive: torch.Tensor,
                negative: torch.Tensor, same_set: bool) -> float | None:
-    """The share of in-batch (anchor, positive, negative) triplets whose margin is already met."""
-    margin, distance = getattr(loss, "margin", None), getattr(loss, "distance", None)
-    if not isinstance(margin, (int, float)) or isinstance(margin, bool) or distance is None:
+    """The share of the batch's tuples whose margin is already met (zero loss, no gradient):
+    (anchor, positive, negative) triplets for the triplet loss, pairs for the contrastive loss;
+    None for other losses."""
+    from textdml.losses.contrastive import ContrastiveLoss
+    from textdml.losses.triplet import TripletLoss
+
+    if isinstance(loss, ContrastiveLoss):
+        with torch.no_grad():
+            dist = loss.as_distance_values(loss.distance(embeddings, None if same_set else ref))  # (N, M)
+        met = int((dist[positive] <= loss.pos_margin).sum() + (dist[negative] >= loss.margin).sum())
+        total = int(positive.sum() + negative.sum())
+        return met / total if total else None
+    if not isinstance(loss, TripletLoss):
         return None
     with torch.no_grad():
-        dist = distance(embeddings, None if same_set else ref)  # (N, M)
+        dist = loss.distance(embeddings, None if same_set else ref)  # (N, M)
     met, total = 0, 0
     # (rows, P, Q) for every positive p and negative q of each anchor, a few anchors at a time.
     step = max(1, 2**22 // max(1, dist.shape[1] ** 2))
     for start in range(0, len(dist), step):
         part = dist[start : start + step]
         triplets = positive[start : start + step, :, None] & negative[start : start + step, None, :]
-        violation = distance.margin(part[:, None, :].expand_as(triplets), part[:, :, None].expand_as(triplets))
-        met += int((violation[triplets] + margin <= 0).sum())
+        violation = loss.distance.margin(part[:, None, :].expand_as(triplets), part[:, :, None].expand_as(triplets))
+        met += int((violation[triplets] + loss.margin <= 0).sum())
         total += int(triplets.sum())
     return met / total if total else None
 

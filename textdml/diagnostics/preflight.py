@@ -455,14 +455,13 @@ def check_batch(c: PreflightContext, report: PreflightReport) -> None:
         c.model.train(was_training)
     if not math.isfinite(value):
         report.add("initial_loss", "error", f"the loss of the untrained model on a sample batch is {value}.",
-                   "lower the learning rate is not enough here: check the loss arguments (temperature, margin) "
-                   "and use mixed_precision=no")
+                   "check the loss arguments (temperature, margin) and train with mixed_precision=no")
         return
     check_initial_loss(c, report, value, embedded)
     met = health.get("margin_met")
     if met is not None:
-        margin = getattr(c.loss, "margin", None)
-        message = f"{met:.1%} of the batch's triplets already meet loss.margin={margin}"
+        tuples = "pairs" if hasattr(c.loss, "pos_margin") else "triplets"
+        message = f"{met:.1%} of the batch's {tuples} already meet loss.margin={getattr(c.loss, 'margin', None)}"
         if met > 0.9:
             report.add("margins", "warning", message + ": they give zero loss and no gradient.",
                        "raise loss.margin, or mine hard tuples (miner: {name: batch_hard})")
@@ -483,8 +482,11 @@ def check_initial_loss(c: PreflightContext, report: PreflightReport, value: floa
         else:
             report.add("initial_loss", "ok", message)
         return
-    candidates = (len(embedded.ref_embeddings) if embedded.ref_embeddings is not None
-                  else len(embedded.embeddings) - 1) * (c.num_processes if getattr(c.loss, "gathers", True) else 1)
+    if learns_from_singletons(c.loss) and c.data.label_ids:
+        candidates = len(c.data.label_ids)  # a softmax over the classes
+    else:
+        candidates = (len(embedded.ref_embeddings) if embedded.ref_embeddings is not None
+                      else len(embedded.embeddings) - 1) * (c.num_processes if getattr(c.loss, "gathers", True) else 1)
     chance = math.log(max(candidates, 2))
     temperature = getattr(c.loss, "temperature", None)
     if not isinstance(temperature, (int, float)):
@@ -554,9 +556,11 @@ def check_base_metrics(c: PreflightContext, report: PreflightReport, evaluator: 
     report.add("base_metrics", "ok", f"the untrained model on the eval set: {text}")
 
 
-def log_report(report: PreflightReport) -> None:
-    """Findings into the training log: warnings and errors as warnings, the rest as info."""
+def log_report(report: PreflightReport, where: str = "preflight.json") -> None:
+    """Warnings and errors into the training log one by one, the passed checks as one summary line."""
     for finding in report.findings:
-        line = f"preflight {finding.level}: {finding.check}: {finding.message}" + (
-            f" Fix: {finding.fix}" if finding.fix else "")
-        (logger.info if finding.level == "ok" else logger.warning)(line)
+        if finding.level != "ok":
+            logger.warning("preflight %s: %s: %s Fix: %s", finding.level, finding.check, finding.message, finding.fix)
+    passed = [f.check for f in report.findings if f.level == "ok"]
+    logger.info("preflight: %d error(s), %d warning(s); passed: %s (details in %s)", len(report.errors),
+                len(report.warnings), ", ".join(dict.fromkeys(passed)) or "none", where)

@@ -63,9 +63,8 @@ class RunDiagnostics:
         report = run_preflight(self.config, model=self.task.embedder, data=self.data, loss=self.task.loss,
                                miner=self.task.miner, brief=True, num_processes=self.accelerator.num_processes)
         if self.accelerator.is_main_process:
-            log_report(report)
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            report.save(self.output_dir / "preflight.json")
+            log_report(report, str(report.save(self.output_dir / "preflight.json")))
         if report.errors:
             raise PreflightError(report.error_message())
 
