@@ -141,6 +141,7 @@ def test_the_report_loads_in_a_headless_browser_with_every_image_decoded(tiny_ru
     assert len(images) == 5 and all(width > 100 and height > 100 for _, width, height in images), images
 
 
+@pytest.mark.slow  # two towers, two steps, an evaluation: several seconds on a CPU
 def test_image_text_runs_get_the_same_page_with_image_text_metrics(tmp_path):
     open_clip = pytest.importorskip("open_clip")
     from tests.fakes_vision import write_colour_images
