@@ -36,4 +36,13 @@ if [ ! -f /usr/share/wordnet/data.noun ] && [ -z "${TEXTDML_WORDNET_DIR:-}" ]; t
     exit 1
   fi
 fi
+# The report test opens the run report in a real headless browser; without one it skips.
+case "$extras" in
+  *test*)
+    if ! command -v chromium >/dev/null && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+      echo "[setup] installing chromium (report browser test; skipped if this fails)"
+      { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+        || echo "[setup] could not install chromium: the browser test will skip" >&2
+    fi ;;
+esac
 echo "[setup] ready"

@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("adapter_dir", help="a folder saved with training.save_adapter=true")
     merge.add_argument("out_dir", help="where to write the merged model")
 
+    check = verbs.add_parser("check", help="preflight: check data, loss, margins and memory before training")
+    add_config_arguments(check)
+
+    report = verbs.add_parser("report", help="write a run folder's HTML report (plots of loss, metrics, health)")
+    report.add_argument("run_dir", help="a training.output_dir")
+    report.add_argument("--output", help="where to write the page (default: <run_dir>/report.html)")
+
     quick = verbs.add_parser("quickstart", help="train -> evaluate -> index -> search on WordNet, offline")
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None)
@@ -301,6 +308,15 @@ def run_push(args: argparse.Namespace) -> Any:
     print(f"dry run: nothing was uploaded to {result.repo_id}" if args.dry_run else f"pushed to {result.url}")
     return result
 
+def run_check(config: RunConfig) -> int:
+    """Print the preflight findings; 1 when there are errors."""
+    from textdml.diagnostics.preflight import run_preflight
+    from textdml.evaluation.build import build_evaluator
+
+    report = run_preflight(config, evaluator=build_evaluator(config.eval))
+    print(report.format())
+    return 1 if report.errors else 0
+
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -313,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
             from textdml.quickstart import run_quickstart
 
             run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps)
+            return 0
+        if args.verb == "report":
+            from textdml.diagnostics.report import write_report
+
+            print(write_report(args.run_dir, args.output))
             return 0
         if args.verb == "push":
             run_push(args)
@@ -341,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             run_rollback(config, args.collection, args.to)
         elif args.verb == "mine":
             run_mine(config, args.model, args.output)
+        elif args.verb == "check":
+            return run_check(config)
     except KeyboardInterrupt as err:  # TrainingInterrupted says where it saved and carries the signal
         print(f"textdml {args.verb}: {str(err) or 'interrupted'}", file=sys.stderr)
         return 128 + getattr(err, "signum", 2)

@@ -170,6 +170,11 @@ class TrainingConfig:
     # A Hub repo id (namespace/name): push the final model there after training (see `textdml push`).
     push_to_hub: str | None = None
     hub_private: bool = False
+    # Check the data, loss and memory on a sample before the first step (`textdml check`, brief);
+    # errors stop the run. Costs a few forward passes.
+    preflight: bool = True
+    # Write <output_dir>/report.html at the end (`textdml report`): plots of the loss, metrics and health.
+    report: bool = True
 
 
 @dataclass

@@ -26,6 +26,7 @@ from textdml.data.collator import RoleCollator
 from textdml.data.loading import check_text_columns, is_list_column, label_mapping, load_data
 from textdml.data.roles import ColumnRoles, resolve_roles
 from textdml.data.shuffle import SeededShuffleSampler
+from textdml.diagnostics.run import RunDiagnostics
 from textdml.mining.remine import Remining
 from textdml.models.embedder import Embedder
 from textdml.redaction import redact
@@ -403,6 +404,8 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
     if accelerator.is_main_process:  # a resumed run logs its steps after the checkpoint anew
         log.records = run_folder.truncate_metrics(log.path, state.global_step)
     unwrapped = accelerator.unwrap_model(task)
+    diagnostics = RunDiagnostics(config, unwrapped, data, evaluator, output_dir, accelerator, is_sharded(accelerator))
+    diagnostics.start()
     best_dir = output_dir / "best"
     progress = tqdm(total=total_steps, initial=state.global_step, desc="Training", dynamic_ncols=True,
                     disable=not (t.show_progress_bar and accelerator.is_main_process))
@@ -411,6 +414,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
     # Signals only set a flag, checked after each optimiser step; in_step marks the stretch where
     # weights and counters disagree, in which a bare KeyboardInterrupt must not be checkpointed.
     stop, in_step = StopRequest(), False
+    grad_norm = None
     try:
         stop.__enter__()
         while state.global_step < total_steps:
@@ -440,7 +444,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                         check_finite(output.loss, state)
                         accelerator.backward(output.loss)
                     if accelerator.sync_gradients and t.max_grad_norm:
-                        accelerator.clip_grad_norm_(task.parameters(), t.max_grad_norm)
+                        grad_norm = accelerator.clip_grad_norm_(task.parameters(), t.max_grad_norm)
                     optimizer.step()
                     if accelerator.sync_gradients:
                         scheduler.step()
@@ -457,6 +461,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                     elapsed = time.perf_counter() - clock
                     record = {"step": state.global_step, "epoch": state.epoch, "loss": round(output.loss.item(), 6),
                               "lr": scheduler.get_last_lr()[0], "examples_per_s": round(examples_since / elapsed, 2)}
+                    record |= diagnostics.health(batch, state.global_step, grad_norm)
                     progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
                                          pairs_s=f"{record['examples_per_s']:.1f}")
                     log.write(record, state)
@@ -518,6 +523,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                                                            "textdml_dual_adapter.json")):
             write_model_card(best_dir, config, unwrapped.loss, log.records, summary=summary)
         log.saved(final_dir, "final", state)
+        diagnostics.finish(final_embedder)
         if t.push_to_hub:
             from textdml.hub.push import push_to_hub
 

@@ -1,0 +1,1 @@
+"""Know your run: preflight checks, embedding health while training, and an HTML report."""
