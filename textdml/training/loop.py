@@ -673,3 +673,7 @@ class MetricLog:
         if self.accelerator is not None and self.accelerator.log_with:
             log_to_trackers(self.accelerator, numeric_values(record), record["step"])
         self.callbacks.on_log(record, state or TrainerState(global_step=record["step"]))
+
+    def saved(self, path: Path, kind: str, state: TrainerState) -> None:
+        if self.enabled:
+            self.callbacks.on_save(path, kind, state)  # type: ignore[arg-type]
