@@ -113,22 +113,23 @@ def test_push_to_hub_uploads_the_saved_folder(tiny_embedder, monkeypatch):
 
     calls = {}
 
-    def create_repo(self, repo_id, **kwargs):
-        calls["create"] = (repo_id, kwargs)
+    def create_repo(repo_id, **kwargs):
+        calls["create"] = (repo_id, kwargs.get("private"))
 
-    def upload_folder(self, *, repo_id, folder_path, commit_message, **kwargs):
+    def upload_folder(*, repo_id, folder_path, commit_message, **kwargs):
         from pathlib import Path
 
         calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
         calls["card"] = (Path(folder_path) / "README.md").read_text()
         return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
 
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
-    url = tiny_embedder.push_to_hub("me/my-model", private=True)
-    assert url == "https://huggingface.co/me/my-model/commit/abc"
-    assert calls["create"] == ("me/my-model", {"private": True, "exist_ok": True, "repo_type": "model"})
+    monkeypatch.setenv("HF_TOKEN", "hf_dummy_token_for_the_test")
+    monkeypatch.setattr(huggingface_hub, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub, "upload_folder", upload_folder)
+    result = tiny_embedder.push_to_hub("me/my-model", private=True)
+    assert result.url == "https://huggingface.co/me/my-model/commit/abc"
+    assert calls["create"] == ("me/my-model", True)
     assert {"modules.json", "model.safetensors", "README.md", "1_Pooling"} <= set(calls["files"])
-    assert 'SentenceTransformer("me/my-model")' in calls["card"]
-    with pytest.raises(ValueError, match="user/model-name"):
+    assert "# my-model" in calls["card"]
+    with pytest.raises(ValueError, match="must look like namespace/name"):
         tiny_embedder.push_to_hub("no-namespace")

@@ -13,7 +13,19 @@ import warnings
 
 import pytest
 import torch
-from loss_contract import DIM, LABELS, REF_LABELS, LossCase, all_cases, inputs, leaves, randn, spread, with_extra
+from loss_contract import (
+    DIM,
+    LABELS,
+    REF_LABELS,
+    LossCase,
+    all_cases,
+    catalogue_names,
+    inputs,
+    leaves,
+    randn,
+    spread,
+    with_extra,
+)
 
 from textdml.losses.base import BaseLoss, DegenerateBatchWarning
 from textdml.miners.base import all_pairs, all_triplets
@@ -198,5 +210,5 @@ def test_citation_is_bibtex(case: LossCase) -> None:
 
 
 def test_every_registered_loss_is_under_contract() -> None:
-    assert sorted(case.name for case in CASES) == LOSSES.names()
+    assert sorted(case.name for case in CASES) == catalogue_names() and len(CASES) >= 50
     assert LABELS.max() < 4 and REF_LABELS.max() < 4  # class-level losses are built for 4 classes

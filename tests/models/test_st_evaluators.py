@@ -89,7 +89,7 @@ def test_encode_takes_sentence_transformers_arguments(tiny_embedder):
     assert tiny_embedder.encode(texts, truncate_dim=8).shape == (2, 8)
     prompted = tiny_embedder.encode(texts, prompt="query: ")
     np.testing.assert_allclose(prompted, tiny_embedder.encode(["query: a cat", "query: a dog on a mat"]), atol=1e-6)
-    with pytest.raises(ValueError, match="named prompts"):
+    with pytest.raises(ValueError, match="is not one of this model's prompts"):
         tiny_embedder.encode(texts, prompt_name="query")
     with pytest.raises(TypeError, match="unexpected keyword"):
         tiny_embedder.encode(texts, colour="red")

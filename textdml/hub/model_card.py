@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from textdml.config import DataConfig, RunConfig
 from textdml.hub.base_model import hub_id_for, is_local_path, looks_like_hub_id, public_name, scrub_paths
+from textdml.redaction import redact
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCard
@@ -281,7 +282,8 @@ def training_section(config: RunConfig, loss: Any, summary: RunSummary | None) -
         miner_name = type(summary.miner).__name__ if summary is not None and summary.miner is not None else "miner"
         lines.append(f"- miner: `{miner_name}` with `{settings(config.miner, summary.miner if summary else None)}`")
     lines += ["", "### Hyperparameters", "", "| name | value |", "|---|---|"]
-    training = {k: v for k, v in vars(config.training).items() if k not in PRIVATE_TRAINING_KEYS and v is not None}
+    training = {k: v for k, v in redact(dict(vars(config.training))).items()
+                if k not in PRIVATE_TRAINING_KEYS and v is not None}
     lines += [f"| {key} | {value} |" for key, value in training.items()]
     lines.append("")
     if summary is not None:
@@ -303,7 +305,7 @@ def settings(spec: dict[str, Any], component: Any = None) -> str:
             value = getattr(component, name, None)
             if name not in values and isinstance(value, (bool, int, float, str)):
                 values[name] = value
-    return json.dumps(values, sort_keys=False, default=str)
+    return json.dumps(redact(values), sort_keys=False, default=str)  # a key or token never reaches the card
 
 
 def curve_section(records: list[dict[str, Any]]) -> list[str]:

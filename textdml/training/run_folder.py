@@ -34,7 +34,9 @@ RUN_ARTIFACTS = ("checkpoints", "final", "best", METRICS, "tensorboard", RUN_STA
 OPERATIONAL = ("training.output_dir", "training.resume_from_checkpoint", "training.overwrite_output_dir",
                "training.force_resume", "training.show_progress_bar", "training.num_workers",
                "training.logging_steps", "training.save_steps", "training.save_total_limit", "training.eval_steps",
-               "training.metric_for_best_model", "eval", "index")
+               "training.metric_for_best_model", "training.preflight", "training.report", "training.report_to",
+               "training.tracker_project", "training.tracker_kwargs", "training.callbacks", "training.push_to_hub",
+               "training.hub_private", "mine.output_dir", "eval", "index")
 PARTIAL = ".partial-"
 
 
