@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -81,9 +81,17 @@ def check_unique_ids(documents: Any, id_field: str) -> None:
         first_row[key] = row_number
 
 
-def encode_vectors(model: SupportsEncode, texts: list[str], batch_size: int = 64) -> np.ndarray:
-    """``(N, D)`` float32 vectors; the model sorts the texts by length into batches of ``batch_size``."""
-    embeddings = model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to="numpy")
+def encode_vectors(model: SupportsEncode, texts: list[str], batch_size: int = 64,
+                   role: Literal["query", "document"] | None = None) -> np.ndarray:
+    """``(N, D)`` float32 vectors; the model sorts the texts by length into batches of ``batch_size``.
+
+    ``role`` picks the model's prompt (``model.prompts``): documents are indexed with the
+    "document" prompt and queries searched with the "query" prompt, as in training.
+    """
+    from textdml.evaluation.retrieval import prompt_arguments
+
+    embeddings = model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to="numpy",
+                              **prompt_arguments(model, role))
     if hasattr(embeddings, "detach"):  # a torch tensor
         embeddings = embeddings.detach().float().cpu().numpy()
     return np.asarray(embeddings, dtype=np.float32)  # (N, D)

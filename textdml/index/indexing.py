@@ -279,7 +279,7 @@ def stream_into(model: SupportsEncode, documents: Iterable[Mapping[str, Any]], e
                 skipped += len(unchanged)
                 if todo:
                     vectors = encode_vectors(model, [payload[text_field] for payload in todo.values()],
-                                             encode_batch_size)
+                                             encode_batch_size, role="document")
                     points = [Point(pid, vector, payload)
                               for (pid, payload), vector in zip(todo.items(), vectors, strict=True)]
                     if pending is not None:

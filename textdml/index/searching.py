@@ -101,7 +101,7 @@ def search(
     engine = as_engine(engine)
     target = open_target(engine, collection, model, force=force, filter=filter, id_field=id_field)
     queries = [query] if isinstance(query, str) else list(query)
-    vectors = encode_vectors(model, queries)  # (Q, D)
+    vectors = encode_vectors(model, queries, role="query")  # (Q, D)
     return search_vectors(engine, target, vectors, top_k, filter, options, exact, batch_size)
 
 
@@ -197,7 +197,7 @@ def evaluate_through_collection(
     if not scored:
         raise ValueError("no query has a relevant document: check that the ids of queries and relevant_docs match")
     top_k = max(*k_values, mrr_at_k, ndcg_at_k, map_at_k)
-    vectors = encode_vectors(model, list(scored.values()))
+    vectors = encode_vectors(model, list(scored.values()), role="query")
     results = search_vectors(engine, target, vectors, top_k, filter, options, exact)
     warn_if_other_model(results, model.identity()["weights_sha256"], collection)
     hits = {qid: [(hit.doc_id, hit.score) for hit in query_hits] for qid, query_hits in zip(scored, results, strict=True)}
