@@ -290,9 +290,8 @@ def mine_hard_negatives(
         searcher = ExactSearcher(corpus_vectors)
     corpus_keys = [text_key(t) for t in task.corpus]
     generator = random.Random(settings.seed)
-    rows: dict[str, list] = {"anchor": [], "positive": [], **{f"negative_{i}": [] for i in
-                                                              range(1, settings.num_negatives + 1)}, "scores": []}
-    totals = {"rows": 0, "dropped_rows": 0}
+    rows = empty_rows(settings.num_negatives)
+    totals: dict[str, int] = {}
     skipped_total: dict[str, int] = {}
     starts = range(0, len(task.queries), shard_size)
     with tqdm(total=len(task.queries), desc="Mining hard negatives", unit="anchor",
@@ -331,6 +330,11 @@ def mine_hard_negatives(
     return result
 
 
+def empty_rows(num_negatives: int) -> dict[str, list]:
+    """The columns of a mined table: ``anchor, positive, negative_1..k, scores``."""
+    return {"anchor": [], "positive": [], **{f"negative_{i}": [] for i in range(1, num_negatives + 1)}, "scores": []}
+
+
 def mine_shard(task: MiningTask, start: int, queries: list[str], model: SupportsEncode, searcher: Searcher,
                corpus_vectors: torch.Tensor | None, corpus_keys: list[bytes], settings: MiningSettings,
                range_max: int, cross_encoder: CrossEncoderScorer | None, generator: random.Random,
@@ -356,8 +360,7 @@ def mine_shard(task: MiningTask, start: int, queries: list[str], model: Supports
     positive_keys = [{corpus_keys[p] for p in ps} for ps in positives]
     negatives, negative_scores, skipped = select_negatives(scores, positions, positive_scores, positives,
                                                            positive_keys, corpus_keys, settings, range_max, generator)
-    rows: dict[str, list] = {"anchor": [], "positive": [], **{f"negative_{i}": [] for i in
-                                                              range(1, settings.num_negatives + 1)}, "scores": []}
+    rows = empty_rows(settings.num_negatives)
     for q, query in enumerate(queries):
         if not torch.isfinite(negative_scores[q]).all() or negatives.shape[1] < settings.num_negatives:
             continue

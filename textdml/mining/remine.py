@@ -71,13 +71,8 @@ class Remining:
     def refresh(self, embedder: Any, step: int, accelerator: Any, rebuild: Callable[[Any], Any],
                 evaluate: Callable[[], dict[str, float]] | None, log: Any) -> Any:
         """Re-mine at ``step``, log its cost and the metric at that point, return ``rebuild(table)``."""
-        if evaluate is not None:
-            metrics = evaluate()
-        else:
-            metrics = {}
-        was_training = embedder.training
-        table, seconds = self.mine(embedder, step, accelerator)
-        embedder.train(was_training)
+        metrics = evaluate() if evaluate is not None else {}
+        table, seconds = self.mine(embedder, step, accelerator)  # encoding restores the training mode itself
         record = {"step": step, "remine_seconds": round(seconds, 2), "remine_rows": table.num_rows,
                   **{f"remine_eval_{k}": v for k, v in metrics.items()}}
         log.write(record)
