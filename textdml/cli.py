@@ -17,6 +17,28 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True)
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.batch_size=64")
 
 
+QUANTIZATIONS = ("none", "scalar", "binary", "product")
+
+
+def comma_list(kind: type, flag: str, choices: tuple[str, ...] | None = None) -> Any:
+    """An argparse type for ``64,128,384``: a list of ``kind``, each among ``choices`` when given."""
+
+    def parse(text: str) -> list:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        try:
+            values = [kind(item) for item in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated {kind.__name__}s, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{flag} is empty: give a comma-separated list, e.g. {flag} 64,128")
+        unknown = [value for value in values if choices is not None and value not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"{flag}: unknown {unknown}; choose among {', '.join(choices or ())}")
+        return values
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textdml", description="Deep metric learning for text embeddings.")
     add_debug_argument(parser, False)
@@ -30,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--through-index", action="store_true",
                           help="also evaluate through the live index collection, with its recall@k against exact search")
     evaluate.add_argument("--force", action="store_true", help="use a collection indexed by another model")
+    evaluate.add_argument("--dims", type=comma_list(int, "--dims"), metavar="D,D,...",
+                          help="storage vs quality: index the eval corpus into temporary collections of vectors cut "
+                               "to these sizes (default: the full size) and print one table")
+    evaluate.add_argument("--quantizations", type=comma_list(str, "--quantizations", QUANTIZATIONS), metavar="Q,Q,...",
+                          help="with the storage table: none, scalar, binary, product (default: none)")
     add_config_arguments(evaluate)
 
     index = verbs.add_parser("index", help="encode documents into a Qdrant collection")
@@ -134,7 +161,8 @@ def run_train(config: RunConfig) -> dict[str, Any]:
             "steps": result.global_step}
 
 
-def run_eval(config: RunConfig, model_path: str, through_index: bool = False, force: bool = False) -> dict[str, float]:
+def run_eval(config: RunConfig, model_path: str, through_index: bool = False, force: bool = False,
+             dims: list[int] | None = None, quantizations: list[str] | None = None) -> dict[str, float]:
     from textdml.evaluation.build import build_evaluator
     from textdml.evaluation.retrieval import format_table
     from textdml.models.loading import load_model
@@ -149,6 +177,12 @@ def run_eval(config: RunConfig, model_path: str, through_index: bool = False, fo
         from textdml.index.evaluate_index import evaluate_live_index
 
         results = {**results, **evaluate_live_index(model, evaluator, config.index, force=force)}
+    if dims or quantizations:
+        from textdml.index.evaluate_index import print_storage_table
+
+        rows = print_storage_table(model, evaluator, config.index, dims, quantizations or ["none"])
+        results.update({f"storage/dim{row.dim}_{row.quantization}_{name}": value
+                        for row in rows for name, value in row.metrics.items()})
     return results
 
 
@@ -209,6 +243,10 @@ def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool |
     if hasattr(model, "encode_images"):  # images and captions, one point each, named vectors
         from textdml.index.qdrant_images import index_image_text
 
+        if idx.dim is not None:
+            raise ConfigError(f"index.dim={idx.dim} cuts text vectors; {model_path} is an image-text model, whose "
+                              "image and text vectors are stored at full size: drop index.dim")
+
         rows = load_data(data) if data is not None else load_eval_dataset(config.eval.data)  # type: ignore[arg-type]
         with open_index(config) as engine:
             written = index_image_text(model, rows, engine, idx.collection, id_field=idx.id_field,
@@ -226,10 +264,12 @@ def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool |
                                      text_field=idx.text_field, batch_size=idx.batch_size, recreate=idx.recreate,
                                      versioned=idx.versioned, swap=idx.swap if swap is None else swap,
                                      force=force or idx.force, options=collection_options(idx),
-                                     encode_batch_size=idx.encode_batch_size)
+                                     encode_batch_size=idx.encode_batch_size, dim=idx.dim)
         written = report.written
         print(f"indexed {report.points} documents into {report.version} ({report.written} encoded, "
-              f"{report.skipped} unchanged, {report.docs_per_second:.0f} docs/s)"
+              f"{report.skipped} unchanged, {report.docs_per_second:.0f} docs/s"
+              + (f", vectors cut to {idx.dim} of {model.embedding_dim} coordinates" if idx.dim is not None else "")
+              + ")"
               + (f"; {idx.collection!r} now points at it" if report.live and idx.versioned else "")
               + ("" if report.live else f"; not live: `textdml rollback {idx.collection} --to {report.version}` "
                  "would publish it"))
@@ -351,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "train":
             print(json.dumps(run_train(config), indent=2))
         elif args.verb == "eval":
-            run_eval(config, args.model, args.through_index, args.force)
+            run_eval(config, args.model, args.through_index, args.force, args.dims, args.quantizations)
         elif args.verb == "index":
             run_index(config, args.model, args.data, args.swap, args.force)
         elif args.verb == "search":

@@ -219,6 +219,10 @@ class IndexConfig:
     oversampling: float | None = 2.0
     # Payload field -> index type (keyword, integer, float, bool, text, datetime, uuid): fast filters.
     payload_indexes: dict[str, str] = field(default_factory=dict)
+    # Matryoshka size: store the first `dim` coordinates of each vector, re-normalised (e.g. 128 of
+    # 384: 3x less memory, some quality lost; `textdml eval --dims` measures how much). The version
+    # records it and search cuts queries the same way. null: the model's full vectors.
+    dim: int | None = None
 
 
 @dataclass

@@ -67,7 +67,7 @@ TRAINING_RANGES: dict[str, Range] = {
 }
 MODEL_RANGES: dict[str, Range] = {"max_seq_length": POSITIVE_INT, "dense_dim": POSITIVE_INT}
 EVAL_RANGES: dict[str, Range] = {"max_corpus": POSITIVE_INT, "batch_size": POSITIVE_INT}
-INDEX_RANGES: dict[str, Range] = {"batch_size": POSITIVE_INT}
+INDEX_RANGES: dict[str, Range] = {"batch_size": POSITIVE_INT, "dim": Range(low=1, hint="null stores the full vectors")}
 DATA_RANGES: dict[str, Range] = {"max_rows": POSITIVE_INT}
 
 

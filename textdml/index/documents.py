@@ -82,11 +82,12 @@ def check_unique_ids(documents: Any, id_field: str) -> None:
 
 
 def encode_vectors(model: SupportsEncode, texts: list[str], batch_size: int = 64,
-                   role: Literal["query", "document"] | None = None) -> np.ndarray:
+                   role: Literal["query", "document"] | None = None, dim: int | None = None) -> np.ndarray:
     """``(N, D)`` float32 vectors; the model sorts the texts by length into batches of ``batch_size``.
 
     ``role`` picks the model's prompt (``model.prompts``): documents are indexed with the
-    "document" prompt and queries searched with the "query" prompt, as in training.
+    "document" prompt and queries searched with the "query" prompt, as in training. ``dim`` cuts
+    the vectors to their first ``dim`` coordinates (see :func:`truncate_vectors`).
     """
     from textdml.evaluation.retrieval import prompt_arguments
 
@@ -94,7 +95,35 @@ def encode_vectors(model: SupportsEncode, texts: list[str], batch_size: int = 64
                               **prompt_arguments(model, role))
     if hasattr(embeddings, "detach"):  # a torch tensor
         embeddings = embeddings.detach().float().cpu().numpy()
-    return np.asarray(embeddings, dtype=np.float32)  # (N, D)
+    return truncate_vectors(np.asarray(embeddings, dtype=np.float32), dim)  # (N, D)
+
+
+def truncate_vectors(vectors: np.ndarray, dim: int | None) -> np.ndarray:
+    """The first ``dim`` coordinates of each row, re-normalised to unit length (unchanged for None).
+
+    Unlike ``encode(truncate_dim=...)`` (sentence-transformers' semantics: no re-normalisation),
+    an index always stores unit vectors: a cut vector is shorter than 1, and a dot-product
+    collection would otherwise rank documents by how much of their norm the cut kept.
+
+    Example:
+        >>> truncate_vectors(np.array([[3.0, 4.0, 12.0]], dtype=np.float32), 2).round(2).tolist()
+        [[0.6, 0.8]]
+    """
+    if dim is None:
+        return vectors
+    cut = vectors[:, :dim]
+    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+
+
+def check_dim(dim: int | None, embedding_dim: int, what: str = "index.dim (dim=)") -> None:
+    """A Matryoshka size must be 1..the model's embedding size; the error names both numbers."""
+    if dim is None:
+        return
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"{what} must be a whole number of coordinates >= 1, got {dim!r}")
+    if dim > embedding_dim:
+        raise ValueError(f"{what}={dim} is larger than the model's embedding size {embedding_dim}: vectors can only "
+                         f"be cut to a size of 1..{embedding_dim}")
 
 
 def unchanged_point_ids(engine: VectorEngine, collection: str, payloads: Mapping[str, dict[str, Any]]) -> set[str]:

@@ -24,6 +24,7 @@ from textdml.index.documents import (
     MODEL_HASH_KEY,
     MODEL_NAME_KEY,
     batches,
+    check_dim,
     check_unique_ids,
     document_payload,
     encode_vectors,
@@ -123,6 +124,7 @@ def index_documents(
     force: bool = False,
     options: CollectionOptions | None = None,
     encode_batch_size: int = 128,
+    dim: int | None = None,
 ) -> IndexReport:
     """Embed ``documents`` with ``model`` and write them to ``collection``.
 
@@ -152,6 +154,9 @@ def index_documents(
         force: go on although the collection was indexed by another model.
         options: HNSW, quantization, on-disk and payload-index settings of a new collection.
         encode_batch_size: texts per forward pass of the model.
+        dim: store only the first ``dim`` coordinates of each vector (a Matryoshka-trained model),
+            re-normalised to unit length; the collection records it, so search cuts its queries
+            the same way. A new version may have another ``dim`` than the live one.
 
     Returns:
         An :class:`IndexReport`.
@@ -160,14 +165,15 @@ def index_documents(
         ValueError: a row without the id or text field, with an empty text, or repeating an id
             (the message names the field and the 0-based row number; a versioned run then
             removes its unfinished version, so nothing goes live); a collection of another vector
-            size or another model (unless ``force``).
+            size or another model (unless ``force``); a ``dim`` below 1 or above the model's size.
     """
     if batch_size < 1 or encode_batch_size < 1:
         raise ValueError(f"batch_size and encode_batch_size must be >= 1, got {batch_size} and {encode_batch_size}")
     engine = as_engine(engine)
     options = options or CollectionOptions()
-    identity = model_identity(model)
-    spec = VectorSpec(identity.embedding_dim, identity.similarity)
+    check_dim(dim, int(model.embedding_dim))
+    identity = model_identity(model, truncate_dim=dim)
+    spec = VectorSpec(identity.vector_size, identity.similarity)
     check_unique_ids(documents, id_field)
     started = time.perf_counter()
     with engine.writing():
@@ -217,11 +223,14 @@ def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
     live = engine.aliases().get(collection)
     if live is not None:
         live_info = engine.collection_info(live, count=False)  # never lock the live shard its readers use
-        if dict(live_info.vectors) != {DEFAULT_VECTOR: spec} and not force:
-            raise ValueError(f"the model writes {spec.describe()} vectors but collection {collection!r} (live version "
-                             f"{live!r}) holds {live_info.describe_vectors()}; pass --force (force=True) to index "
-                             "a new version anyway")
-        check_same_model(live_info.metadata, identity, collection, force, "index")
+        stored = live_info.metadata.get("identity")
+        # The same model (cut to this or another index.dim): a new version of any size is fine.
+        if not (stored and ModelIdentity.from_dict(stored).same_model(identity)):
+            if dict(live_info.vectors) != {DEFAULT_VECTOR: spec} and not force:
+                raise ValueError(f"the model writes {spec.describe()} vectors but collection {collection!r} (live "
+                                 f"version {live!r}) holds {live_info.describe_vectors()}; pass --force (force=True) "
+                                 "to index a new version anyway")
+            check_same_model(live_info.metadata, identity, collection, force, "index")
     resumed = None if fresh else resumable_version(engine, collection, identity)
     if resumed is not None:
         logger.info("resuming the unfinished version %s", resumed)
@@ -279,7 +288,7 @@ def stream_into(model: SupportsEncode, documents: Iterable[Mapping[str, Any]], e
                 skipped += len(unchanged)
                 if todo:
                     vectors = encode_vectors(model, [payload[text_field] for payload in todo.values()],
-                                             encode_batch_size, role="document")
+                                             encode_batch_size, role="document", dim=identity.truncate_dim)
                     points = [Point(pid, vector, payload)
                               for (pid, payload), vector in zip(todo.items(), vectors, strict=True)]
                     if pending is not None:

@@ -3,7 +3,8 @@
 Before a query is encoded the collection is checked: it must exist (else the error lists what
 does), hold vectors of the model's size, have been indexed by the same model (else an error names
 both, unless ``force``), and know the fields a filter reads (else the filter would silently match
-nothing).
+nothing). A collection indexed with ``index.dim`` records it: queries are cut to the same size
+and re-normalised, so the user never gives the size twice.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from textdml.index.documents import MODEL_HASH_KEY, encode_vectors
-from textdml.index.engine import DEFAULT_VECTOR, ScoredRecord, SearchOptions, VectorEngine, VectorSpec
+from textdml.index.engine import DEFAULT_VECTOR, ScoredRecord, SearchOptions, VectorEngine
 from textdml.index.filters import check_filter_fields
 from textdml.index.indexing import as_engine, check_same_model
-from textdml.models.identity import model_identity
+from textdml.models.identity import ModelIdentity, model_identity
 
 if TYPE_CHECKING:
     from textdml.models.protocols import SupportsEncode
@@ -34,12 +35,14 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class Target:
-    """A checked search target: the collection behind the name, and its payload schema."""
+    """A checked search target: the collection behind the name, its payload schema, and the size
+    its vectors were cut to (``index.dim``; None: full size), which queries are cut to as well."""
 
     name: str
     collection: str
     id_field: str
     fields: tuple[str, ...] | None
+    dim: int | None = None
 
 
 def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: bool = False, filter: Any = None,
@@ -47,18 +50,25 @@ def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: b
     """Resolve ``name`` and check that ``model`` may search it (see the module docstring)."""
     collection = engine.resolve(name)
     info = engine.collection_info(collection)
-    spec = VectorSpec(int(model.embedding_dim), str(model.similarity))
     have = info.vectors.get(using)
     if have is None:
         raise ValueError(f"collection {name!r} has no vector {using!r}; it holds {info.describe_vectors()}")
-    if have.size != spec.size:
-        raise ValueError(f"the model writes size={spec.size} vectors but collection {name!r} ({collection}) holds "
+    stored = info.metadata.get("identity") if using == DEFAULT_VECTOR else None
+    dim = ModelIdentity.from_dict(stored).truncate_dim if stored else None
+    model_dim = int(model.embedding_dim)
+    if dim is not None and model_dim < dim:
+        raise ValueError(f"collection {name!r} ({collection}) holds the first {dim} coordinates of "
+                         f"{ModelIdentity.from_dict(stored).embedding_dim}-d vectors (index.dim={dim}), but the model "
+                         f"writes {model_dim}-d vectors; search it with the model that indexed it")
+    size = dim if dim is not None else model_dim
+    if have.size != size:
+        raise ValueError(f"the model writes size={size} vectors but collection {name!r} ({collection}) holds "
                          f"size={have.size}; search it with the model that indexed it")
     if using == DEFAULT_VECTOR:
-        check_same_model(info.metadata, model_identity(model), name, force, "search")
+        check_same_model(info.metadata, model_identity(model, truncate_dim=dim), name, force, "search")
     fields = tuple(info.metadata["fields"]) if info.metadata.get("fields") else None
     check_filter_fields(filter, fields, name)
-    return Target(name, collection, id_field or str(info.metadata.get("id_field") or "id"), fields)
+    return Target(name, collection, id_field or str(info.metadata.get("id_field") or "id"), fields, dim)
 
 
 def to_hit(record: ScoredRecord, id_field: str) -> SearchHit:
@@ -101,7 +111,7 @@ def search(
     engine = as_engine(engine)
     target = open_target(engine, collection, model, force=force, filter=filter, id_field=id_field)
     queries = [query] if isinstance(query, str) else list(query)
-    vectors = encode_vectors(model, queries, role="query")  # (Q, D)
+    vectors = encode_vectors(model, queries, role="query", dim=target.dim)  # (Q, D)
     return search_vectors(engine, target, vectors, top_k, filter, options, exact, batch_size)
 
 
@@ -131,14 +141,23 @@ def warn_if_other_model(results: list[list[SearchHit]], weights_sha256: str, col
         )
 
 
-def index_recall(approximate: list[list[SearchHit]], exact: list[list[SearchHit]], k: int) -> float:
-    """Mean share of the exact top-``k`` that the index (HNSW, quantization) also returned."""
+def index_recall(approximate: Sequence[Sequence[str]], exact: Sequence[Sequence[str]], k: int) -> float:
+    """Mean share of the exact top-``k`` ids that the index (HNSW, quantization, a cut) also returned.
+
+    Example:
+        >>> index_recall([["a", "b"], ["c", "x"]], [["a", "b"], ["c", "d"]], k=2)
+        0.75
+    """
     shares = []
-    for approx_hits, exact_hits in zip(approximate, exact, strict=True):
-        truth = {hit.doc_id for hit in exact_hits[:k]}
+    for approx_ids, exact_ids in zip(approximate, exact, strict=True):
+        truth = set(exact_ids[:k])
         if truth:
-            shares.append(len(truth & {hit.doc_id for hit in approx_hits[:k]}) / len(truth))
+            shares.append(len(truth & set(approx_ids[:k])) / len(truth))
     return sum(shares) / len(shares) if shares else float("nan")
+
+
+def hit_ids(results: list[list[SearchHit]]) -> list[list[str]]:
+    return [[hit.doc_id for hit in hits] for hits in results]
 
 
 def evaluate_through_collection(
@@ -158,6 +177,7 @@ def evaluate_through_collection(
     force: bool = False,
     options: SearchOptions | None = None,
     with_index_recall: bool = False,
+    exact_hits: Mapping[str, Sequence[tuple[str, float]]] | None = None,
 ) -> dict[str, float]:
     """Retrieval metrics of the collection as served: queries search the index, not an in-memory corpus.
 
@@ -184,6 +204,10 @@ def evaluate_through_collection(
         force: evaluate although the collection was indexed by another model.
         options: search-time settings.
         with_index_recall: also report ``index_recall@k`` against exact search.
+        exact_hits: query id -> the exact ``(doc_id, score)`` ranking to measure ``index_recall@k``
+            against instead of exact search through this collection (e.g. the full-size vectors of
+            :meth:`InformationRetrievalEvaluator.search` for a collection of cut vectors); implies
+            ``with_index_recall``.
 
     Returns:
         Metric name -> value, with the names of ``InformationRetrievalEvaluator``.
@@ -197,12 +221,18 @@ def evaluate_through_collection(
     if not scored:
         raise ValueError("no query has a relevant document: check that the ids of queries and relevant_docs match")
     top_k = max(*k_values, mrr_at_k, ndcg_at_k, map_at_k)
-    vectors = encode_vectors(model, list(scored.values()), role="query")
+    vectors = encode_vectors(model, list(scored.values()), role="query", dim=target.dim)
     results = search_vectors(engine, target, vectors, top_k, filter, options, exact)
     warn_if_other_model(results, model.identity()["weights_sha256"], collection)
     hits = {qid: [(hit.doc_id, hit.score) for hit in query_hits] for qid, query_hits in zip(scored, results, strict=True)}
     metrics = compute_metrics(hits, relevant, k_values, mrr_at_k, ndcg_at_k, map_at_k)
-    if with_index_recall:
-        truth = results if exact else search_vectors(engine, target, vectors, max(k_values), filter, options, True)
-        metrics.update({f"index_recall@{k}": index_recall(results, truth, k) for k in k_values})
+    if exact_hits is not None:
+        from textdml.evaluation.retrieval import rank_hits
+
+        truth = [rank_hits(exact_hits[qid]) for qid in scored]
+    elif with_index_recall:
+        truth = hit_ids(results if exact else search_vectors(engine, target, vectors, max(k_values), filter, options,
+                                                             True))
+    if exact_hits is not None or with_index_recall:
+        metrics.update({f"index_recall@{k}": index_recall(hit_ids(results), truth, k) for k in k_values})
     return prefix_metrics(metrics, name)

@@ -1,7 +1,8 @@
 """Model identity: which exact model wrote a vector, so a collection is never searched with another.
 
 The identity of an encoder is its source name (the path or Hub id it was loaded from), a SHA-256 of
-its weights, its embedding dimension, its similarity, whether it normalises and its prompts. The
+its weights, its embedding dimension, its similarity, whether it normalises and its prompts; the
+identity of the vectors in a collection adds the Matryoshka size they were cut to (``index.dim``). The
 hash is computed once (at save, stored in ``textdml_config.json``) and reused while the weights are
 untouched: :class:`WeightsHashCache` notices any in-place change through the tensors' version
 counters, so a model changed by training is hashed again instead of reporting a stale identity.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -60,6 +61,9 @@ class WeightsHashCache:
 class ModelIdentity:
     """Everything that decides which vectors a model writes; two models agree when all fields do.
 
+    ``truncate_dim`` is set for vectors cut to their first ``truncate_dim`` coordinates and
+    re-normalised (``index.dim``): the same model at another size writes other vectors.
+
     Example:
         >>> a = ModelIdentity("org/model", "ab" * 32, 384, "cosine", True)
         >>> a.short_id
@@ -74,6 +78,12 @@ class ModelIdentity:
     similarity: str
     normalize: bool | None = None
     prompts: dict[str, str] = field(default_factory=dict)
+    truncate_dim: int | None = None
+
+    @property
+    def vector_size(self) -> int:
+        """The size of the vectors as stored: ``truncate_dim`` when cut, else the model's size."""
+        return self.truncate_dim if self.truncate_dim is not None else self.embedding_dim
 
     @property
     def short_id(self) -> str:
@@ -87,7 +97,9 @@ class ModelIdentity:
     def from_dict(cls, data: Mapping[str, Any]) -> ModelIdentity:
         return cls(model_name=str(data.get("model_name")), weights_sha256=str(data.get("weights_sha256")),
                    embedding_dim=int(data.get("embedding_dim", 0)), similarity=str(data.get("similarity")),
-                   normalize=data.get("normalize"), prompts=dict(data.get("prompts") or {}))
+                   normalize=data.get("normalize"), prompts=dict(data.get("prompts") or {}),
+                   # Collections indexed before index.dim existed hold full-size vectors.
+                   truncate_dim=None if data.get("truncate_dim") is None else int(data["truncate_dim"]))
 
     def differences(self, other: ModelIdentity) -> list[str]:
         """``field 'mine' vs 'theirs'`` for each field that differs (the weights hash counts, the
@@ -96,19 +108,26 @@ class ModelIdentity:
         return [f"{key} {mine[key]!r} vs {theirs[key]!r}" for key in mine if mine[key] != theirs[key]]
 
     def same_vectors(self, other: ModelIdentity) -> bool:
-        """Whether both write the same vectors: same weights, size, similarity, normalisation, prompts."""
+        """Whether both write the same vectors: same weights, size, truncation, similarity,
+        normalisation, prompts."""
         return [d for d in self.differences(other) if not d.startswith("model_name ")] == []
 
+    def same_model(self, other: ModelIdentity) -> bool:
+        """Whether both are the same model, perhaps with vectors cut to another ``truncate_dim``."""
+        return self.same_vectors(replace(other, truncate_dim=self.truncate_dim))
+
     def describe(self) -> str:
-        return f"{self.model_name} (sha256 {self.short_id}, {self.embedding_dim}-d, {self.similarity})"
+        size = f"{self.embedding_dim}-d" + (f" cut to {self.truncate_dim}" if self.truncate_dim is not None else "")
+        return f"{self.model_name} (sha256 {self.short_id}, {size}, {self.similarity})"
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
-def model_identity(model: Any) -> ModelIdentity:
+def model_identity(model: Any, truncate_dim: int | None = None) -> ModelIdentity:
     """The :class:`ModelIdentity` of any encoder following ``SupportsEncode`` (``identity()`` gives
-    the name and weights hash; the rest are the model's attributes)."""
+    the name and weights hash; the rest are the model's attributes), with its vectors cut to
+    ``truncate_dim`` when given."""
     base = model.identity()
     return ModelIdentity(
         model_name=str(base["model_name"]),
@@ -117,4 +136,5 @@ def model_identity(model: Any) -> ModelIdentity:
         similarity=str(model.similarity),
         normalize=getattr(model, "normalize", None),
         prompts=dict(getattr(model, "prompts", None) or {}),
+        truncate_dim=truncate_dim,
     )
