@@ -77,3 +77,30 @@ def test_search_on_a_mistyped_path_is_an_error_and_creates_nothing(recipe, tiny_
     code, _, err = run(capsys, "search", "--config", config, "--model", tiny_model_dir, "--query", "x",
                        "index.collection=dcos")
     assert code == 2 and "no collection or alias 'dcos'" in err and "docs -> docs__" in err
+
+
+def test_index_dim_and_the_storage_table_from_the_command_line(recipe, tiny_model_dir, tmp_path, capsys):
+    config, _ = recipe
+    code, out, _ = run(capsys, "index", "--config", config, "--model", tiny_model_dir, "index.dim=8")
+    assert code == 0 and "vectors cut to 8 of 32 coordinates" in out
+    code, out, _ = run(capsys, "collections", f"index.path={tmp_path / 'idx'}")
+    assert code == 0 and "32-d cut to 8" in out
+    code, out, _ = run(capsys, "search", "--config", config, "--model", tiny_model_dir, "--query", "a cat")
+    assert code == 0 and len(out.strip().splitlines()) == 1 + 5  # the query, then its hits: no dim given twice
+    code, out, _ = run(capsys, "eval", "--config", config, "--model", tiny_model_dir, "--through-index")
+    assert code == 0 and "index_recall@10" in out
+
+    code, out, _ = run(capsys, "eval", "--config", config, "--model", tiny_model_dir, "--dims", "32,8",
+                       "--quantizations", "none,binary")
+    table = out[out.index("storage vs quality"):].splitlines()
+    assert code == 0 and "Qdrant Edge, a temporary folder" in table[0]
+    assert [line.split()[:3] for line in table[2:]] == [["32", "none", "128"], ["32", "binary", "4"],
+                                                         ["8", "none", "32"], ["8", "binary", "1"]]
+    exact_ndcg = next(line.split()[1] for line in out.splitlines() if line.startswith("ndcg@10 "))
+    assert table[2].split()[3] == exact_ndcg  # full size, no quantization: the plain evaluator's nDCG@10
+
+    code, _, err = run(capsys, "eval", "--config", config, "--model", tiny_model_dir, "--dims", "64")
+    assert code == 2 and "--dims (dims=)=64 is larger than the model's embedding size 32" in err
+    with pytest.raises(SystemExit):
+        run(capsys, "eval", "--config", config, "--model", tiny_model_dir, "--quantizations", "none,int4")
+    assert "--quantizations: unknown ['int4']; choose among none, scalar, binary, product" in capsys.readouterr().err

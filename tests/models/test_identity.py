@@ -72,7 +72,17 @@ def test_differences_name_the_fields():
     assert a.same_vectors(moved) and not a.same_vectors(b)
 
 
-@pytest.mark.parametrize("field, value", [("embedding_dim", 8), ("normalize", True), ("prompts", {"query": "q: "})])
+@pytest.mark.parametrize("field, value", [("embedding_dim", 8), ("normalize", True), ("prompts", {"query": "q: "}),
+                                          ("truncate_dim", 8)])
 def test_any_vector_changing_field_breaks_sameness(field, value):
     a = model_identity(HashingEncoder())
     assert not a.same_vectors(ModelIdentity(**{**a.to_dict(), field: value}))
+
+
+def test_a_cut_is_the_same_model_with_other_vectors():
+    full, cut = model_identity(HashingEncoder()), model_identity(HashingEncoder(), truncate_dim=8)
+    assert (full.vector_size, cut.vector_size) == (16, 8) and "16-d cut to 8" in cut.describe()
+    assert cut.same_model(full) and not cut.same_vectors(full)
+    assert not cut.same_model(model_identity(HashingEncoder(seed=1), truncate_dim=8))
+    old = {key: value for key, value in full.to_dict().items() if key != "truncate_dim"}  # stored before index.dim
+    assert ModelIdentity.from_dict(old) == full and ModelIdentity.from_dict(cut.to_dict()) == cut
