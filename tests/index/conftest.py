@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes import toy_corpus
 from textdml.index import open_client
 
 ENGINES = ["edge", "client"]
@@ -25,3 +26,9 @@ def engine(engine_kind, index_path):
     engine = open_client(path=index_path, engine=engine_kind)
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> dict[str, str]:
+    """40 toy documents (``d000``..``d039``), each retrievable by its own words."""
+    return toy_corpus(num_docs=40)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fakes import HashingEncoder, toy_corpus, toy_queries
+from tests.fakes import HashingEncoder, toy_queries
 from textdml.config import IndexConfig
 from textdml.evaluation.retrieval import InformationRetrievalEvaluator
 from textdml.index import (
@@ -27,11 +27,6 @@ from textdml.index.evaluate_index import compare_storage, format_storage_table, 
 from textdml.index.versions import format_versions
 
 COLLECTION = "docs"
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    return toy_corpus(num_docs=40)
 
 
 def rows(corpus):

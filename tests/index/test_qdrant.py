@@ -3,7 +3,7 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from tests.fakes import HashingEncoder, toy_corpus, toy_queries
+from tests.fakes import HashingEncoder, toy_queries
 from textdml.evaluation.retrieval import InformationRetrievalEvaluator
 from textdml.index.qdrant import (
     MODEL_HASH_KEY,
@@ -17,11 +17,6 @@ from textdml.index.qdrant import (
 )
 
 COLLECTION = "docs"
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    return toy_corpus(num_docs=40)
 
 
 def rows(corpus):

@@ -184,7 +184,8 @@ def compare_storage(model: Any, evaluator: Any, config: IndexConfig, dims: Seque
     for dim in dims:
         check_dim(dim, full, "--dims (dims=)")
     if not quantizations:
-        raise ValueError("--quantizations (quantizations=) is empty: name at least one of none, scalar, binary, product")
+        raise ValueError("--quantizations (quantizations=) is empty: name at least one of none, scalar, binary, "
+                         "product")
     base = replace(collection_options(config), hnsw_threshold=0, payload_indexes={})
     options = {quantization: replace(base, quantization=quantization) for quantization in quantizations}
     cached = CachedEncoder(model)
