@@ -54,12 +54,13 @@ def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: b
     if have is None:
         raise ValueError(f"collection {name!r} has no vector {using!r}; it holds {info.describe_vectors()}")
     stored = info.metadata.get("identity") if using == DEFAULT_VECTOR else None
-    dim = ModelIdentity.from_dict(stored).truncate_dim if stored else None
+    indexed_by = ModelIdentity.from_dict(stored) if stored else None
+    dim = indexed_by.truncate_dim if indexed_by else None
     model_dim = int(model.embedding_dim)
-    if dim is not None and model_dim < dim:
+    if indexed_by and dim is not None and model_dim < dim:
         raise ValueError(f"collection {name!r} ({collection}) holds the first {dim} coordinates of "
-                         f"{ModelIdentity.from_dict(stored).embedding_dim}-d vectors (index.dim={dim}), but the model "
-                         f"writes {model_dim}-d vectors; search it with the model that indexed it")
+                         f"{indexed_by.embedding_dim}-d vectors (index.dim={dim}), but the model writes {model_dim}-d "
+                         "vectors; search it with the model that indexed it")
     size = dim if dim is not None else model_dim
     if have.size != size:
         raise ValueError(f"the model writes size={size} vectors but collection {name!r} ({collection}) holds "
