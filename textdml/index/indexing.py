@@ -123,6 +123,7 @@ def index_documents(
     force: bool = False,
     options: CollectionOptions | None = None,
     encode_batch_size: int = 128,
+    replacing: str | None = None,
 ) -> IndexReport:
     """Embed ``documents`` with ``model`` and write them to ``collection``.
 
@@ -152,6 +153,9 @@ def index_documents(
         force: go on although the collection was indexed by another model.
         options: HNSW, quantization, on-disk and payload-index settings of a new collection.
         encode_batch_size: texts per forward pass of the model.
+        replacing: versioned: the live version that earlier weights of the caller's own model wrote
+            (re-mining during training re-encodes with the weights as they learn); when it is the
+            live one, its other weights hash is no identity error. Any other live version still is.
 
     Returns:
         An :class:`IndexReport`.
@@ -173,7 +177,7 @@ def index_documents(
     with engine.writing():
         if versioned:
             target, created = open_version(engine, collection, identity, spec, options, id_field, text_field,
-                                           force=force, fresh=recreate)
+                                           force=force, fresh=recreate, replacing=replacing)
         else:
             target, created = open_in_place(engine, collection, identity, spec, options, id_field, text_field,
                                             force=force, recreate=recreate)
@@ -208,7 +212,7 @@ def index_documents(
 
 def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity, spec: VectorSpec,
                  options: CollectionOptions, id_field: str, text_field: str, force: bool,
-                 fresh: bool) -> tuple[str, bool]:
+                 fresh: bool, replacing: str | None = None) -> tuple[str, bool]:
     """The version to write: an unfinished one of this model to resume, or a new one. Returns
     ``(name, created)``."""
     if engine.collection_exists(collection):
@@ -221,7 +225,8 @@ def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
             raise ValueError(f"the model writes {spec.describe()} vectors but collection {collection!r} (live version "
                              f"{live!r}) holds {live_info.describe_vectors()}; pass --force (force=True) to index "
                              "a new version anyway")
-        check_same_model(live_info.metadata, identity, collection, force, "index")
+        if live != replacing:
+            check_same_model(live_info.metadata, identity, collection, force, "index")
     resumed = None if fresh else resumable_version(engine, collection, identity)
     if resumed is not None:
         logger.info("resuming the unfinished version %s", resumed)
