@@ -8,9 +8,11 @@ collection (a versioned alias or a plain collection of :mod:`textdml.index`):
   an error naming both, a warning with ``force``). Nothing is written into it.
 - **it does not exist**: the task's documents are indexed into a new version (document id: a hash
   of the text, so the same text always gets the same point) and published under the name.
-- **re-mining** (``own_versions``): when the live version holds earlier weights of the run's own
-  model, its documents and the task's are encoded again with the current weights into a NEW
-  version, which goes live. A live version that the run never mined from stays an identity error.
+- **re-mining** (``own_versions``: the versions earlier minings of the run searched): when the live
+  version holds earlier weights of the run's own model, its documents and the task's are encoded
+  again with the current weights into a NEW version, which goes live. One of them written with the
+  current weights is searched again instead (a resumed run). A live version that the run never
+  mined from stays an identity error.
 
 The mining corpus is the collection's documents plus the task's (the given corpus and the
 positives). Positions index :attr:`CollectionSearcher.corpus`: the task's documents first, in
@@ -26,6 +28,7 @@ A collection holding one text under two ids returns it once (the better hit).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,7 @@ from textdml.index.documents import MODEL_HASH_KEY, MODEL_NAME_KEY
 from textdml.index.engine import CollectionOptions, SearchOptions, VectorEngine
 from textdml.index.indexing import as_engine, index_documents
 from textdml.index.searching import Target, open_target, search_vectors
+from textdml.index.versions import list_versions
 from textdml.mining.hard_negatives import ExactSearcher, text_key
 from textdml.models.identity import ModelIdentity, model_identity
 
@@ -165,27 +169,27 @@ def open_collection_searcher(
 
     Raises:
         ValueError: a collection of another model (unless ``force``) or vector size; points without
-            the text field; a plain collection that a re-mine would have to replace.
+            the text field.
     """
     engine = as_engine(engine)
     identity = model_identity(model)
     live = engine.aliases().get(collection)
-    exists = live is not None or engine.collection_exists(collection)
     stored = stored_identity(engine, live) if live is not None else None
-    remine = live is not None and live in own_versions and stored is not None and not stored.same_vectors(identity)
-    indexed = not exists or remine
-    if indexed:
-        if remine:  # the new version keeps the fields of the one it replaces
-            metadata = engine.collection_info(live, count=False).metadata
-            id_field = str(metadata.get("id_field") or id_field)
-            text_field = str(metadata.get("text_field") or text_field)
-        rows = version_documents(engine, live if remine else None, documents, id_field, text_field)
-        report = index_documents(model, rows, engine, collection, id_field=id_field, text_field=text_field,
-                                 show_progress_bar=show_progress_bar, options=index_options,
-                                 encode_batch_size=batch_size, replacing=live if remine else None)
-        logger.info("indexed %d documents into %s for mining%s", report.points, report.version,
-                    f" (re-encoding {live} with the current weights)" if remine else "")
-    target = open_target(engine, collection, model, force=force, verb="mine")
+    searched, indexed = collection, False
+    if stored is None or not stored.same_vectors(identity):
+        own = own_version_of(engine, collection, identity, own_versions)
+        if own is not None:  # a resumed run: its earlier mining with these weights, no longer live
+            searched = own
+        elif live is not None and live in own_versions and stored is not None:  # a re-mine: the weights moved on
+            encode_version(model, engine, collection, documents, live, id_field, text_field, index_options,
+                           batch_size, show_progress_bar)
+            indexed = True
+        elif live is None and not engine.collection_exists(collection):
+            encode_version(model, engine, collection, documents, None, id_field, text_field, index_options,
+                           batch_size, show_progress_bar)
+            indexed = True
+    # Any other model's collection stops here (or warns, with force).
+    target = dataclasses.replace(open_target(engine, searched, model, force=force, verb="mine"), name=collection)
     info = engine.collection_info(target.collection)
     text_field = str(info.metadata.get("text_field") or text_field)
     corpus = list(documents)
@@ -211,6 +215,33 @@ def open_collection_searcher(
                               identity=ModelIdentity.from_dict(theirs) if theirs else None, batch_size=batch_size)
 
 
+def own_version_of(engine: VectorEngine, collection: str, identity: ModelIdentity,
+                   own_versions: Collection[str]) -> str | None:
+    """The newest complete version among ``own_versions`` written with exactly these weights, if any."""
+    if not own_versions:
+        return None
+    matching = [v.name for v in list_versions(engine, collection) if v.name in own_versions and v.status == "ready"
+                and v.identity is not None and v.identity.same_vectors(identity)]
+    return matching[-1] if matching else None
+
+
+def encode_version(model: SupportsEncode, engine: VectorEngine, collection: str, documents: Sequence[str],
+                   previous: str | None, id_field: str, text_field: str, options: CollectionOptions | None,
+                   batch_size: int, show_progress_bar: bool) -> None:
+    """Index a new version of ``collection`` and publish it: the ``previous`` version's documents
+    re-encoded (same ids and fields) and the task's documents it lacks (a text hash as id)."""
+    if previous is not None:  # the new version keeps the fields of the one it replaces
+        metadata = engine.collection_info(previous, count=False).metadata
+        id_field = str(metadata.get("id_field") or id_field)
+        text_field = str(metadata.get("text_field") or text_field)
+    rows = version_documents(engine, previous, documents, id_field, text_field)
+    report = index_documents(model, rows, engine, collection, id_field=id_field, text_field=text_field,
+                             show_progress_bar=show_progress_bar, options=options, encode_batch_size=batch_size,
+                             replacing=previous)
+    logger.info("indexed %d documents into %s for mining%s", report.points, report.version,
+                f" (re-encoding {previous} with the current weights)" if previous else "")
+
+
 def stored_identity(engine: VectorEngine, version: str) -> ModelIdentity | None:
     """The model that indexed ``version``, from its metadata (None when it has none)."""
     theirs = engine.collection_info(version, count=False).metadata.get("identity")
@@ -230,8 +261,7 @@ def collection_texts(engine: VectorEngine, target: Target, text_field: str) -> I
 
 def version_documents(engine: VectorEngine, previous: str | None, documents: Sequence[str], id_field: str,
                       text_field: str) -> Iterator[dict[str, Any]]:
-    """The rows of a new version: the previous version's documents (re-encoded, same ids and fields),
-    then the task's documents it lacks, with the hash of their text as id."""
+    """The rows of a new version, read lazily: ``previous``'s payloads, then the task's documents it lacks."""
     seen: set[str] = set()
     if previous is not None:
         for record in engine.iterate(previous):

@@ -540,11 +540,11 @@ def mine_before_training(config: RunConfig, embedder: Embedder, accelerator: Acc
     The main process mines; the others then get its table (see ``mine_on_main_process``). A
     resumed run finds the table already mined for these weights and settings.
     """
-    from textdml.mining.remine import mined_folder
+    from textdml.mining.remine import mined_folder, mined_versions
     from textdml.mining.run import mine_on_main_process
 
     return mine_on_main_process(config, embedder, accelerator, mined_folder(config, 0),
-                                config.training.show_progress_bar)
+                                config.training.show_progress_bar, own_versions=mined_versions(config))
 
 
 def is_dual_encoder(model: Any) -> bool:
