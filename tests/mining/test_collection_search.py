@@ -8,8 +8,7 @@ import warnings
 import pytest
 import torch
 
-from tests.index.conftest import engine, engine_kind, index_path  # noqa: F401  (fixtures: both engines)
-from tests.mining.test_hard_negatives import corpus, negatives_of, pairs, saved_model  # noqa: F401  (fixtures)
+from tests.mining.test_hard_negatives import negatives_of
 from textdml.index import SearchOptions, ensure_collection, index_documents, list_versions
 from textdml.index.engine import Point
 from textdml.mining import mine_hard_negatives
@@ -19,7 +18,7 @@ EXACT = SearchOptions(exact=True)
 
 
 @pytest.fixture(scope="module")
-def other_model(saved_model, tmp_path_factory):  # noqa: F811
+def other_model(saved_model, tmp_path_factory):
     """The same architecture with other weights: another model identity."""
     model = Embedder.from_pretrained(saved_model)
     with torch.no_grad():
@@ -34,7 +33,7 @@ def settings_of(folder) -> dict:
 
 
 @pytest.mark.parametrize("settings", [{}, {"num_negatives": 2, "range_max": 8, "sampling_strategy": "random"}])
-def test_exact_collection_search_gives_the_in_memory_negatives(engine, saved_model, pairs, corpus, settings,  # noqa: F811
+def test_exact_collection_search_gives_the_in_memory_negatives(engine, saved_model, pairs, corpus, settings,
                                                                tmp_path) -> None:
     model = Embedder.from_pretrained(saved_model)
     k = settings.get("num_negatives", 3)
@@ -50,7 +49,7 @@ def test_exact_collection_search_gives_the_in_memory_negatives(engine, saved_mod
     assert searched["searched_in_memory"] == 0
 
 
-def test_an_existing_collection_is_searched_without_indexing_again(engine, saved_model, pairs, corpus,  # noqa: F811
+def test_an_existing_collection_is_searched_without_indexing_again(engine, saved_model, pairs, corpus,
                                                                    tmp_path) -> None:
     model = Embedder.from_pretrained(saved_model)
     first = mine_hard_negatives(pairs, model, corpus=corpus, collection="train-docs", engine=engine,
@@ -66,7 +65,7 @@ def test_an_existing_collection_is_searched_without_indexing_again(engine, saved
     assert settings_of(tmp_path / "again")["fingerprint"] == settings_of(tmp_path / "first")["fingerprint"]
 
 
-def test_a_collection_of_another_model_is_an_error_unless_forced(engine, saved_model, other_model, pairs,  # noqa: F811
+def test_a_collection_of_another_model_is_an_error_unless_forced(engine, saved_model, other_model, pairs,
                                                                  corpus) -> None:
     theirs, ours = Embedder.from_pretrained(other_model), Embedder.from_pretrained(saved_model)
     mine_hard_negatives(pairs, theirs, corpus=corpus, collection="train-docs", engine=engine, show_progress_bar=False)
@@ -79,7 +78,7 @@ def test_a_collection_of_another_model_is_an_error_unless_forced(engine, saved_m
     assert mined.num_rows > 0 and len(list_versions(engine, "train-docs")) == 1  # searched as it is
 
 
-def test_remining_replaces_the_runs_own_version_but_not_a_foreign_one(engine, saved_model, other_model, pairs,  # noqa: F811
+def test_remining_replaces_the_runs_own_version_but_not_a_foreign_one(engine, saved_model, other_model, pairs,
                                                                       corpus, tmp_path) -> None:
     start, trained = Embedder.from_pretrained(saved_model), Embedder.from_pretrained(other_model)
     mine_hard_negatives(pairs, start, corpus=corpus, collection="train-docs", engine=engine,
@@ -107,7 +106,7 @@ def test_remining_replaces_the_runs_own_version_but_not_a_foreign_one(engine, sa
 
 
 def test_a_collection_with_other_documents_joins_the_corpus_and_what_it_lacks_is_searched_beside_it(
-        engine, saved_model, pairs, corpus, tmp_path) -> None:  # noqa: F811
+        engine, saved_model, pairs, corpus, tmp_path) -> None:
     model = Embedder.from_pretrained(saved_model)
     extra = [f"{text} again" for text in corpus[:10]]  # only the collection holds these
     held = corpus[:40] + extra  # it lacks corpus[40:] and every positive
@@ -125,7 +124,7 @@ def test_a_collection_with_other_documents_joins_the_corpus_and_what_it_lacks_is
     assert len(list_versions(engine, "docs")) == 1  # nothing written into a collection the run did not create
 
 
-def test_points_without_text_are_an_error_naming_the_field(engine, saved_model, pairs, corpus) -> None:  # noqa: F811
+def test_points_without_text_are_an_error_naming_the_field(engine, saved_model, pairs, corpus) -> None:
     model = Embedder.from_pretrained(saved_model)
     ensure_collection(engine, "vectors-only", vector_size=model.embedding_dim, similarity="cosine")
     engine.upsert("vectors-only", [Point("5b1f3a52-6f0e-4c55-9a4e-2d7c1f0b9e61", [1.0] * model.embedding_dim,
@@ -135,7 +134,7 @@ def test_points_without_text_are_an_error_naming_the_field(engine, saved_model, 
                             show_progress_bar=False)
 
 
-def test_collection_needs_an_engine_and_no_searcher(saved_model, pairs, corpus) -> None:  # noqa: F811
+def test_collection_needs_an_engine_and_no_searcher(saved_model, pairs, corpus) -> None:
     from textdml.mining import ExactSearcher
 
     model = Embedder.from_pretrained(saved_model)
