@@ -1,5 +1,5 @@
-"""Mining fixtures: anchor/positive pairs, a corpus of random sentences, a tiny saved model, and
-the engine fixtures of tests/index (collection mining runs on Qdrant Edge and qdrant-client)."""
+"""Mining fixtures: anchor/positive pairs, a corpus of random sentences, a tiny saved model (the
+engine fixtures, both engines, are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import random
 import pytest
 from datasets import Dataset
 
-from tests.index.conftest import engine, engine_kind, index_path  # noqa: F401  (fixtures: both engines)
 from textdml.models import Embedder
 
 WORDS = ("cat dog bird fish stock bond market price river lake sea hill tree leaf root seed sun moon star rain "
