@@ -23,7 +23,8 @@ positives, beside a collection of other documents) are encoded and searched exac
 and both hit lists are merged by score: the candidates come from the whole corpus, without writing
 into a collection that the run did not create.
 
-A collection holding one text under two ids returns it once (the better hit).
+A collection holding one text under two ids returns it once (the better hit). The texts are held
+in memory (as in-memory mining holds them), the vectors stay in the collection.
 """
 
 from __future__ import annotations
