@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random models built from a config, never downloaded."""
+"""Shared fixtures: tiny random models built from a config, never downloaded; the two index engines."""
 
 from __future__ import annotations
 
@@ -44,3 +44,27 @@ def tiny_embedder(tiny_model_dir):
     from textdml.models import Embedder
 
     return Embedder.from_pretrained(tiny_model_dir)
+
+
+# Index tests (and mining through a collection) run on both engines: Qdrant Edge and qdrant-client's
+# local mode (the stand-in for a Qdrant server, which cannot be installed here).
+ENGINES = ["edge", "client"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def index_path(tmp_path):
+    return tmp_path / "index"
+
+
+@pytest.fixture
+def engine(engine_kind, index_path):
+    from textdml.index import open_client
+
+    engine = open_client(path=index_path, engine=engine_kind)
+    yield engine
+    engine.close()

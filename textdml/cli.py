@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument("--model", help="the encoder that searches (default: the recipe's model)")
     mine.add_argument("--output", help="folder for mined.parquet and mining_settings.json "
                                        "(default: mine.output_dir, or <training.output_dir>/mined)")
+    mine.add_argument("--collection", help="search this collection of the index section (mine.collection); "
+                                           "a missing one is indexed from the corpus first")
+    mine.add_argument("--force", action="store_true", help="mine through a collection indexed by another model")
     add_config_arguments(mine)
 
     collections = verbs.add_parser("collections", help="list the versions of each collection (and delete one)")
@@ -313,9 +316,10 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
     return hits
 
 
-def run_mine(config: RunConfig, model_path: str | None, output: str | None) -> int:
+def run_mine(config: RunConfig, model_path: str | None, output: str | None, force: bool = False) -> int:
     from pathlib import Path
 
+    from textdml.mining.hard_negatives import SETTINGS_FILE
     from textdml.mining.run import mine_for_run
     from textdml.models.loading import load_model
     from textdml.training.build import create_model
@@ -323,10 +327,13 @@ def run_mine(config: RunConfig, model_path: str | None, output: str | None) -> i
     model = load_model(model_path) if model_path else create_model(config.model)
     if config.model.prompts is not None and model_path:
         model.prompts = dict(config.model.prompts)
-    mined = mine_for_run(config, model, output, show_progress_bar=config.training.show_progress_bar)
+    mined = mine_for_run(config, model, output, show_progress_bar=config.training.show_progress_bar, force=force)
     folder = Path(output or (config.mine.output_dir if config.mine else None) or
                   Path(config.training.output_dir) / "mined")
-    print(f"mined {mined.num_rows} rows into {folder / 'mined.parquet'} (settings: {folder / 'mining_settings.json'})")
+    searched = json.loads((folder / SETTINGS_FILE).read_text()).get("collection")
+    print(f"mined {mined.num_rows} rows into {folder / 'mined.parquet'} (settings: {folder / SETTINGS_FILE})"
+          + (f"; searched {searched['version']} ({'indexed by this run' if searched['indexed'] else 'as it was'})"
+             if searched else ""))
     return mined.num_rows
 
 
@@ -383,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"merged model written to {merge_adapter(args.adapter_dir, args.out_dir)}")
             return 0
+        if args.verb == "mine" and args.collection is not None:  # an override, so it is validated as one
+            args.overrides.append(f"mine.collection={json.dumps(args.collection)}")
         if args.verb in ("collections", "rollback"):
             config = load_index_section(args.config, args.overrides)
         else:
@@ -401,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "rollback":
             run_rollback(config, args.collection, args.to)
         elif args.verb == "mine":
-            run_mine(config, args.model, args.output)
+            run_mine(config, args.model, args.output, args.force)
         elif args.verb == "check":
             return run_check(config)
     except KeyboardInterrupt as err:  # TrainingInterrupted says where it saved and carries the signal

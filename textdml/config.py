@@ -198,7 +198,7 @@ class IndexConfig:
     # Every run writes a new version; the alias `collection` moves to it when it is complete.
     versioned: bool = True
     swap: bool = True
-    # Index or search although the collection was indexed by another model.
+    # Index, search or mine (mine.collection) although the collection was indexed by another model.
     force: bool = False
     # Texts per forward pass (batch_size documents are read, length-sorted and upserted together);
     # sorted texts pad little, so large batches pay: 256 encodes 1.45x faster than 64 (tiny model, CPU).
@@ -247,6 +247,14 @@ class MineConfig:
     batch_size: int = 64
     # Where the mined table, its settings and the per-shard progress go (default <output_dir>/mined).
     output_dir: str | None = None
+    # Search this Qdrant collection of the `index:` section (engine, path/url, HNSW) instead of exact
+    # blocks in memory: mining sees what search will see. Missing: the corpus is indexed into a new
+    # version first; re-mining (training.remine_every) writes a new version with the current weights.
+    # None: exact in-memory search (sentence-transformers' negatives).
+    collection: str | None = None
+    # With a collection: exact (brute-force) search gives in-memory mining's negatives; false searches
+    # HNSW with index.search_ef as deployed (collections under index.hnsw_threshold are exact anyway).
+    exact: bool = False
 
 
 @dataclass
@@ -406,6 +414,9 @@ def validate(config: RunConfig) -> None:
         if m.range_max is not None and m.num_negatives > m.range_max - m.range_min:
             raise ConfigError(f"mine.range_min={m.range_min}..range_max={m.range_max} leaves fewer candidates than "
                               f"mine.num_negatives={m.num_negatives}")
+        if m.collection is not None and (not m.collection.strip() or "__" in m.collection):
+            raise ConfigError(f"mine.collection={m.collection!r} must be a non-empty name without '__' (it separates "
+                              "the parts of version names); e.g. mine.collection=train-corpus")
 
     from textdml.config_ranges import check_ranges
 

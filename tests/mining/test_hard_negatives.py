@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import random
 import warnings
 
 import pytest
@@ -15,37 +14,6 @@ from sentence_transformers.util import mine_hard_negatives as st_mine_hard_negat
 from textdml.mining import MiningSettings, mine_hard_negatives
 from textdml.mining.cross_encoder import CrossEncoderScorer
 from textdml.models import Embedder
-
-WORDS = ("cat dog bird fish stock bond market price river lake sea hill tree leaf root seed sun moon star rain "
-         "snow wind storm cloud king queen law court judge music song dance poem story").split()
-
-
-def sentence(rng: random.Random, n: int = 6) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
-
-
-@pytest.fixture(scope="module")
-def pairs() -> Dataset:
-    rng = random.Random(0)
-    anchors = [sentence(rng, 4) for _ in range(30)]
-    positives = [sentence(rng) for _ in range(30)]
-    # Two anchors with a second positive each: several positives per anchor, as in real data.
-    anchors += [anchors[0], anchors[5]]
-    positives += [sentence(rng), sentence(rng)]
-    return Dataset.from_dict({"anchor": anchors, "positive": positives})
-
-
-@pytest.fixture(scope="module")
-def corpus() -> list[str]:
-    rng = random.Random(1)
-    return [sentence(rng) for _ in range(60)]
-
-
-@pytest.fixture(scope="module")
-def saved_model(tiny_model_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("mining_model") / "m"
-    Embedder.from_pretrained(tiny_model_dir, normalize=True).save_pretrained(path)
-    return path
 
 
 def negatives_of(dataset: Dataset, k: int) -> list[tuple[str, str, tuple[str, ...]]]:

@@ -92,3 +92,64 @@ def test_remine_every_needs_a_mine_section() -> None:
     base = Path(__file__).parents[2] / "recipes" / "retrieval" / "minilm_info_nce_wordnet.yaml"
     with pytest.raises(ConfigError, match="needs to be >= 1 and a mine section"):
         load_run_config(base, ["training.remine_every=10"])
+
+
+def test_mine_verb_through_a_collection_indexes_it_once(tiny_model_dir, tmp_path, capsys) -> None:
+    from textdml.index import list_versions, open_client
+
+    def mine(output: str) -> list[str]:  # --collection among the overrides: the verbs parse them intermixed
+        return ["mine", "--config", str(RECIPE), f"index.path={tmp_path / 'qdrant'}", "--collection", "wordnet-train",
+                "--output", str(tmp_path / output), *overrides(tiny_model_dir, tmp_path), "mine.exact=true"]
+
+    assert main(mine("first")) == 0
+    assert "searched wordnet-train__" in capsys.readouterr().out
+    settings = json.loads((tmp_path / "first" / "mining_settings.json").read_text())
+    assert settings["collection"]["indexed"] and settings["collection"]["exact"]
+    assert main(mine("again")) == 0
+    assert "(as it was)" in capsys.readouterr().out
+    again = json.loads((tmp_path / "again" / "mining_settings.json").read_text())["collection"]
+    assert again["version"] == settings["collection"]["version"] and not again["indexed"]
+    with open_client(path=tmp_path / "qdrant") as engine:
+        assert len(list_versions(engine, "wordnet-train")) == 1
+    table = Dataset.from_parquet(str(tmp_path / "again" / "mined.parquet"))
+    assert all(row["negative_1"] != row["positive"] for row in table)
+
+
+def test_mine_verb_rejects_a_collection_name_with_the_version_separator(tmp_path, capsys) -> None:
+    assert main(["mine", "--config", str(RECIPE), "--collection", "a__b"]) == 2
+    assert "mine.collection='a__b' must be a non-empty name without '__'" in capsys.readouterr().err
+
+
+def test_remining_through_a_collection_writes_a_version_each_time_and_resumes(tiny_model_dir, tmp_path) -> None:
+    import shutil
+
+    import torch
+
+    from textdml.index import list_versions, open_client
+
+    common = [f"model.name_or_path={tiny_model_dir}", "train.max_rows=64", "training.batch_size=8",
+              "training.remine_every=2", "training.save_steps=1", "training.save_total_limit=null",
+              "eval.data.max_rows=10", "training.show_progress_bar=false", "mine.range_max=10",
+              "mine.absolute_margin=null", "mine.collection=wordnet-train", "mine.exact=true",
+              f"index.path={tmp_path / 'qdrant'}", "training.max_steps=5"]
+    assert main(["train", "--config", str(RECIPE), *common, f"training.output_dir={tmp_path / 'unbroken'}"]) == 0
+    mined = tmp_path / "unbroken" / "mined"
+    used = [json.loads((mined / folder / "mining_settings.json").read_text())["collection"]
+            for folder in (".", "step-2", "step-4")]
+    with open_client(path=tmp_path / "qdrant") as engine:
+        versions = list_versions(engine, "wordnet-train")
+    assert [v.name for v in versions] == [u["version"] for u in used]  # one new version per mining, in order
+    assert all(u["indexed"] for u in used) and [v.live for v in versions] == [False, False, True]
+    assert len({u["model"]["weights_sha256"] for u in used}) == 3
+
+    # Resumed past the first re-mine: the step-4 re-mine finds the version of its (same) weights live.
+    broken = tmp_path / "broken"
+    shutil.copytree(tmp_path / "unbroken" / "checkpoints" / "checkpoint-3", broken / "checkpoints" / "checkpoint-3")
+    shutil.copytree(mined, broken / "mined")
+    assert main(["train", "--config", str(RECIPE), *common, f"training.output_dir={broken}",
+                 "training.resume_from_checkpoint=latest"]) == 0
+    with open_client(path=tmp_path / "qdrant") as engine:
+        assert len(list_versions(engine, "wordnet-train")) == 3
+    ours, theirs = final_weights(broken / "final"), final_weights(tmp_path / "unbroken" / "final")
+    for name, tensor in theirs.items():
+        torch.testing.assert_close(ours[name], tensor, rtol=0, atol=1e-6)

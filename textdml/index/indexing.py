@@ -125,6 +125,7 @@ def index_documents(
     options: CollectionOptions | None = None,
     encode_batch_size: int = 128,
     dim: int | None = None,
+    replacing: str | None = None,
 ) -> IndexReport:
     """Embed ``documents`` with ``model`` and write them to ``collection``.
 
@@ -157,6 +158,9 @@ def index_documents(
         dim: store only the first ``dim`` coordinates of each vector (a Matryoshka-trained model),
             re-normalised to unit length; the collection records it, so search cuts its queries
             the same way. A new version may have another ``dim`` than the live one.
+        replacing: versioned: the live version that earlier weights of the caller's own model wrote
+            (re-mining during training re-encodes with the weights as they learn); when it is the
+            live one, its other weights hash is no identity error. Any other live version still is.
 
     Returns:
         An :class:`IndexReport`.
@@ -179,7 +183,7 @@ def index_documents(
     with engine.writing():
         if versioned:
             target, created = open_version(engine, collection, identity, spec, options, id_field, text_field,
-                                           force=force, fresh=recreate)
+                                           force=force, fresh=recreate, replacing=replacing)
         else:
             target, created = open_in_place(engine, collection, identity, spec, options, id_field, text_field,
                                             force=force, recreate=recreate)
@@ -214,7 +218,7 @@ def index_documents(
 
 def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity, spec: VectorSpec,
                  options: CollectionOptions, id_field: str, text_field: str, force: bool,
-                 fresh: bool) -> tuple[str, bool]:
+                 fresh: bool, replacing: str | None = None) -> tuple[str, bool]:
     """The version to write: an unfinished one of this model to resume, or a new one. Returns
     ``(name, created)``."""
     if engine.collection_exists(collection):
@@ -230,7 +234,8 @@ def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
                 raise ValueError(f"the model writes {spec.describe()} vectors but collection {collection!r} (live "
                                  f"version {live!r}) holds {live_info.describe_vectors()}; pass --force (force=True) "
                                  "to index a new version anyway")
-            check_same_model(live_info.metadata, identity, collection, force, "index")
+            if live != replacing:
+                check_same_model(live_info.metadata, identity, collection, force, "index")
     resumed = None if fresh else resumable_version(engine, collection, identity)
     if resumed is not None:
         logger.info("resuming the unfinished version %s", resumed)

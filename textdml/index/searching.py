@@ -46,8 +46,9 @@ class Target:
 
 
 def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: bool = False, filter: Any = None,
-                using: str = DEFAULT_VECTOR, id_field: str | None = None) -> Target:
-    """Resolve ``name`` and check that ``model`` may search it (see the module docstring)."""
+                using: str = DEFAULT_VECTOR, id_field: str | None = None, verb: str = "search") -> Target:
+    """Resolve ``name`` and check that ``model`` may search it (see the module docstring); ``verb``
+    names the command in the error about another model."""
     collection = engine.resolve(name)
     info = engine.collection_info(collection)
     have = info.vectors.get(using)
@@ -66,7 +67,7 @@ def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: b
         raise ValueError(f"the model writes size={size} vectors but collection {name!r} ({collection}) holds "
                          f"size={have.size}; search it with the model that indexed it")
     if using == DEFAULT_VECTOR:
-        check_same_model(info.metadata, model_identity(model, truncate_dim=dim), name, force, "search")
+        check_same_model(info.metadata, model_identity(model, truncate_dim=dim), name, force, verb)
     fields = tuple(info.metadata["fields"]) if info.metadata.get("fields") else None
     check_filter_fields(filter, fields, name)
     return Target(name, collection, id_field or str(info.metadata.get("id_field") or "id"), fields, dim)

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -37,6 +37,7 @@ from textdml.evaluation.retrieval import encode_for_search
 if TYPE_CHECKING:
     import datasets
 
+    from textdml.index.engine import CollectionOptions, SearchOptions, VectorEngine
     from textdml.mining.cross_encoder import CrossEncoderScorer
     from textdml.models.protocols import SupportsEncode
 
@@ -225,6 +226,12 @@ def mine_hard_negatives(
     batch_size: int = 64,
     shard_size: int = 4096,
     show_progress_bar: bool = True,
+    collection: str | None = None,
+    engine: VectorEngine | None = None,
+    force: bool = False,
+    search_options: SearchOptions | None = None,
+    index_options: CollectionOptions | None = None,
+    own_versions: Collection[str] = (),
     **setting_overrides: Any,
 ) -> datasets.Dataset:
     """Add ``negative_1..k`` columns (and ``scores``) to ``(anchor, positive)`` rows by searching the corpus.
@@ -244,6 +251,18 @@ def mine_hard_negatives(
         batch_size: encoding batch size.
         shard_size: anchors mined (and saved) per step.
         show_progress_bar: a tqdm bar over the anchors.
+        collection: search this Qdrant collection (alias) of ``engine`` instead of exact blocks in
+            memory: its live version when it exists (indexed by ``model``, else an error), else the
+            corpus is indexed into a new version first. The mining corpus is then the collection's
+            documents plus ``corpus`` and the positives (see :mod:`textdml.mining.collection_search`);
+            ``mining_settings.json`` records the version searched.
+        engine: the index holding ``collection`` (:func:`textdml.index.open_client`).
+        force: mine through a collection indexed by another model (a warning instead of the error).
+        search_options: the collection search: ``SearchOptions(exact=True)`` gives the negatives of
+            in-memory mining; the default searches HNSW as deployed.
+        index_options: HNSW / quantization settings of a version indexed for mining.
+        own_versions: versions an earlier mining of this run searched (re-mining during training):
+            a live one among them holding older weights is re-encoded into a new version.
 
     Returns:
         A ``datasets.Dataset`` with ``anchor, positive, negative_1..k, scores`` (``scores`` =
@@ -253,7 +272,8 @@ def mine_hard_negatives(
 
     Raises:
         ValueError: missing columns, empty dataset, impossible window, a corpus smaller than the
-            negatives asked for.
+            negatives asked for; ``collection`` without ``engine`` or with ``searcher``, or indexed
+            by another model (unless ``force``).
     """
     from datasets import Dataset
 
@@ -265,7 +285,12 @@ def mine_hard_negatives(
                          "positive_column= (CLI: --anchor-column / --positive-column)")
     if len(dataset) == 0:
         raise ValueError("the dataset to mine is empty")
-    task = build_task(list(dataset[anchor_column]), list(dataset[positive_column]), corpus)
+    anchors, positives = list(dataset[anchor_column]), list(dataset[positive_column])
+    if collection is not None:
+        searcher = collection_searcher(model, anchors, positives, corpus, collection, engine, searcher, force,
+                                       search_options, index_options, own_versions, batch_size, show_progress_bar)
+        corpus = searcher.corpus
+    task = build_task(anchors, positives, corpus)
     range_max = settings.range_max or default_range_max(settings, task.max_positives)
     if len(task.corpus) - 1 < settings.num_negatives:
         raise ValueError(f"the corpus holds {len(task.corpus)} unique documents: too few to mine "
@@ -281,6 +306,8 @@ def mine_hard_negatives(
               "corpus_sha256": hashlib.sha256("\n".join(task.corpus).encode()).hexdigest(),
               "queries_sha256": hashlib.sha256("\n".join(task.queries).encode()).hexdigest(),
               "shard_size": shard_size}
+    if collection is not None:  # which version was searched is recorded, not fingerprinted: same vectors, same run
+        record["collection"] = searcher.settings()  # type: ignore[union-attr]
     fingerprint = settings_fingerprint(record)
     shard_dir = prepare_output(out, fingerprint) if out is not None else None
 
@@ -325,9 +352,29 @@ def mine_hard_negatives(
     result = Dataset.from_dict(rows)
     if out is not None:
         result.to_parquet(str(out / RESULT_FILE))
+        if collection is not None:
+            record["collection"] = searcher.record()  # type: ignore[union-attr]
         write_json_atomic(out / SETTINGS_FILE, {**record, "fingerprint": fingerprint, **totals,
                                                 "skipped_candidates": skipped_total})
     return result
+
+
+def collection_searcher(model: SupportsEncode, anchors: list[str], positives: list[str], corpus: Sequence[str] | None,
+                        collection: str, engine: VectorEngine | None, searcher: Searcher | None, force: bool,
+                        search_options: SearchOptions | None, index_options: CollectionOptions | None,
+                        own_versions: Collection[str], batch_size: int, show_progress_bar: bool) -> Any:
+    """The :class:`~textdml.mining.collection_search.CollectionSearcher` of ``mine_hard_negatives(collection=...)``."""
+    from textdml.mining.collection_search import open_collection_searcher
+
+    if searcher is not None:
+        raise ValueError("pass searcher= or collection=, not both: a collection brings its own searcher")
+    if engine is None:
+        raise ValueError(f"collection={collection!r} needs engine=, the index that holds it: "
+                         "engine=textdml.index.open_client(path=...) (or url=...)")
+    documents = build_task(anchors, positives, corpus).corpus
+    return open_collection_searcher(model, engine, collection, documents, force=force, own_versions=own_versions,
+                                    search_options=search_options, index_options=index_options,
+                                    batch_size=batch_size, show_progress_bar=show_progress_bar)
 
 
 def empty_rows(num_negatives: int) -> dict[str, list]:

@@ -5,10 +5,15 @@ Negatives mined with the starting model grow easy as the model learns. Every
 are mined again, and training goes on over the new table. Each table is saved under
 ``<output_dir>/mined/step-<S>``; the checkpoint records the step of the table in use, so a resumed
 run finds the table of those weights (same fingerprint) and goes on with it.
+
+With ``mine.collection`` each re-mine encodes the corpus into a new version of that collection
+with the current weights (the alias moves to it), so the versions trace the run; a resumed run
+reuses a version already written with its weights.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +29,25 @@ def mined_folder(config: RunConfig, step: int) -> Path:
     root = Path(config.mine.output_dir if config.mine and config.mine.output_dir else
                 Path(config.training.output_dir) / "mined")
     return root if step == 0 else root / f"step-{step}"
+
+
+def mined_versions(config: RunConfig) -> set[str]:
+    """The collection versions this run's minings searched, from the settings beside each table.
+
+    A re-mine replaces the live version by a new one with the current weights only when the live one
+    is among these (the run's own earlier weights); any other model's version stays an identity
+    error. Read from disk, so a resumed run knows the versions of the run it continues.
+    """
+    from textdml.mining.hard_negatives import SETTINGS_FILE
+
+    root = mined_folder(config, 0)
+    versions = set()
+    for path in [root / SETTINGS_FILE, *root.glob(f"step-*/{SETTINGS_FILE}")]:
+        if path.exists():
+            collection = json.loads(path.read_text()).get("collection") or {}
+            if collection.get("version"):
+                versions.add(str(collection["version"]))
+    return versions
 
 
 class Remining:
@@ -47,26 +71,23 @@ class Remining:
 
     def mine(self, embedder: Any, step: int, accelerator: Any) -> tuple[Any, float]:
         """The table mined with the current ``embedder`` at ``step`` (from its saved shards when it exists)."""
-        from textdml.mining.run import mine_for_run
+        from textdml.mining.run import mine_on_main_process
 
         start = time.perf_counter()
-        with accelerator.main_process_first():
-            table = mine_for_run(self.config, embedder, mined_folder(self.config, step),
-                                 show_progress_bar=self.show_progress_bar and accelerator.is_main_process)
+        table = mine_on_main_process(self.config, embedder, accelerator, mined_folder(self.config, step),
+                                     self.show_progress_bar, own_versions=mined_versions(self.config))
         return table, time.perf_counter() - start
 
     def load(self, step: int) -> Any:
         """The table mined at ``step`` by an earlier run (a resumed run goes on with it)."""
-        from datasets import Dataset
-
         from textdml.mining.hard_negatives import RESULT_FILE
+        from textdml.mining.run import read_mined
 
-        path = mined_folder(self.config, step) / RESULT_FILE
-        if not path.exists():
-            raise ValueError(f"the checkpoint trains on negatives mined at step {step}, but {path} is missing; "
-                             "restore it, or resume from a checkpoint before that step")
-        table = Dataset.from_parquet(str(path))
-        return table.remove_columns([c for c in ("scores",) if c in table.column_names])
+        folder = mined_folder(self.config, step)
+        if not (folder / RESULT_FILE).exists():
+            raise ValueError(f"the checkpoint trains on negatives mined at step {step}, but {folder / RESULT_FILE} "
+                             "is missing; restore it, or resume from a checkpoint before that step")
+        return read_mined(folder)
 
     def refresh(self, embedder: Any, step: int, accelerator: Any, rebuild: Callable[[Any], Any],
                 evaluate: Callable[[], dict[str, float]] | None, log: Any) -> Any:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +37,40 @@ def load_corpus(data: DataConfig, column: str) -> list[str]:
     return [text for text in rows[column] if isinstance(text, str) and text.strip()]
 
 
+def read_mined(folder: Path) -> datasets.Dataset:
+    """A saved mined table, as training reads it (without the ``scores`` column)."""
+    from datasets import Dataset
+
+    from textdml.mining.hard_negatives import RESULT_FILE
+
+    table = Dataset.from_parquet(str(folder / RESULT_FILE))
+    return table.remove_columns([c for c in ("scores",) if c in table.column_names])
+
+
+def mine_on_main_process(config: RunConfig, model: Any, accelerator: Any, output_dir: Path,
+                         show_progress_bar: bool = True, own_versions: Collection[str] = ()) -> datasets.Dataset:
+    """Mine on the main process first; the other processes then get the same table.
+
+    In-memory search: they mine too and find every shard saved (same inputs, same fingerprint).
+    Through a collection they read the finished table instead: a Qdrant Edge shard opens in one
+    process at a time, and they would all open it together.
+    """
+    with accelerator.main_process_first():
+        if config.mine is not None and config.mine.collection is not None and not accelerator.is_main_process:
+            return read_mined(output_dir)
+        return mine_for_run(config, model, output_dir, show_progress_bar=show_progress_bar and accelerator.is_main_process,
+                            own_versions=own_versions)
+
+
 def mine_for_run(config: RunConfig, model: Any, output_dir: str | Path | None = None,
-                 show_progress_bar: bool = True) -> datasets.Dataset:
-    """Mine the recipe's (single, map-style) train pairs with ``model``; the table is saved under ``output_dir``."""
+                 show_progress_bar: bool = True, force: bool = False,
+                 own_versions: Collection[str] = ()) -> datasets.Dataset:
+    """Mine the recipe's (single, map-style) train pairs with ``model``; the table is saved under ``output_dir``.
+
+    With ``mine.collection`` the candidates come from that collection of the ``index`` section
+    (``force`` or ``index.force``: although another model indexed it; ``own_versions``: versions
+    earlier minings of this run searched, which a re-mine replaces by a new version).
+    """
     from textdml.mining.cross_encoder import CrossEncoderScorer
     from textdml.mining.hard_negatives import mine_hard_negatives
 
@@ -49,10 +83,19 @@ def mine_for_run(config: RunConfig, model: Any, output_dir: str | Path | None = 
     roles = resolve_roles(list(pairs.column_names), "mining", ("pairs",), data.columns)
     corpus = load_corpus(mine.corpus, mine.corpus_column) if mine.corpus is not None else None
     out = Path(output_dir or mine.output_dir or Path(config.training.output_dir) / "mined")
-    mined = mine_hard_negatives(
-        pairs, model, anchor_column=roles.anchor, positive_column=roles.positive, corpus=corpus,  # type: ignore[arg-type]
-        settings=mining_settings(mine), cross_encoder=CrossEncoderScorer(mine.cross_encoder) if mine.cross_encoder
-        else None, output_dir=out, batch_size=mine.batch_size, show_progress_bar=show_progress_bar,
-    )
+    with contextlib.ExitStack() as stack:
+        through: dict[str, Any] = {}
+        if mine.collection is not None:
+            from textdml.index.qdrant import collection_options, open_index, search_options
+
+            through = {"collection": mine.collection, "engine": stack.enter_context(open_index(config.index)),
+                       "force": force or config.index.force, "own_versions": own_versions,
+                       "search_options": dataclasses.replace(search_options(config.index), exact=mine.exact),
+                       "index_options": collection_options(config.index)}
+        mined = mine_hard_negatives(
+            pairs, model, anchor_column=roles.anchor, positive_column=roles.positive, corpus=corpus,  # type: ignore[arg-type]
+            settings=mining_settings(mine), cross_encoder=CrossEncoderScorer(mine.cross_encoder) if mine.cross_encoder
+            else None, output_dir=out, batch_size=mine.batch_size, show_progress_bar=show_progress_bar, **through,
+        )
     logger.info("mined %d rows with %d hard negatives each into %s", mined.num_rows, mine.num_negatives, out)
     return mined.remove_columns(["scores"])

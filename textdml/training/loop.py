@@ -537,14 +537,14 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
 def mine_before_training(config: RunConfig, embedder: Embedder, accelerator: Accelerator) -> Dataset:
     """Hard negatives for the train pairs, mined with the starting model (``config.mine``).
 
-    The main process mines; the others then read its saved shards (same inputs, same result).
-    A resumed run finds the table already mined for these weights and settings.
+    The main process mines; the others then get its table (see ``mine_on_main_process``). A
+    resumed run finds the table already mined for these weights and settings.
     """
-    from textdml.mining.run import mine_for_run
+    from textdml.mining.remine import mined_folder, mined_versions
+    from textdml.mining.run import mine_on_main_process
 
-    with accelerator.main_process_first():
-        return mine_for_run(config, embedder, show_progress_bar=config.training.show_progress_bar
-                            and accelerator.is_main_process)
+    return mine_on_main_process(config, embedder, accelerator, mined_folder(config, 0),
+                                config.training.show_progress_bar, own_versions=mined_versions(config))
 
 
 def is_dual_encoder(model: Any) -> bool:
