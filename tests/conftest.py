@@ -68,3 +68,12 @@ def engine(engine_kind, index_path):
     engine = open_client(path=index_path, engine=engine_kind)
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def corpus() -> dict[str, str]:
+    """40 toy documents (``d000``..``d039``), each retrievable by its own words (the index tests;
+    tests/mining/conftest.py has its own ``corpus``)."""
+    from tests.fakes import toy_corpus
+
+    return toy_corpus(num_docs=40)
