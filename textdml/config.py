@@ -407,16 +407,12 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"training.remine_every={t.remine_every} needs to be >= 1 and a mine section "
                           "(what to mine, e.g. mine: {num_negatives: 1})")
     if config.mine is not None:
-        m = config.mine
-        if m.num_negatives < 1 or m.range_min < 0:
-            raise ConfigError(f"mine.num_negatives must be >= 1 and mine.range_min >= 0, got {m.num_negatives} and "
-                              f"{m.range_min}")
-        if m.range_max is not None and m.num_negatives > m.range_max - m.range_min:
-            raise ConfigError(f"mine.range_min={m.range_min}..range_max={m.range_max} leaves fewer candidates than "
-                              f"mine.num_negatives={m.num_negatives}")
-        if m.collection is not None and (not m.collection.strip() or "__" in m.collection):
-            raise ConfigError(f"mine.collection={m.collection!r} must be a non-empty name without '__' (it separates "
-                              "the parts of version names); e.g. mine.collection=train-corpus")
+        from textdml.mining.settings import MiningSettings
+
+        try:
+            MiningSettings.from_config(config.mine).validate(prefix="mine.")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     from textdml.config_ranges import check_ranges
 

@@ -45,7 +45,7 @@ def test_train_mines_first_and_a_resumed_run_reuses_the_table(tiny_model_dir, tm
 
 
 def test_mine_settings_are_validated() -> None:
-    with pytest.raises(ConfigError, match="leaves fewer candidates"):
+    with pytest.raises(ConfigError, match="mine.range_min=5..mine.range_max=5 leaves 0 candidates"):
         load_run_config(RECIPE, ["mine.range_min=5", "mine.range_max=5"])
     with pytest.raises(ConfigError, match="unknown key config.mine.top_k"):
         load_run_config(RECIPE, ["mine.top_k=3"])

@@ -1,5 +1,24 @@
-"""Hard negatives mined by search, for retriever training."""
+"""Hard negatives mined by search, for retriever training.
 
-from textdml.mining.hard_negatives import ExactSearcher, MiningSettings, Searcher, mine_hard_negatives
+The names below are imported on first use, so ``textdml.mining.settings`` (read by config
+validation) loads without torch.
+"""
 
-__all__ = ["ExactSearcher", "MiningSettings", "Searcher", "mine_hard_negatives"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ExactSearcher": "textdml.mining.hard_negatives",
+    "MiningSettings": "textdml.mining.settings",
+    "Searcher": "textdml.mining.hard_negatives",
+    "mine_hard_negatives": "textdml.mining.hard_negatives",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'textdml.mining' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -12,20 +12,12 @@ from typing import TYPE_CHECKING, Any
 from textdml.config import DataConfig, MineConfig, RunConfig
 from textdml.data.loading import load_data
 from textdml.data.roles import resolve_roles
+from textdml.mining.settings import MiningSettings
 
 if TYPE_CHECKING:
     import datasets
 
 logger = logging.getLogger(__name__)
-
-
-def mining_settings(config: MineConfig) -> Any:
-    from textdml.mining.hard_negatives import MiningSettings
-
-    return MiningSettings(num_negatives=config.num_negatives, range_min=config.range_min, range_max=config.range_max,
-                          absolute_margin=config.absolute_margin, relative_margin=config.relative_margin,
-                          max_score=config.max_score, min_score=config.min_score,
-                          sampling_strategy=config.sampling_strategy, seed=config.seed)
 
 
 def load_corpus(data: DataConfig, column: str) -> list[str]:
@@ -94,7 +86,7 @@ def mine_for_run(config: RunConfig, model: Any, output_dir: str | Path | None = 
                        "index_options": collection_options(config.index)}
         mined = mine_hard_negatives(
             pairs, model, anchor_column=roles.anchor, positive_column=roles.positive, corpus=corpus,  # type: ignore[arg-type]
-            settings=mining_settings(mine), cross_encoder=CrossEncoderScorer(mine.cross_encoder) if mine.cross_encoder
+            settings=MiningSettings.from_config(mine), cross_encoder=CrossEncoderScorer(mine.cross_encoder) if mine.cross_encoder
             else None, output_dir=out, batch_size=mine.batch_size, show_progress_bar=show_progress_bar, **through,
         )
     logger.info("mined %d rows with %d hard negatives each into %s", mined.num_rows, mine.num_negatives, out)
