@@ -50,12 +50,13 @@ def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: b
     spec = VectorSpec(int(model.embedding_dim), str(model.similarity))
     have = info.vectors.get(using)
     if have is None:
-        raise ValueError(f"collection {name!r} has no vector {using!r}; it holds {info.describe_vectors()}")
+        hint = ("index it with an image-text model" if using else
+                "it holds image-text pairs: search it with an image-text model")
+        raise ValueError(f"collection {name!r} has no vector {using!r}; it holds {info.describe_vectors()}: {hint}")
     if have.size != spec.size:
         raise ValueError(f"the model writes size={spec.size} vectors but collection {name!r} ({collection}) holds "
                          f"size={have.size}; search it with the model that indexed it")
-    if using == DEFAULT_VECTOR:
-        check_same_model(info.metadata, model_identity(model), name, force, "search")
+    check_same_model(info.metadata, model_identity(model), name, force, "search")
     fields = tuple(info.metadata["fields"]) if info.metadata.get("fields") else None
     check_filter_fields(filter, fields, name)
     return Target(name, collection, id_field or str(info.metadata.get("id_field") or "id"), fields)
