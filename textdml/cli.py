@@ -243,42 +243,36 @@ def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool |
         model.to("cuda")
     if data is None and config.eval.data is None:
         raise ConfigError("no documents: pass --data, or give the recipe eval.data whose corpus to index")
-    if hasattr(model, "encode_images"):  # images and captions, one point each, named vectors
-        from textdml.index.qdrant_images import index_image_text
-
-        if idx.dim is not None:
-            raise ConfigError(f"index.dim={idx.dim} cuts text vectors; {model_path} is an image-text model, whose "
-                              "image and text vectors are stored at full size: drop index.dim")
-
-        rows = load_data(data) if data is not None else load_eval_dataset(config.eval.data)  # type: ignore[arg-type]
-        with open_index(config) as engine:
-            written = index_image_text(model, rows, engine, idx.collection, id_field=idx.id_field,
-                                       text_field=idx.text_field, batch_size=idx.batch_size, recreate=idx.recreate,
-                                       options=collection_options(idx))
+    image_text = hasattr(model, "encode_images")  # images and captions, one point each, named vectors
+    if image_text and idx.dim is not None:
+        raise ConfigError(f"index.dim={idx.dim} cuts text vectors; {model_path} is an image-text model, whose "
+                          "image and text vectors are stored at full size: drop index.dim")
+    if data is not None:
+        documents = load_data(data)
+    elif image_text:  # image-text pairs: the eval rows themselves
+        documents = load_eval_dataset(config.eval.data)  # type: ignore[arg-type]
     else:
-        if data is not None:
-            documents = load_data(data)
+        dataset = load_eval_dataset(config.eval.data)  # type: ignore[arg-type]
+        _, corpus, _ = retrieval_task_from_pairs(dataset, "anchor", "positive", config.eval.max_corpus)
+        documents = [{idx.id_field: doc_id, idx.text_field: text} for doc_id, text in corpus.items()]
+    common = dict(id_field=idx.id_field, text_field=idx.text_field, batch_size=idx.batch_size, recreate=idx.recreate,
+                  versioned=idx.versioned, swap=idx.swap if swap is None else swap, force=force or idx.force,
+                  options=collection_options(idx), encode_batch_size=idx.encode_batch_size)
+    with open_index(config) as engine:
+        if image_text:
+            from textdml.index.qdrant_images import index_image_text
+
+            report = index_image_text(model, documents, engine, idx.collection, **common)
         else:
-            dataset = load_eval_dataset(config.eval.data)  # type: ignore[arg-type]
-            _, corpus, _ = retrieval_task_from_pairs(dataset, "anchor", "positive", config.eval.max_corpus)
-            documents = [{idx.id_field: doc_id, idx.text_field: text} for doc_id, text in corpus.items()]
-        with open_index(config) as engine:
-            report = index_documents(model, documents, engine, idx.collection, id_field=idx.id_field,
-                                     text_field=idx.text_field, batch_size=idx.batch_size, recreate=idx.recreate,
-                                     versioned=idx.versioned, swap=idx.swap if swap is None else swap,
-                                     force=force or idx.force, options=collection_options(idx),
-                                     encode_batch_size=idx.encode_batch_size, dim=idx.dim)
-        written = report.written
-        print(f"indexed {report.points} documents into {report.version} ({report.written} encoded, "
-              f"{report.skipped} unchanged, {report.docs_per_second:.0f} docs/s"
-              + (f", vectors cut to {idx.dim} of {model.embedding_dim} coordinates" if idx.dim is not None else "")
-              + ")"
-              + (f"; {idx.collection!r} now points at it" if report.live and idx.versioned else "")
-              + ("" if report.live else f"; not live: `textdml rollback {idx.collection} --to {report.version}` "
-                 "would publish it"))
-        return written
-    print(f"indexed {written} documents into collection {idx.collection!r}")
-    return written
+            report = index_documents(model, documents, engine, idx.collection, dim=idx.dim, **common)
+    print(f"indexed {report.points} documents into {report.version} ({report.written} encoded, "
+          f"{report.skipped} unchanged, {report.docs_per_second:.0f} docs/s"
+          + (f", vectors cut to {idx.dim} of {model.embedding_dim} coordinates" if idx.dim is not None else "")
+          + ")"
+          + (f"; {idx.collection!r} now points at it" if report.live and idx.versioned else "")
+          + ("" if report.live else f"; not live: `textdml rollback {idx.collection} --to {report.version}` "
+             "would publish it"))
+    return report.written
 
 
 def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: int,
@@ -299,10 +293,12 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
     if dual:
         from textdml.index.qdrant_images import search_images_by_text, search_texts_by_image
 
+        settings = {"filter": query_filter, "force": force or config.index.force,
+                    "options": search_options(config.index)}
         if queries:
-            hits += list(zip(queries, search_images_by_text(model, client, collection, queries, top_k)))
+            hits += list(zip(queries, search_images_by_text(model, client, collection, queries, top_k, **settings)))
         if images:
-            hits += list(zip(images, search_texts_by_image(model, client, collection, images, top_k)))
+            hits += list(zip(images, search_texts_by_image(model, client, collection, images, top_k, **settings)))
     else:
         hits = list(zip(queries, search(model, client, collection, queries, top_k, filter=query_filter,
                                         force=force or config.index.force, options=search_options(config.index))))

@@ -54,6 +54,17 @@ def test_point_id_is_a_deterministic_uuid():
     assert len(point_id("d001")) == 36
 
 
+def test_point_id_is_uuid5_of_the_document_id_forever():
+    # Every point id ever written: a change would give each document a second point on re-index.
+    import uuid
+
+    from textdml.index.documents import POINT_ID_NAMESPACE
+
+    ids = ["d001", "", "naïve 🐈", "a" * 1000, 0, 7, -3, 2**70, 1.5, "\x00\n"] + [f"doc-{i}" for i in range(2000)]
+    assert [point_id(i) for i in ids] == [str(uuid.uuid5(POINT_ID_NAMESPACE, str(i))) for i in ids]
+    assert POINT_ID_NAMESPACE == uuid.UUID("5b1f3a52-6f0e-4c55-9a4e-2d7c1f0b9e61")
+
+
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
 def test_ensure_collection_creates_with_the_model_distance(engine, similarity):
     assert ensure_collection(engine, COLLECTION, 16, similarity) is True

@@ -100,3 +100,33 @@ def test_lora_trains_adapters_and_saves_merged(tiny_model_dir, tmp_path):
     model.save_pretrained(tmp_path / "merged")
     np.testing.assert_allclose(SentenceTransformer(str(tmp_path / "merged"), device="cpu").encode(TEXTS), expected,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_fast_padding_matches_the_tokenizer_padding(tiny_embedder, padding_side):
+    tokenizer = tiny_embedder.tokenizer
+    tokenizer.padding_side = padding_side
+    try:
+        texts = TEXTS + ["é ü naïve café " * 100]  # truncated at max_seq_length
+        expected = tokenizer(texts, padding=True, truncation=True, max_length=tiny_embedder.max_seq_length,
+                             return_tensors="pt")
+        ours = tiny_embedder.tokenize(texts)
+        assert set(ours) == set(expected)
+        for key in expected:
+            assert ours[key].dtype == torch.int64 and torch.equal(ours[key], expected[key]), key
+        buckets, restore = tiny_embedder.tokenize_buckets(texts, bucket_rows=2)
+        encoded = tokenizer(texts, truncation=True, max_length=tiny_embedder.max_seq_length)
+        order = torch.argsort(restore).tolist()
+        for start, bucket in zip(range(0, len(texts), 2), buckets, strict=True):
+            rows = order[start : start + 2]
+            want = tokenizer.pad({k: [v[i] for i in rows] for k, v in encoded.items()}, return_tensors="pt")
+            assert all(torch.equal(bucket[key], want[key]) for key in want)
+    finally:
+        tokenizer.padding_side = "right"
+
+
+def test_padding_without_a_pad_token_names_the_fix(tiny_model_dir):
+    model = Embedder.from_pretrained(tiny_model_dir)
+    model.tokenizer.pad_token = None
+    with pytest.raises(ValueError, match="no pad token.*set tokenizer.pad_token"):
+        model.tokenize(["a cat", "a dog barks"])

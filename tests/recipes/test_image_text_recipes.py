@@ -54,7 +54,11 @@ def test_two_steps_then_eval_index_search(recipe, tiny_arch, tiny_model_dir, tmp
     assert main(["eval", "--config", config, "--model", model, *overrides]) == 0
     assert "i2t_recall@1" in capsys.readouterr().out
     assert main(["index", "--config", config, "--model", model, *overrides]) == 0
-    assert "indexed 8 documents" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "indexed 8 documents into pairs__" in out and "'pairs' now points at it" in out
+    assert main(["collections", f"index.path={tmp_path / 'qdrant'}"]) == 0
+    listing = capsys.readouterr().out
+    assert "*  pairs__" in listing and "ready" in listing and "sha256" in listing.split("\n")[1]
     first_image = json.loads(test.read_text().splitlines()[0])["image"]
     assert main(["search", "--config", config, "--model", model, "--text", "a red square", "--image", first_image,
                  "--top-k", "2", *overrides]) == 0

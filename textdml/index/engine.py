@@ -122,9 +122,14 @@ class CollectionInfo:
     metadata: Mapping[str, Any]
 
     def describe_vectors(self) -> str:
-        if set(self.vectors) == {DEFAULT_VECTOR}:
-            return self.vectors[DEFAULT_VECTOR].describe()
-        return "named vectors " + ", ".join(f"{name} ({spec.describe()})" for name, spec in sorted(self.vectors.items()))
+        return describe_vectors(self.vectors)
+
+
+def describe_vectors(vectors: Mapping[str, VectorSpec]) -> str:
+    """``size=384, distance=cosine`` for one unnamed vector, ``named vectors image (...), text (...)`` else."""
+    if set(vectors) == {DEFAULT_VECTOR}:
+        return vectors[DEFAULT_VECTOR].describe()
+    return "named vectors " + ", ".join(f"{name} ({spec.describe()})" for name, spec in sorted(vectors.items()))
 
 
 class IndexLockedError(ValueError):

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sized
+from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from textdml.index.documents import (
@@ -31,7 +32,14 @@ from textdml.index.documents import (
     point_id,
     unchanged_point_ids,
 )
-from textdml.index.engine import DEFAULT_VECTOR, CollectionOptions, Point, VectorEngine, VectorSpec
+from textdml.index.engine import (
+    DEFAULT_VECTOR,
+    CollectionOptions,
+    Point,
+    VectorEngine,
+    VectorSpec,
+    describe_vectors,
+)
 from textdml.index.versions import new_metadata, publish, resumable_version, utc_now, version_name
 from textdml.models.identity import ModelIdentity, model_identity
 
@@ -74,6 +82,42 @@ class IndexReport:
         return (self.written + self.skipped) / self.seconds if self.seconds > 0 else float("nan")
 
 
+@dataclass(frozen=True)
+class VectorSource:
+    """What the points of a collection hold, and how a chunk of documents becomes their vectors.
+
+    Text documents have one unnamed vector (:func:`text_source`); image-text pairs the named
+    vectors ``image`` and ``text`` (:func:`textdml.index.qdrant_images.image_text_source`). Both go
+    through the same versioned lifecycle (:func:`index_rows`).
+
+    Attributes:
+        vectors: vector name -> its spec (``{"": spec}`` for one unnamed vector).
+        embed: the payloads of a chunk -> vector name -> ``(N, D)`` float32 vectors, in payload order.
+        check_row: raises ``ValueError`` naming the row and the field when a payload (checked for
+            its id and text already) cannot be embedded; run before anything of its chunk is encoded.
+        metadata: more fields for the collection's metadata (e.g. the image field).
+        unit: what the progress bar counts.
+    """
+
+    vectors: Mapping[str, VectorSpec]
+    embed: Callable[[list[dict[str, Any]]], Mapping[str, np.ndarray]]
+    check_row: Callable[[dict[str, Any], int], None] | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    unit: str = "doc"
+
+
+def text_source(model: SupportsEncode, spec: VectorSpec, text_field: str, encode_batch_size: int,
+                dim: int | None = None) -> VectorSource:
+    """One unnamed vector per document: its text encoded with the model's document prompt (cut to
+    ``dim`` coordinates and re-normalised, when given)."""
+
+    def embed(payloads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        return {DEFAULT_VECTOR: encode_vectors(model, [payload[text_field] for payload in payloads],
+                                               encode_batch_size, role="document", dim=dim)}
+
+    return VectorSource({DEFAULT_VECTOR: spec}, embed)
+
+
 def check_same_model(stored: Mapping[str, Any], identity: ModelIdentity, name: str, force: bool, verb: str) -> None:
     """Stop when the collection was written by another model (its vectors live in another space)."""
     if not stored.get("identity"):
@@ -88,11 +132,11 @@ def check_same_model(stored: Mapping[str, Any], identity: ModelIdentity, name: s
     warnings.warn(message + "; going on because of --force", UserWarning, stacklevel=3)
 
 
-def check_vectors(engine: VectorEngine, name: str, spec: VectorSpec, hint: str) -> None:
+def check_vectors(engine: VectorEngine, name: str, vectors: Mapping[str, VectorSpec], hint: str) -> None:
     info = engine.collection_info(name)
-    if dict(info.vectors) != {DEFAULT_VECTOR: spec}:
+    if dict(info.vectors) != dict(vectors):
         raise ValueError(f"Qdrant collection {name!r} exists with {info.describe_vectors()}, but the model needs "
-                         f"{spec.describe()}; {hint}")
+                         f"{describe_vectors(vectors)}; {hint}")
 
 
 def as_engine(engine: Any) -> VectorEngine:
@@ -171,25 +215,55 @@ def index_documents(
             removes its unfinished version, so nothing goes live); a collection of another vector
             size or another model (unless ``force``); a ``dim`` below 1 or above the model's size.
     """
-    if batch_size < 1 or encode_batch_size < 1:
-        raise ValueError(f"batch_size and encode_batch_size must be >= 1, got {batch_size} and {encode_batch_size}")
-    engine = as_engine(engine)
-    options = options or CollectionOptions()
+    if encode_batch_size < 1:
+        raise ValueError(f"encode_batch_size must be >= 1, got {encode_batch_size}")
     check_dim(dim, int(model.embedding_dim))
     identity = model_identity(model, truncate_dim=dim)
-    spec = VectorSpec(identity.vector_size, identity.similarity)
+    source = text_source(model, VectorSpec(identity.vector_size, identity.similarity), text_field, encode_batch_size,
+                         dim)
+    return index_rows(source, identity, documents, engine, collection, id_field, text_field, batch_size, recreate,
+                      show_progress_bar, versioned=versioned, swap=swap, force=force, options=options,
+                      replacing=replacing)
+
+
+def index_rows(
+    source: VectorSource,
+    identity: ModelIdentity,
+    documents: Iterable[Mapping[str, Any]],
+    engine: VectorEngine,
+    collection: str,
+    id_field: str,
+    text_field: str,
+    batch_size: int,
+    recreate: bool,
+    show_progress_bar: bool,
+    *,
+    versioned: bool,
+    swap: bool,
+    force: bool,
+    options: CollectionOptions | None,
+    replacing: str | None = None,
+) -> IndexReport:
+    """The indexing lifecycle of any :class:`VectorSource` (the arguments are
+    :func:`index_documents`'): open a version (or the plain collection), stream the rows in, check
+    the count, build HNSW, record the metadata, move the alias."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    engine = as_engine(engine)
+    options = options or CollectionOptions()
     check_unique_ids(documents, id_field)
     started = time.perf_counter()
     with engine.writing():
+        metadata = {**new_metadata(collection, identity, id_field, text_field), **source.metadata}
         if versioned:
-            target, created = open_version(engine, collection, identity, spec, options, id_field, text_field,
+            target, created = open_version(engine, collection, identity, source.vectors, options, metadata,
                                            force=force, fresh=recreate, replacing=replacing)
         else:
-            target, created = open_in_place(engine, collection, identity, spec, options, id_field, text_field,
+            target, created = open_in_place(engine, collection, identity, source.vectors, options, metadata,
                                             force=force, recreate=recreate)
         try:
-            written, skipped, seen, fields = stream_into(model, documents, engine, target, identity, id_field,
-                                                         text_field, batch_size, encode_batch_size, show_progress_bar)
+            written, skipped, seen, fields = stream_into(source, documents, engine, target, identity, id_field,
+                                                         text_field, batch_size, show_progress_bar)
         except ValueError:
             if versioned:  # bad input: nothing of this run may go live or linger half-written
                 engine.delete_collection(target)
@@ -200,7 +274,7 @@ def index_documents(
                              "documents (an unfinished version resumed with other documents?); it stays unpublished: "
                              f"delete it with `textdml collections --delete {target}` and index again")
         hnsw_built = engine.finish(target, options, show_progress_bar=show_progress_bar)
-        metadata = dict(engine.collection_info(target).metadata)
+        metadata = dict(engine.collection_info(target, count=False).metadata)
         old_fields = set(metadata.get("fields", [])) if not versioned or not created else set()
         metadata.update(status="ready", points=points, finished=utc_now().isoformat(timespec="seconds"),
                         fields=sorted(fields | old_fields), identity=identity.to_dict())
@@ -216,9 +290,9 @@ def index_documents(
     return report
 
 
-def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity, spec: VectorSpec,
-                 options: CollectionOptions, id_field: str, text_field: str, force: bool,
-                 fresh: bool, replacing: str | None = None) -> tuple[str, bool]:
+def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity, vectors: Mapping[str, VectorSpec],
+                 options: CollectionOptions, metadata: Mapping[str, Any], force: bool, fresh: bool,
+                 replacing: str | None = None) -> tuple[str, bool]:
     """The version to write: an unfinished one of this model to resume, or a new one. Returns
     ``(name, created)``."""
     if engine.collection_exists(collection):
@@ -228,26 +302,26 @@ def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
     if live is not None:
         live_info = engine.collection_info(live, count=False)  # never lock the live shard its readers use
         stored = live_info.metadata.get("identity")
-        # The same model (cut to this or another index.dim): a new version of any size is fine.
-        if not (stored and ModelIdentity.from_dict(stored).same_model(identity)):
-            if dict(live_info.vectors) != {DEFAULT_VECTOR: spec} and not force:
-                raise ValueError(f"the model writes {spec.describe()} vectors but collection {collection!r} (live "
-                                 f"version {live!r}) holds {live_info.describe_vectors()}; pass --force (force=True) "
-                                 "to index a new version anyway")
-            if live != replacing:
-                check_same_model(live_info.metadata, identity, collection, force, "index")
-    resumed = None if fresh else resumable_version(engine, collection, identity)
+        same_model = bool(stored) and ModelIdentity.from_dict(stored).same_model(identity)
+        # The same model cut to another index.dim: a new version of another size is fine (same vector names).
+        resized = same_model and set(live_info.vectors) == set(vectors)
+        if dict(live_info.vectors) != dict(vectors) and not resized and not force:
+            raise ValueError(f"the model writes {describe_vectors(vectors)} vectors but collection {collection!r} "
+                             f"(live version {live!r}) holds {live_info.describe_vectors()}; pass --force "
+                             "(force=True) to index a new version anyway")
+        if not same_model and live != replacing:
+            check_same_model(live_info.metadata, identity, collection, force, "index")
+    resumed = None if fresh else resumable_version(engine, collection, identity, vectors)
     if resumed is not None:
         logger.info("resuming the unfinished version %s", resumed)
         return resumed, False
     name = version_name(collection, identity)
-    engine.create_collection(name, {DEFAULT_VECTOR: spec}, options,
-                             new_metadata(collection, identity, id_field, text_field))
+    engine.create_collection(name, vectors, options, metadata)
     return name, True
 
 
-def open_in_place(engine: VectorEngine, collection: str, identity: ModelIdentity, spec: VectorSpec,
-                  options: CollectionOptions, id_field: str, text_field: str, force: bool,
+def open_in_place(engine: VectorEngine, collection: str, identity: ModelIdentity, vectors: Mapping[str, VectorSpec],
+                  options: CollectionOptions, metadata: Mapping[str, Any], force: bool,
                   recreate: bool) -> tuple[str, bool]:
     if collection in engine.aliases():
         raise ValueError(f"{collection!r} is an alias of versioned collections: writing in place would change the "
@@ -255,18 +329,18 @@ def open_in_place(engine: VectorEngine, collection: str, identity: ModelIdentity
     if recreate and engine.collection_exists(collection):
         engine.delete_collection(collection)
     if engine.collection_exists(collection):
-        check_vectors(engine, collection, spec, "pass recreate=True to delete it and index again")
-        check_same_model(engine.collection_info(collection).metadata, identity, collection, force, "index")
+        check_vectors(engine, collection, vectors, "pass recreate=True to delete it and index again")
+        check_same_model(engine.collection_info(collection, count=False).metadata, identity, collection, force,
+                         "index")
         return collection, False
-    metadata = {**new_metadata(collection, identity, id_field, text_field), "versioned": False}
-    engine.create_collection(collection, {DEFAULT_VECTOR: spec}, options, metadata)
+    engine.create_collection(collection, vectors, options, {**metadata, "versioned": False})
     return collection, True
 
 
-def stream_into(model: SupportsEncode, documents: Iterable[Mapping[str, Any]], engine: VectorEngine, target: str,
-                identity: ModelIdentity, id_field: str, text_field: str, batch_size: int, encode_batch_size: int,
+def stream_into(source: VectorSource, documents: Iterable[Mapping[str, Any]], engine: VectorEngine, target: str,
+                identity: ModelIdentity, id_field: str, text_field: str, batch_size: int,
                 show_progress_bar: bool) -> tuple[int, int, int, set[str]]:
-    """Encode and upsert every document; return (written, skipped, distinct documents, payload fields)."""
+    """Embed and upsert every document; return (written, skipped, distinct documents, payload fields)."""
     model_fields = {MODEL_NAME_KEY: identity.model_name, MODEL_HASH_KEY: identity.weights_sha256}
     # Only a collection that already holds points can hold some of these documents unchanged.
     check_stored = engine.count(target) > 0
@@ -276,12 +350,14 @@ def stream_into(model: SupportsEncode, documents: Iterable[Mapping[str, Any]], e
     total = len(documents) if isinstance(documents, Sized) else None
     pending: Future | None = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="textdml-upsert") as writer, \
-            tqdm(total=total, desc=f"Indexing into {target}", unit="doc", disable=not show_progress_bar) as progress:
+            tqdm(total=total, desc=f"Indexing into {target}", unit=source.unit, disable=not show_progress_bar) as progress:
         try:
             for batch_number, rows in enumerate(batches(documents, batch_size)):
                 payloads: dict[str, dict[str, Any]] = {}
                 for row_number, row in enumerate(rows, start=batch_number * batch_size):
                     payload = document_payload(row, row_number, id_field, text_field, model_fields)
+                    if source.check_row is not None:
+                        source.check_row(payload, row_number)
                     doc_id = str(payload[id_field])
                     if doc_id in first_row_of:
                         raise ValueError(f"row {row_number}: {id_field!r} {doc_id!r} repeats row {first_row_of[doc_id]}")
@@ -292,10 +368,7 @@ def stream_into(model: SupportsEncode, documents: Iterable[Mapping[str, Any]], e
                 todo = {pid: payload for pid, payload in payloads.items() if pid not in unchanged}
                 skipped += len(unchanged)
                 if todo:
-                    vectors = encode_vectors(model, [payload[text_field] for payload in todo.values()],
-                                             encode_batch_size, role="document", dim=identity.truncate_dim)
-                    points = [Point(pid, vector, payload)
-                              for (pid, payload), vector in zip(todo.items(), vectors, strict=True)]
+                    points = as_points(todo, source.embed(list(todo.values())))
                     if pending is not None:
                         pending.result()  # one chunk in flight: memory stays bounded
                     pending = writer.submit(engine.upsert, target, points)
@@ -305,3 +378,13 @@ def stream_into(model: SupportsEncode, documents: Iterable[Mapping[str, Any]], e
             if pending is not None:
                 pending.result()  # what was encoded is stored before any error propagates
     return written, skipped, len(first_row_of), fields
+
+
+def as_points(payloads: Mapping[str, dict[str, Any]], vectors: Mapping[str, np.ndarray]) -> list[Point]:
+    """Points of a chunk: one unnamed vector each, or one of every named vector."""
+    if set(vectors) == {DEFAULT_VECTOR}:
+        return [Point(pid, vector, payload)
+                for (pid, payload), vector in zip(payloads.items(), vectors[DEFAULT_VECTOR], strict=True)]
+    names = list(vectors)
+    return [Point(pid, dict(zip(names, row, strict=True)), payload)
+            for (pid, payload), *row in zip(payloads.items(), *vectors.values(), strict=True)]

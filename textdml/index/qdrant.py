@@ -135,7 +135,7 @@ def ensure_collection(
     if recreate and engine.collection_exists(name):
         engine.delete_collection(name)
     if engine.collection_exists(name):
-        check_vectors(engine, name, spec, "pass recreate=True to delete it and index again")
+        check_vectors(engine, name, {DEFAULT_VECTOR: spec}, "pass recreate=True to delete it and index again")
         return False
     engine.create_collection(name, {DEFAULT_VECTOR: spec}, options or CollectionOptions(), {})
     return True

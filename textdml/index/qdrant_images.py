@@ -1,50 +1,28 @@
 """Images and captions in one collection, with named vectors ``image`` and ``text``.
 
 Text queries search the ``image`` vectors (text -> image) and image queries the ``text`` vectors
-(image -> caption). Point ids, payloads and idempotent re-runs work as for text documents
-(``textdml.index.documents``); the collection is written in place, on either engine.
+(image -> caption). The collection has the lifecycle of a text collection
+(:func:`~textdml.index.indexing.index_rows`): every run writes a new version, checks its count
+and moves the alias only when it is complete; the model identity is stored and checked on index
+and search; ``textdml collections`` lists the versions and ``textdml rollback`` moves the alias
+back; a run killed with ``kill -9`` is resumed. ``versioned=False`` writes in place, as before.
+Point ids, payloads and idempotent re-runs work as for text documents (``textdml.index.documents``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from textdml.index.documents import (
-    MODEL_HASH_KEY,
-    MODEL_NAME_KEY,
-    batches,
-    document_payload,
-    point_id,
-    unchanged_point_ids,
-)
-from textdml.index.engine import CollectionOptions, Point, VectorEngine, VectorSpec
-from textdml.index.indexing import as_engine
-from textdml.index.searching import SearchHit, Target, search_vectors
+from textdml.index.documents import encode_vectors
+from textdml.index.engine import CollectionOptions, SearchOptions, VectorEngine, VectorSpec
+from textdml.index.indexing import IndexReport, VectorSource, as_engine, index_rows
+from textdml.index.searching import SearchHit, Target, open_target, search_vectors
+from textdml.models.identity import model_identity
 
 VECTOR_NAMES = ("image", "text")
-
-
-def ensure_image_text_collection(engine: VectorEngine, name: str, vector_size: int, recreate: bool = False,
-                                 options: CollectionOptions | None = None) -> bool:
-    """Create ``name`` with cosine named vectors ``image`` and ``text``; an existing collection of
-    another layout is an error unless ``recreate=True``. Returns whether it was created."""
-    engine = as_engine(engine)
-    wanted = {vector: VectorSpec(vector_size, "cosine") for vector in VECTOR_NAMES}
-    if recreate and engine.collection_exists(name):
-        engine.delete_collection(name)
-    if engine.collection_exists(name):
-        info = engine.collection_info(name)
-        if dict(info.vectors) != wanted:
-            raise ValueError(f"Qdrant collection {name!r} exists with {info.describe_vectors()}, but image-text "
-                             f"indexing needs named vectors image and text of size {vector_size} (cosine); pass "
-                             "recreate=True to delete it and index again")
-        return False
-    engine.create_collection(name, wanted, options or CollectionOptions(), {})
-    return True
 
 
 def to_numpy(vectors: Any) -> np.ndarray:
@@ -53,68 +31,75 @@ def to_numpy(vectors: Any) -> np.ndarray:
     return np.asarray(vectors, dtype=np.float32)
 
 
+def image_text_source(model: Any, image_field: str, text_field: str, encode_batch_size: int) -> VectorSource:
+    """Each row's image file -> its ``image`` vector, its caption -> its ``text`` vector (cosine)."""
+    spec = VectorSpec(int(model.embedding_dim), "cosine")  # both towers' outputs are L2-normalised
+
+    def check_row(payload: dict[str, Any], row_number: int) -> None:
+        if not isinstance(payload.get(image_field), str):
+            raise ValueError(f"row {row_number}: {image_field!r} must be an image file path to store in the payload, "
+                             f"got {type(payload.get(image_field)).__name__}; set image_field= to the column of paths")
+
+    def embed(payloads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+        images = model.encode_images([payload[image_field] for payload in payloads], batch_size=encode_batch_size,
+                                     convert_to="numpy")
+        texts = encode_vectors(model, [payload[text_field] for payload in payloads], encode_batch_size,
+                               role="document")
+        return {"image": to_numpy(images), "text": texts}
+
+    return VectorSource({name: spec for name in VECTOR_NAMES}, embed, check_row, {"image_field": image_field}, "pair")
+
+
 def index_image_text(model: Any, rows: Iterable[Mapping[str, Any]], engine: VectorEngine, collection: str,
                      id_field: str = "id", image_field: str = "image", text_field: str = "text",
                      batch_size: int = 64, recreate: bool = False, show_progress_bar: bool = True,
-                     options: CollectionOptions | None = None) -> int:
+                     options: CollectionOptions | None = None, *, versioned: bool = True, swap: bool = True,
+                     force: bool = False, encode_batch_size: int = 32) -> IndexReport:
     """Embed each row's image and caption into one point with vectors ``image`` and ``text``.
 
-    ``image_field`` must hold file paths (they are stored in the payload so hits can be shown).
-    Returns the number of points written by this call (unchanged rows are skipped).
+    Versions, resume, identity checks and ``versioned=False`` work as in
+    :func:`~textdml.index.indexing.index_documents`, whose arguments these are; ``image_field``
+    must hold image file paths (they are stored in the payload so hits can be shown).
+
+    Returns:
+        An :class:`~textdml.index.indexing.IndexReport` (``written``: pairs encoded by this run;
+        rows stored unchanged are ``skipped``).
+
+    Raises:
+        ValueError: a row without an image path, id or caption, or repeating an id (naming the
+            row); a collection of another layout or another model (unless ``force``).
     """
-    engine = as_engine(engine)
-    with engine.writing():
-        ensure_image_text_collection(engine, collection, model.embedding_dim, recreate, options)
-        identity = model.identity()
-        model_fields = {MODEL_NAME_KEY: identity["model_name"], MODEL_HASH_KEY: identity["weights_sha256"]}
-        written, seen = 0, set()
-        total = len(rows) if isinstance(rows, Sized) else None
-        with tqdm(total=total, desc=f"Indexing into {collection}", unit="pair",
-                  disable=not show_progress_bar) as progress:
-            for batch_number, batch in enumerate(batches(rows, batch_size)):
-                payloads = {}
-                for row_number, row in enumerate(batch, start=batch_number * batch_size):
-                    payload = document_payload(dict(row), row_number, id_field, text_field, model_fields)
-                    if not isinstance(payload.get(image_field), str):
-                        raise ValueError(f"row {row_number}: {image_field!r} must be an image file path to store in "
-                                         f"the payload, got {type(payload.get(image_field)).__name__}")
-                    if payload[id_field] in seen:
-                        raise ValueError(f"row {row_number}: {id_field!r} {payload[id_field]!r} repeats an earlier row")
-                    seen.add(payload[id_field])
-                    payloads[point_id(payload[id_field])] = payload
-                unchanged = unchanged_point_ids(engine, collection, payloads)
-                todo = {pid: p for pid, p in payloads.items() if pid not in unchanged}
-                if todo:
-                    images = to_numpy(model.encode_images([p[image_field] for p in todo.values()], convert_to="numpy"))
-                    texts = to_numpy(model.encode([p[text_field] for p in todo.values()], convert_to="numpy"))
-                    engine.upsert(collection, [Point(pid, {"image": image, "text": text}, p)
-                                               for (pid, p), image, text in zip(todo.items(), images, texts, strict=True)])
-                    written += len(todo)
-                progress.update(len(batch))
-        engine.finish(collection, options or CollectionOptions(), show_progress_bar=show_progress_bar)
-    return written
+    if encode_batch_size < 1:
+        raise ValueError(f"encode_batch_size must be >= 1, got {encode_batch_size}")
+    source = image_text_source(model, image_field, text_field, encode_batch_size)
+    return index_rows(source, model_identity(model), rows, engine, collection, id_field, text_field, batch_size,
+                      recreate, show_progress_bar, versioned=versioned, swap=swap, force=force, options=options)
 
 
-def query_named(engine: VectorEngine, collection: str, vectors: np.ndarray, using: str, top_k: int,
-                id_field: str) -> list[list[SearchHit]]:
+def open_named(model: Any, engine: VectorEngine, collection: str, using: str, id_field: str | None, filter: Any,
+               force: bool) -> tuple[VectorEngine, Target]:
     engine = as_engine(engine)
-    name = engine.resolve(collection)
-    info = engine.collection_info(name)
-    if using not in info.vectors:
-        raise ValueError(f"collection {collection!r} has no {using!r} vectors ({info.describe_vectors()}): index it "
-                         "with an image-text model")
-    return search_vectors(engine, Target(collection, name, id_field, None), vectors, top_k, using=using)
+    return engine, open_target(engine, collection, model, force=force, filter=filter, using=using, id_field=id_field)
 
 
 def search_images_by_text(model: Any, engine: VectorEngine, collection: str, texts: str | Sequence[str],
-                          top_k: int = 5, id_field: str = "id") -> list[list[SearchHit]]:
-    """Text queries -> the nearest images (their ids, paths and captions in the payload)."""
-    texts = [texts] if isinstance(texts, str) else list(texts)
-    return query_named(engine, collection, to_numpy(model.encode(texts, convert_to="numpy")), "image", top_k, id_field)
+                          top_k: int = 5, id_field: str | None = None, *, filter: Any = None, force: bool = False,
+                          options: SearchOptions | None = None) -> list[list[SearchHit]]:
+    """Text queries -> the nearest images (their ids, paths and captions in the payload).
+
+    ``collection`` is an alias (a versioned collection) or a plain collection; it must have been
+    indexed by ``model`` unless ``force`` (checked before anything is encoded). ``filter`` is a
+    qdrant-client ``models.Filter`` (see :func:`~textdml.index.filters.parse_filters`).
+    """
+    engine, target = open_named(model, engine, collection, "image", id_field, filter, force)
+    vectors = encode_vectors(model, [texts] if isinstance(texts, str) else list(texts), role="query")
+    return search_vectors(engine, target, vectors, top_k, filter, options, using="image")
 
 
 def search_texts_by_image(model: Any, engine: VectorEngine, collection: str, images: Sequence[Any],
-                          top_k: int = 5, id_field: str = "id") -> list[list[SearchHit]]:
-    """Image queries (paths or PIL images) -> the nearest captions."""
+                          top_k: int = 5, id_field: str | None = None, *, filter: Any = None, force: bool = False,
+                          options: SearchOptions | None = None) -> list[list[SearchHit]]:
+    """Image queries (paths or PIL images) -> the nearest captions (checks as :func:`search_images_by_text`)."""
+    engine, target = open_named(model, engine, collection, "text", id_field, filter, force)
     vectors = to_numpy(model.encode_images(list(images), convert_to="numpy"))
-    return query_named(engine, collection, vectors, "text", top_k, id_field)
+    return search_vectors(engine, target, vectors, top_k, filter, options, using="text")

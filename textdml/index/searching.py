@@ -53,7 +53,9 @@ def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: b
     info = engine.collection_info(collection)
     have = info.vectors.get(using)
     if have is None:
-        raise ValueError(f"collection {name!r} has no vector {using!r}; it holds {info.describe_vectors()}")
+        hint = ("index it with an image-text model" if using else
+                "it holds image-text pairs: search it with an image-text model")
+        raise ValueError(f"collection {name!r} has no vector {using!r}; it holds {info.describe_vectors()}: {hint}")
     stored = info.metadata.get("identity") if using == DEFAULT_VECTOR else None
     indexed_by = ModelIdentity.from_dict(stored) if stored else None
     dim = indexed_by.truncate_dim if indexed_by else None
@@ -66,8 +68,7 @@ def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: b
     if have.size != size:
         raise ValueError(f"the model writes size={size} vectors but collection {name!r} ({collection}) holds "
                          f"size={have.size}; search it with the model that indexed it")
-    if using == DEFAULT_VECTOR:
-        check_same_model(info.metadata, model_identity(model, truncate_dim=dim), name, force, verb)
+    check_same_model(info.metadata, model_identity(model, truncate_dim=dim), name, force, verb)
     fields = tuple(info.metadata["fields"]) if info.metadata.get("fields") else None
     check_filter_fields(filter, fields, name)
     return Target(name, collection, id_field or str(info.metadata.get("id_field") or "id"), fields, dim)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from textdml.index.engine import VectorEngine
+from textdml.index.engine import VectorEngine, VectorSpec
 from textdml.models.identity import ModelIdentity
 
 METADATA_VERSION = 1
@@ -90,10 +90,13 @@ def list_versions(engine: VectorEngine, collection: str | None = None) -> list[V
     return sorted(versions, key=lambda v: (v.collection, v.created, v.name))
 
 
-def resumable_version(engine: VectorEngine, collection: str, identity: ModelIdentity) -> str | None:
-    """The newest unfinished version of ``collection`` written by this model (a killed run), if any."""
+def resumable_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
+                      vectors: Mapping[str, VectorSpec] | None = None) -> str | None:
+    """The newest unfinished version of ``collection`` written by this model (a killed run), if any;
+    with ``vectors``, only one of that layout (a dual encoder writes text and image-text collections)."""
     candidates = [v for v in list_versions(engine, collection) if v.status == "building" and v.identity is not None
-                  and v.identity.same_vectors(identity) and not v.live]
+                  and v.identity.same_vectors(identity) and not v.live
+                  and (vectors is None or dict(engine.collection_info(v.name, count=False).vectors) == dict(vectors))]
     return candidates[-1].name if candidates else None
 
 

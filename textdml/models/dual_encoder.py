@@ -191,12 +191,11 @@ class DualEncoder(nn.Module):
         """Embed texts for inference (eval mode, no grad, input order kept); normalised unless ``normalize=False``."""
         texts, single = as_text_list(texts)
 
-        def embed(batch: list[str]) -> torch.Tensor:
-            features = {k: v.to(self.device) for k, v in self.tokenize(batch).items()}
-            return self.text_features(features)
+        def embed(features: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self.text_features({k: v.to(self.device) for k, v in features.items()})
 
         embeddings = run_length_sorted(self, texts, embed, batch_size, show_progress_bar, "Encoding texts",
-                                       self.embedding_dim)
+                                       self.embedding_dim, prepare=self.tokenize)
         return finish(embeddings, normalize is not False, single, convert_to)
 
     def encode_images(
@@ -210,11 +209,14 @@ class DualEncoder(nn.Module):
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
 
-        def embed(batch: list) -> torch.Tensor:
-            pixels = torch.stack([self.preprocess(open_image(item)) for item in batch]).to(self.device)
-            return self.image_features(pixels)
+        def prepare(batch: list) -> torch.Tensor:  # decoding and transforms, in the helper thread
+            return torch.stack([self.preprocess(open_image(item)) for item in batch])
 
-        embeddings = run_batches(self, items, embed, batch_size, show_progress_bar, "Encoding images", self.embedding_dim)
+        def embed(pixels: torch.Tensor) -> torch.Tensor:
+            return self.image_features(pixels.to(self.device))
+
+        embeddings = run_batches(self, items, embed, batch_size, show_progress_bar, "Encoding images",
+                                 self.embedding_dim, prepare=prepare)
         return finish(embeddings, True, single, convert_to)
 
     # ------------------------------------------------------------------ training set-up

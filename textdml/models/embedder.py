@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from textdml.models.encoding import as_text_list, run_length_sorted
+from textdml.models.encoding import as_text_list, pad_token_lists, run_length_sorted
 from textdml.models.folder_checks import check_weights
 from textdml.models.identity import WeightsHashCache, state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
@@ -207,8 +207,10 @@ class Embedder(SentenceTransformerCompat, nn.Module):
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Tokenise with dynamic padding to the longest text (truncated at ``max_seq_length``)."""
-        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
-                                   return_tensors="pt"))
+        if not texts:
+            return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
+                                       return_tensors="pt"))
+        return pad_token_lists(self.tokenizer(texts, truncation=True, max_length=self.max_seq_length), self.tokenizer)
 
     def tokenize_buckets(self, texts: list[str], bucket_rows: int) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         """Tokenise texts sorted by length into buckets of ``bucket_rows``, each padded on its own.
@@ -222,9 +224,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         order = torch.argsort(lengths, stable=True)
         buckets = []
         for start in range(0, len(texts), bucket_rows):
-            rows = order[start : start + bucket_rows].tolist()
-            bucket = {key: [values[i] for i in rows] for key, values in encoded.items()}
-            buckets.append(dict(self.tokenizer.pad(bucket, return_tensors="pt")))
+            buckets.append(pad_token_lists(encoded, self.tokenizer, order[start : start + bucket_rows].tolist()))
         return buckets, torch.argsort(order)
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -270,11 +270,11 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         if truncate_dim is not None and not 0 < truncate_dim <= self.embedding_dim:
             raise ValueError(f"truncate_dim must be in 1..{self.embedding_dim} (the embedding size), got {truncate_dim}")
 
-        def embed(batch: list[str]) -> torch.Tensor:
-            return self({k: v.to(self.device) for k, v in self.tokenize(batch).items()})
+        def embed(features: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self({k: v.to(self.device) for k, v in features.items()})
 
         embeddings = run_length_sorted(self, texts, embed, batch_size, show_progress_bar, "Encoding",
-                                       self.embedding_dim)
+                                       self.embedding_dim, prepare=self.tokenize)
         if truncate_dim is not None:  # as sentence-transformers: the model's own normalisation is not redone
             embeddings = embeddings[:, :truncate_dim]
         if normalize or (normalize is None and self.normalize and truncate_dim is None):
