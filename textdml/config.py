@@ -413,6 +413,10 @@ def validate(config: RunConfig) -> None:
             MiningSettings.from_config(config.mine).validate(prefix="mine.")
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        name = config.mine.collection
+        if name is not None and (not name.strip() or "__" in name):
+            raise ConfigError(f"mine.collection={name!r} must be a non-empty name without '__' (it separates "
+                              "the parts of version names); e.g. mine.collection=train-corpus")
 
     from textdml.config_ranges import check_ranges
 
