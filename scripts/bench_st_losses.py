@@ -14,6 +14,8 @@ Each case is warmed up, then timed in ``--repeats`` rounds; a round times both s
 the other, in alternating order (ours first, then ST first) to cancel drift from other jobs, and
 each timing runs the step enough times to last about ``--min-ms``. Printed: the medians, and the
 speed ``ST ms / textdml ms`` (the median of the per-round ratios; above 1: textdml is faster).
+On a machine shared with other jobs, ``--threads 1`` keeps the numbers steady: two threads
+contending for busy cores make every small kernel wait (tens of times slower, both sides alike).
 CachedGISTEmbed is GISTEmbed's loss with GradCache in the trainer (the same forward), and the
 denoising auto-encoder's cost is its decoder's, so neither has a row of its own. Example:
 

@@ -63,7 +63,7 @@ class LossCase:
     # each device computes it over its anchors' pairs, an estimate, not the global value.
     exact_across_devices: bool = True
     # Further constructor settings that take another code path (a distance, a variant, the binary
-    # form): the dtype and gradient checks run under each of them as well as under the defaults.
+    # form): the direction, dtype and gradient checks run under each of them as well as under the defaults.
     variants: tuple[dict[str, Any], ...] = ()
 
 

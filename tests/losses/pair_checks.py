@@ -18,6 +18,27 @@ def randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def labelled_rows(use_ref: bool, n: int = 10, ref_n: int = 7, dim: int = 6, classes: int = 3, seed: int = 0,
+                  dtype: torch.dtype = torch.float32):
+    """``(x, labels, ref, ref_labels)``: random labelled rows, and a labelled ref set or ``(None, None)``.
+
+    Drawn from the global generator after ``torch.manual_seed(seed)``, as PML's tests do.
+    """
+    torch.manual_seed(seed)
+    x, labels = torch.randn(n, dim, dtype=dtype), torch.randint(0, classes, (n,))
+    if not use_ref:
+        return x, labels, None, None
+    return x, labels, torch.randn(ref_n, dim, dtype=dtype), torch.randint(0, classes, (ref_n,))
+
+
+def assert_matches_naive(loss_fn: Callable[..., torch.Tensor], naive_fn: Callable[..., Any], use_ref: bool,
+                         dtype: torch.dtype = torch.float32, **tolerance: float) -> None:
+    """``loss_fn`` equals ``naive_fn(x, labels, ref, ref_labels)`` on :func:`labelled_rows` (with a ref set or not)."""
+    x, labels, ref, ref_labels = labelled_rows(use_ref, dtype=dtype)
+    ours = loss_fn(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    torch.testing.assert_close(ours, torch.as_tensor(naive_fn(x, labels, ref, ref_labels), dtype=ours.dtype), **tolerance)
+
+
 def mined_pairs(labels: torch.Tensor, seed: int = 0) -> PairIndices:
     """A random subset of all pairs that keeps one positive and one negative for every anchor."""
     pairs = all_pairs(labels)

@@ -38,7 +38,8 @@ generic_loss = pytest.mark.parametrize(
     "case", [c if c.generic else pytest.param(c, marks=pytest.mark.skip(reason="needs a decoder: see its own tests"))
              for c in CASES], ids=ids)
 
-# Each case under its defaults and under each of its variants (other code paths of the same loss).
+# Each case under its defaults and under each of its variants (other code paths of the same loss):
+# the direction, dtype and gradient checks run under each.
 settings_loss = pytest.mark.parametrize(
     "case, settings",
     [pytest.param(c, settings, id=c.name + "".join(f"[{k}={v}]" for k, v in settings.items()),
@@ -67,11 +68,11 @@ def test_forward_is_a_finite_scalar_with_gradients(case: LossCase) -> None:
     assert any(grad.abs().sum() > 0 for grad in gradients)
 
 
-@generic_loss
-def test_direction_closer_positives_lower_the_loss(case: LossCase) -> None:
+@settings_loss
+def test_direction_closer_positives_lower_the_loss(case: LossCase, settings: dict) -> None:
     if not case.direction:
         pytest.skip("learns a teacher's geometry or graded scores, not positives against negatives")
-    loss_fn = case.build(**case.mean_kwargs)
+    loss_fn = case.build(**{**case.mean_kwargs, **settings})
     near, far = spread(case, loss_fn, 0.3), spread(case, loss_fn, 1.5)
     assert loss_fn(**near) < loss_fn(**far)
 

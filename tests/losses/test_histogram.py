@@ -4,6 +4,7 @@ import warnings
 
 import pytest
 import torch
+from pair_checks import clustered_batch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
@@ -30,12 +31,6 @@ def naive_histogram(x, labels, ref=None, ref_labels=None, n_bins=100):
 
     h_pos, h_neg = density(pos), density(neg)
     return sum(h_neg[r] * sum(h_pos[: r + 1]) for r in range(len(nodes)))
-
-
-def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    return torch.eye(3, 6)[labels] + noise * torch.randn(9, 6, generator=gen), labels
 
 
 @pytest.mark.parametrize("n_bins", [100, 7])

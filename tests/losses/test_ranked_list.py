@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from pair_checks import assert_matches_naive, clustered_batch
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.base import DegenerateBatchWarning
@@ -34,21 +35,11 @@ def naive_ranked_list(x, labels, ref=None, ref_labels=None, margin=0.4, Tn=10.0,
     return torch.stack([torch.as_tensor(v, dtype=x.dtype) for v in losses]).mean()
 
 
-def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    centres = torch.eye(3, 6)
-    return centres[labels] + noise * torch.randn(9, 6, generator=gen), labels
-
-
 @pytest.mark.parametrize("use_ref", [False, True])
 @pytest.mark.parametrize("params", [dict(margin=0.4, Tn=10.0), dict(margin=0.8, Tn=2.0, imbalance=0.3, alpha=1.3, Tp=1.5)])
 def test_matches_naive_reference(use_ref, params):
-    torch.manual_seed(0)
-    x, labels = torch.randn(10, 6, dtype=torch.float64), torch.randint(0, 3, (10,))
-    ref, ref_labels = (torch.randn(7, 6, dtype=torch.float64), torch.randint(0, 3, (7,))) if use_ref else (None, None)
-    ours = RankedListLoss(**params)(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
-    torch.testing.assert_close(ours, naive_ranked_list(x, labels, ref, ref_labels, **params))
+    assert_matches_naive(RankedListLoss(**params), lambda *rows: naive_ranked_list(*rows, **params), use_ref,
+                         dtype=torch.float64)
 
 
 def test_moving_positives_closer_lowers_the_loss():
