@@ -42,45 +42,27 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout's textdml, not an installed one
 
+from tests.losses.pair_checks import Precomputed, bare_st_loss  # noqa: E402  (ST losses without a real model)
+
 SLOW_MS = 1000.0  # a pair of first calls slower than this is timed in 3 rounds of one call
 Step = Callable[..., torch.Tensor]  # (anchors, positives, negatives) -> scalar loss
 
 
-class Precomputed(nn.Module):
-    """A stand-in ST model: returns the embeddings stored under ``key``."""
-
-    def __init__(self, key: str):
-        super().__init__()
-        self.key = key
-
-    def forward(self, features):
-        return {"sentence_embedding": features[self.key]}
-
-
 def st_gist() -> st.GISTEmbedLoss:
-    loss = st.GISTEmbedLoss.__new__(st.GISTEmbedLoss)
-    nn.Module.__init__(loss)
-    loss.model, loss.guide, loss.must_retokenize = Precomputed("emb"), Precomputed("guide"), False
-    loss.similarity_fct, loss.cross_entropy_loss = nn.CosineSimilarity(dim=-1), nn.CrossEntropyLoss()
-    loss.gather_across_devices, loss.temperature = False, 0.01
-    loss.margin_strategy, loss.margin, loss.contrast_anchors, loss.contrast_positives = "absolute", 0.0, True, True
-    return loss
+    return bare_st_loss(st.GISTEmbedLoss, model=Precomputed("emb"), guide=Precomputed("guide"), must_retokenize=False,
+                        similarity_fct=nn.CosineSimilarity(dim=-1), cross_entropy_loss=nn.CrossEntropyLoss(),
+                        gather_across_devices=False, temperature=0.01, margin_strategy="absolute", margin=0.0,
+                        contrast_anchors=True, contrast_positives=True)
 
 
-def st_mega_batch(batch: int) -> st.MegaBatchMarginLoss:
-    loss = st.MegaBatchMarginLoss.__new__(st.MegaBatchMarginLoss)
-    nn.Module.__init__(loss)
-    loss.positive_margin, loss.negative_margin, loss.mini_batch_size = 0.8, 0.3, batch
-    return loss
+def cosine_matrix(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return nn.functional.normalize(x, dim=-1) @ nn.functional.normalize(y, dim=-1).T
 
 
 def st_tension() -> st.ContrastiveTensionLossInBatchNegatives:
-    loss = st.ContrastiveTensionLossInBatchNegatives.__new__(st.ContrastiveTensionLossInBatchNegatives)
-    nn.Module.__init__(loss)
-    loss.model1, loss.model2 = Precomputed("twin"), Precomputed("model")
-    loss.similarity_fct = lambda x, y: nn.functional.normalize(x, dim=-1) @ nn.functional.normalize(y, dim=-1).T
-    loss.cross_entropy_loss, loss.logit_scale = nn.CrossEntropyLoss(), nn.Parameter(torch.tensor(20.0).log())
-    return loss
+    return bare_st_loss(st.ContrastiveTensionLossInBatchNegatives, model1=Precomputed("twin"),
+                        model2=Precomputed("model"), cross_entropy_loss=nn.CrossEntropyLoss(),
+                        similarity_fct=cosine_matrix, logit_scale=nn.Parameter(torch.tensor(20.0).log()))
 
 
 def cases(b: int, d: int) -> dict[str, tuple[Step, Step]]:
@@ -108,7 +90,8 @@ def cases(b: int, d: int) -> dict[str, tuple[Step, Step]]:
         st_kl = st.DistillKLDivLoss(model=None, similarity_fct=pairwise_cos_sim)
     st_cosent, st_angle, st_mse = st.CoSENTLoss(model=None), st.AnglELoss(model=None), st.MSELoss(model=None)
     st_margin_mse = st.MarginMSELoss(model=None, similarity_fct=pairwise_cos_sim)
-    st_mega, st_ct, st_gist_loss = st_mega_batch(b), st_tension(), st_gist()
+    st_mega = bare_st_loss(st.MegaBatchMarginLoss, positive_margin=0.8, negative_margin=0.3, mini_batch_size=b)
+    st_ct, st_gist_loss = st_tension(), st_gist()
     rows = torch.arange(b)
     return {
         "cosent": (lambda x, y, z: cosent(x, scores, ref_embeddings=y),
@@ -157,7 +140,8 @@ def compare(ours: Step, theirs: Step, inputs: list[torch.Tensor], repeats: int, 
     (ours_value, our_first), (their_value, their_first) = first_call(ours, leaves), first_call(theirs, leaves)
     if not math.isclose(ours_value, their_value, rel_tol=1e-4, abs_tol=1e-5):
         raise RuntimeError(f"the two sides disagree ({ours_value} vs {their_value}): not the same work")
-    if our_first + their_first > SLOW_MS:  # ST's GISTEmbed builds an (N, M, D) tensor: seconds a call, a few rounds tell
+    # ST's GISTEmbed builds an (N, M, D) tensor: seconds a call, where a few rounds tell.
+    if our_first + their_first > SLOW_MS:
         repeats, calls = min(repeats, 3), 1
     else:
         warm = min(timed(ours, leaves, 1) + timed(theirs, leaves, 1) for _ in range(3))

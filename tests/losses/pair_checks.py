@@ -36,7 +36,8 @@ def assert_matches_naive(loss_fn: Callable[..., torch.Tensor], naive_fn: Callabl
     """``loss_fn`` equals ``naive_fn(x, labels, ref, ref_labels)`` on :func:`labelled_rows` (with a ref set or not)."""
     x, labels, ref, ref_labels = labelled_rows(use_ref, dtype=dtype)
     ours = loss_fn(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
-    torch.testing.assert_close(ours, torch.as_tensor(naive_fn(x, labels, ref, ref_labels), dtype=ours.dtype), **tolerance)
+    expected = torch.as_tensor(naive_fn(x, labels, ref, ref_labels), dtype=ours.dtype)
+    torch.testing.assert_close(ours, expected, **tolerance)
 
 
 def mined_pairs(labels: torch.Tensor, seed: int = 0) -> PairIndices:

@@ -46,7 +46,8 @@ def st_gist(a, ref, ga, gref, **kwargs):
         similarity_fct=nn.CosineSimilarity(dim=-1), cross_entropy_loss=nn.CrossEntropyLoss(),
         gather_across_devices=False, temperature=kwargs.get("temperature", 0.01),
         margin_strategy=kwargs.get("margin_strategy", "absolute"), margin=kwargs.get("margin", 0.0),
-        contrast_anchors=kwargs.get("contrast_anchors", True), contrast_positives=kwargs.get("contrast_positives", True))
+        contrast_anchors=kwargs.get("contrast_anchors", True),
+        contrast_positives=kwargs.get("contrast_positives", True))
     n = len(a)
     columns = [(a, ga), *zip(ref.split(n), gref.split(n), strict=True)]
     with column_merging_disabled():

@@ -31,7 +31,8 @@ def naive_supcon(x, labels, ref=None, ref_labels=None, temperature=0.1):
 @pytest.mark.parametrize("use_ref", [False, True])
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
 def test_matches_naive_reference(use_ref, temperature):
-    assert_matches_naive(SupervisedContrastiveLoss(temperature), lambda *rows: naive_supcon(*rows, temperature), use_ref)
+    assert_matches_naive(SupervisedContrastiveLoss(temperature), lambda *rows: naive_supcon(*rows, temperature),
+                         use_ref)
 
 
 def test_one_positive_per_anchor_equals_ntxent():
