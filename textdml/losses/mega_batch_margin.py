@@ -68,9 +68,10 @@ class MegaBatchMarginLoss(BaseLoss):
         same = labels[:, None] == ref_labels[None, :]  # (N, M): positives, and a row itself (never a negative)
         positive = same.clone().fill_diagonal_(False) if same_set else same
         # A row has a negative unless every ref row carries its label: O(N + M) from the label range.
-        low, high = ref_labels.min(), ref_labels.max()
+        low, high = torch.aminmax(ref_labels)
         usable = positive.any(dim=1) & ((labels != low) | (labels != high))
-        if not usable.any():
+        usable_rows = int(usable.sum())
+        if not usable_rows:
             return self.empty_loss(embeddings, "no anchor has both a positive and a negative in the batch")
         with torch.no_grad():
             # Which ref rows are hardest: ranking a row's refs needs only the refs normalised. The
@@ -83,4 +84,5 @@ class MegaBatchMarginLoss(BaseLoss):
         chosen = F.embedding(torch.stack([hardest_positive, hardest_negative]), ref_embeddings)  # (2, N, D)
         cosines = aligned_cosine(embeddings, chosen)  # (2, N)
         losses = F.relu(self.positive_margin - cosines[0]) + F.relu(cosines[1] - self.negative_margin)
-        return losses[usable].mean()
+        # Every row usable (the usual batch): a plain mean, without the boolean gather.
+        return losses.mean() if usable_rows == len(losses) else losses[usable].mean()
