@@ -25,18 +25,22 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from pytorch_metric_learning import losses as pml
 from pytorch_metric_learning import miners as pml_miners
 from pytorch_metric_learning import regularizers as pml_regs
 
-import textdml.losses as ours
-import textdml.miners as our_miners
-import textdml.regularizers as regs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout's textdml, not an installed one
+
+import textdml.losses as ours  # noqa: E402
+import textdml.miners as our_miners  # noqa: E402
+import textdml.regularizers as regs  # noqa: E402
 
 SLOW_PML_MS = 1000.0  # a PML call expected to be slower than this is not run, one this slow is timed once
 SIZES = [(256, 384), (256, 768), (1024, 384), (1024, 768)]  # (batch, dim), smallest first

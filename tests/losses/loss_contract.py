@@ -62,6 +62,9 @@ class LossCase:
     # False for a statistic over all pairs of the batch (a histogram, a variance): across devices
     # each device computes it over its anchors' pairs, an estimate, not the global value.
     exact_across_devices: bool = True
+    # Further constructor settings that take another code path (a distance, a variant, the binary
+    # form): the direction, dtype and gradient checks run under each of them as well as under the defaults.
+    variants: tuple[dict[str, Any], ...] = ()
 
 
 def needs_classes(cls: type) -> bool:
@@ -124,8 +127,8 @@ SPECIAL: dict[str, dict[str, Any]] = {
     "matryoshka": dict(build=matryoshka, mean_kwargs={"reduction": "mean"}, warns_on=()),
     "multiple_losses": dict(build=multiple_losses, mean_kwargs={"reduction": "mean"}, warns_on=()),
     # Positive pairs alone, or negative pairs alone, still carry a loss: nothing is degenerate.
-    "contrastive": dict(warns_on=()),
-    "intra_pair_variance": dict(warns_on=(), exact_across_devices=False),
+    "contrastive": dict(warns_on=(), variants=({"power": 1.0, "reduction": "mean_nonzero"},)),
+    "intra_pair_variance": dict(warns_on=(), exact_across_devices=False, variants=({"distance": "lp"},)),
     "histogram": dict(exact_across_devices=False),
     # Rows are instances: one class is a batch of one instance (still a softmax over it), all
     # distinct labels are N instances, the paper's layout.
@@ -140,17 +143,20 @@ SPECIAL: dict[str, dict[str, Any]] = {
     "threshold_consistent_margin": dict(warns_on=(), exact_across_devices=False),
     # The CDF histogram is state updated by every call (so no gradcheck), and per device.
     "dynamic_soft_margin": dict(gradcheck=False, exact_across_devices=False),
-    "multi_similarity": dict(warns_on=()),
+    "multi_similarity": dict(warns_on=(), variants=({"distance": "lp"},)),
+    "ntxent": dict(variants=({"distance": "lp"},)),
+    "supervised_contrastive": dict(variants=({"distance": "lp"},)),
+    "pnp": dict(variants=tuple({"variant": variant} for variant in ("Ds", "Dq", "Iu", "Ib"))),
     # Pairs by position: anchor i with ref i; there is no "one class" batch.
     "clip": dict(layout="pairs", warns_on=("one_pair",)),
     "siglip": dict(layout="pairs", warns_on=()),  # sigmoid per pair: one pair still has a positive term
-    "info_nce": dict(layout="pairs", warns_on=("one_pair",)),
+    "info_nce": dict(layout="pairs", warns_on=("one_pair",), variants=({"symmetric": True},)),
     # The pair weights are constants by definition (the paper's stop-gradient); test_circle.py
     # checks the gradient against finite differences with the weights frozen.
     "circle": dict(gradcheck=False),
     "center": dict(class_vectors=center_vectors),
     # The default margin (0.05) is met by every triplet of the contract's batches.
-    "triplet": dict(mean_kwargs={"reduction": "mean", "margin": 1.0}),
+    "triplet": dict(mean_kwargs={"reduction": "mean", "margin": 1.0}, variants=({"swap": True},)),
     "soft_triple": dict(class_vectors=class_major),
 }
 
@@ -186,7 +192,7 @@ SPECIAL.update({
     "gist_embed": dict(layout="pairs", extra=guide_rows, warns_on=()),
     "cached_gist_embed": dict(layout="pairs", extra=guide_rows, warns_on=()),
     # Unsupervised: the twin's embeddings of sentences against the model's, paired by position.
-    "contrastive_tension": dict(layout="pairs", warns_on=("one_pair",)),
+    "contrastive_tension": dict(layout="pairs", warns_on=("one_pair",), variants=({"in_batch_negatives": False},)),
     "denoising_auto_encoder": dict(generic=False, gradcheck=False, warns_on=()),
 })
 

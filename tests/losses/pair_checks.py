@@ -1,8 +1,12 @@
-"""Batches and mined tuples shared by the tests of the pair and tuple losses."""
+"""Batches, mined tuples and peer-parity checks shared by the tests of the pair and tuple losses."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
+from torch import nn
 
 from textdml.miners.base import PairIndices, TripletIndices, all_pairs
 
@@ -12,6 +16,28 @@ REF_LABELS = torch.tensor([0, 1, 1, 2, 3, 3, 4])
 
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def labelled_rows(use_ref: bool, n: int = 10, ref_n: int = 7, dim: int = 6, classes: int = 3, seed: int = 0,
+                  dtype: torch.dtype = torch.float32):
+    """``(x, labels, ref, ref_labels)``: random labelled rows, and a labelled ref set or ``(None, None)``.
+
+    Drawn from the global generator after ``torch.manual_seed(seed)``, as PML's tests do.
+    """
+    torch.manual_seed(seed)
+    x, labels = torch.randn(n, dim, dtype=dtype), torch.randint(0, classes, (n,))
+    if not use_ref:
+        return x, labels, None, None
+    return x, labels, torch.randn(ref_n, dim, dtype=dtype), torch.randint(0, classes, (ref_n,))
+
+
+def assert_matches_naive(loss_fn: Callable[..., torch.Tensor], naive_fn: Callable[..., Any], use_ref: bool,
+                         dtype: torch.dtype = torch.float32, **tolerance: float) -> None:
+    """``loss_fn`` equals ``naive_fn(x, labels, ref, ref_labels)`` on :func:`labelled_rows` (with a ref set or not)."""
+    x, labels, ref, ref_labels = labelled_rows(use_ref, dtype=dtype)
+    ours = loss_fn(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
+    expected = torch.as_tensor(naive_fn(x, labels, ref, ref_labels), dtype=ours.dtype)
+    torch.testing.assert_close(ours, expected, **tolerance)
 
 
 def mined_pairs(labels: torch.Tensor, seed: int = 0) -> PairIndices:
@@ -48,16 +74,58 @@ def as_pml(indices: PairIndices | TripletIndices | None) -> tuple[torch.Tensor, 
     return indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative
 
 
+def assert_same_value_and_gradients(ours_fn: Callable[..., torch.Tensor], theirs_fn: Callable[..., torch.Tensor],
+                                    *rows: torch.Tensor) -> None:
+    """Our loss and a peer's on copies of the same rows agree, and so do their gradients on every row.
+
+    A peer that backpropagates inside the call (sentence-transformers' mini-batched forms) returns
+    a value without a graph; its gradients are compared all the same.
+    """
+    ours_rows, their_rows = [x.clone().requires_grad_() for x in rows], [x.clone().requires_grad_() for x in rows]
+    ours, theirs = ours_fn(*ours_rows), theirs_fn(*their_rows)
+    torch.testing.assert_close(ours.detach(), theirs.detach())
+    ours.backward()
+    if theirs.requires_grad:
+        theirs.backward()
+    for mine, peer in zip(ours_rows, their_rows, strict=True):
+        torch.testing.assert_close(mine.grad, peer.grad)
+
+
 def assert_same_loss_and_gradient(ours_fn, pml_fn, x, labels, ref=None, ref_labels=None, indices=None) -> None:
     """Our loss and PML's on copies of the same rows (a ref set, mined tuples) agree, and so do
     their gradients on the rows and on the ref rows."""
-    ours_x, pml_x = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ours_ref, pml_ref = (None, None) if ref is None else (ref.clone().requires_grad_(), ref.clone().requires_grad_())
-    ours = ours_fn(ours_x, labels, ref_embeddings=ours_ref, ref_labels=ref_labels, indices=indices)
-    theirs = pml_fn(pml_x, labels, indices_tuple=as_pml(indices), ref_emb=pml_ref, ref_labels=ref_labels)
-    torch.testing.assert_close(ours, theirs)
-    ours.backward()
-    theirs.backward()
-    torch.testing.assert_close(ours_x.grad, pml_x.grad)
-    if ref is not None:
-        torch.testing.assert_close(ours_ref.grad, pml_ref.grad)
+    assert_same_value_and_gradients(
+        lambda x, ref=None: ours_fn(x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices),
+        lambda x, ref=None: pml_fn(x, labels, indices_tuple=as_pml(indices), ref_emb=ref, ref_labels=ref_labels),
+        *((x,) if ref is None else (x, ref)))
+
+
+class Precomputed(nn.Module):
+    """A stand-in sentence-transformers model: returns the embeddings stored under ``key`` in the features."""
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
+
+    def forward(self, features):
+        return {"sentence_embedding": features[self.key]}
+
+
+def bare_st_loss(cls: type[nn.Module], **attributes: Any) -> nn.Module:
+    """A sentence-transformers loss built without its constructor (which insists on a real model and
+    tokenizers), holding the attributes its forward reads."""
+    loss = cls.__new__(cls)
+    nn.Module.__init__(loss)
+    for name, value in attributes.items():
+        setattr(loss, name, value)
+    return loss
+
+
+def naive_ranking_loss(similarities: list[torch.Tensor], scores: torch.Tensor, scale: float) -> torch.Tensor:
+    """CoSENT's objective as a double loop: ``log(1 + sum_{i, j: y_i > y_j} exp(scale * (s_j - s_i)))``."""
+    total = torch.ones((), dtype=similarities[0].dtype)
+    for i in range(len(scores)):
+        for j in range(len(scores)):
+            if scores[i] > scores[j]:
+                total = total + torch.exp(scale * (similarities[j] - similarities[i]))
+    return torch.log(total)

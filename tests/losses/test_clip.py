@@ -88,15 +88,6 @@ def test_scale_is_capped():
     torch.testing.assert_close(capped(images, ref_embeddings=texts), ClipLoss(math.log(100.0))(images, ref_embeddings=texts))
 
 
-def test_bfloat16_close_to_float32():
-    images, texts = pairs(8, dim=16)
-    images16 = images.bfloat16().requires_grad_()
-    value16 = ClipLoss()(images16, ref_embeddings=texts.bfloat16())
-    value16.backward()
-    assert value16.dtype == torch.float32 and torch.isfinite(images16.grad.float()).all()
-    torch.testing.assert_close(value16, ClipLoss()(images, ref_embeddings=texts), rtol=0.05, atol=0.05)
-
-
 def test_gradcheck():
     images, texts = (t.double().requires_grad_() for t in pairs(4, 5, dim=3))
     loss = ClipLoss(nn.Parameter(torch.tensor(1.2, dtype=torch.float64)))

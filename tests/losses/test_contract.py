@@ -38,6 +38,14 @@ generic_loss = pytest.mark.parametrize(
     "case", [c if c.generic else pytest.param(c, marks=pytest.mark.skip(reason="needs a decoder: see its own tests"))
              for c in CASES], ids=ids)
 
+# Each case under its defaults and under each of its variants (other code paths of the same loss):
+# the direction, dtype and gradient checks run under each.
+settings_loss = pytest.mark.parametrize(
+    "case, settings",
+    [pytest.param(c, settings, id=c.name + "".join(f"[{k}={v}]" for k, v in settings.items()),
+                  marks=() if c.generic else pytest.mark.skip(reason="needs a decoder: see its own tests"))
+     for c in CASES for settings in ({}, *c.variants)])
+
 
 def grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     return list(torch.autograd.grad(loss, tensors, allow_unused=True))
@@ -60,19 +68,19 @@ def test_forward_is_a_finite_scalar_with_gradients(case: LossCase) -> None:
     assert any(grad.abs().sum() > 0 for grad in gradients)
 
 
-@generic_loss
-def test_direction_closer_positives_lower_the_loss(case: LossCase) -> None:
+@settings_loss
+def test_direction_closer_positives_lower_the_loss(case: LossCase, settings: dict) -> None:
     if not case.direction:
         pytest.skip("learns a teacher's geometry or graded scores, not positives against negatives")
-    loss_fn = case.build(**case.mean_kwargs)
+    loss_fn = case.build(**{**case.mean_kwargs, **settings})
     near, far = spread(case, loss_fn, 0.3), spread(case, loss_fn, 1.5)
     assert loss_fn(**near) < loss_fn(**far)
 
 
-@generic_loss
-def test_bfloat16_is_computed_in_float32_and_close(case: LossCase) -> None:
+@settings_loss
+def test_bfloat16_is_computed_in_float32_and_close(case: LossCase, settings: dict) -> None:
     batch = inputs(case)
-    loss_fn = case.build()
+    loss_fn = case.build(**settings)
     full = loss_fn(**{k: v.detach() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()})
     half_inputs = {k: v.detach().bfloat16() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in batch.items()}
     half = loss_fn(**half_inputs)
@@ -80,11 +88,11 @@ def test_bfloat16_is_computed_in_float32_and_close(case: LossCase) -> None:
     torch.testing.assert_close(half, full, rtol=5e-2, atol=5e-2)
 
 
-@generic_loss
-def test_gradcheck_in_float64(case: LossCase) -> None:
+@settings_loss
+def test_gradcheck_in_float64(case: LossCase, settings: dict) -> None:
     if not case.gradcheck:
         pytest.skip("stops gradients on purpose; its own test checks the gradient with those frozen")
-    loss_fn = case.build().double()
+    loss_fn = case.build(**settings).double()
     batch = inputs(case, dtype=torch.float64, seed=3, n=6)
     tensors = leaves(batch)
 

@@ -10,14 +10,9 @@ from sentence_transformers.sentence_transformer.losses import DenoisingAutoEncod
 from textdml.data.noise import delete_words
 from textdml.losses.denoising_auto_encoder import DenoisingAutoEncoderLoss
 from textdml.models import Embedder
-from textdml.registry import LOSSES
 from textdml.training.decoder import decoder_for
 
 SENTENCES = ["the cat sat on the warm mat", "a river runs to the sea", "bread and cheese for lunch today"]
-
-
-def test_registered():
-    assert LOSSES.get("denoising_auto_encoder") is DenoisingAutoEncoderLoss
 
 
 def test_word_deletion_keeps_order_and_at_least_one_word():

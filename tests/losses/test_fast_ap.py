@@ -40,13 +40,6 @@ def naive_fast_ap(x, labels, ref=None, ref_labels=None, num_bins=10, pairs=None)
     return torch.stack(losses).mean()
 
 
-def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Three classes around orthogonal centres; smaller noise means closer positives."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    return torch.eye(3, 6)[labels] + noise * torch.randn(9, 6, generator=gen), labels
-
-
 @pytest.mark.parametrize("num_bins", [10, 4])
 def test_matches_naive_reference(num_bins):
     x, labels = random_batch(n=10, dim=5, num_classes=3)
@@ -66,26 +59,6 @@ def test_pairs_by_position():
     ref, _ = random_batch(n=8, dim=4, seed=3)
     got = FastAPLoss()(x, ref_embeddings=ref)
     torch.testing.assert_close(got, naive_fast_ap(x, torch.arange(5), ref, torch.arange(8)))
-
-
-def test_moving_positives_closer_lowers_the_loss():
-    loss = FastAPLoss()
-    values = [loss(*clustered_batch(noise)).item() for noise in (1.0, 0.5, 0.1)]
-    assert values[0] > values[1] > values[2]
-
-
-def test_bfloat16_close_to_float32():
-    x, labels = random_batch(n=16, dim=16, dtype=torch.float32)
-    x16 = x.bfloat16().requires_grad_()
-    value16 = FastAPLoss()(x16, labels)
-    value16.backward()
-    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
-    torch.testing.assert_close(value16, FastAPLoss()(x, labels), rtol=0.05, atol=0.02)
-
-
-def test_gradcheck():
-    x, labels = random_batch(n=8, dim=4, num_classes=3)
-    assert torch.autograd.gradcheck(lambda e: FastAPLoss(num_bins=5)(e, labels), (x.requires_grad_(),))
 
 
 @pytest.mark.parametrize("labels", [[0, 1, 2, 3], [0]], ids=["no_positive", "single_row"])

@@ -133,13 +133,6 @@ def test_matches_naive_reference(name: str, layout: str) -> None:
         torch.testing.assert_close(got, want)
 
 
-@pytest.mark.parametrize("name", list(LOSS_CASES))
-def test_gradcheck(name: str) -> None:
-    x = randn(6, 4).requires_grad_()
-    loss_fn = LOSS_CASES[name][0]()
-    assert torch.autograd.gradcheck(lambda e: loss_fn(e, torch.tensor([0, 0, 1, 1, 2, 2])), (x,))
-
-
 def test_contrastive_single_row_warns() -> None:
     # One class or all-distinct labels still leave pairs to pull or push; a single row leaves none.
     with pytest.warns(DegenerateBatchWarning):

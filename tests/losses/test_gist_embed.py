@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from pair_checks import Precomputed, assert_same_value_and_gradients, bare_st_loss
 from sentence_transformers.base.losses.merged_forward import column_merging_disabled
 from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss as STGISTEmbedLoss
 from torch import nn
@@ -39,28 +40,14 @@ def naive_gist(a, ref, ga, gref, temperature=0.01, margin=0.0, contrast_anchors=
     return torch.stack(losses).mean()
 
 
-class Precomputed(nn.Module):
-    """A stand-in sentence-transformers model: returns the embeddings stored under ``key`` in the features."""
-
-    def __init__(self, key: str):
-        super().__init__()
-        self.key = key
-
-    def forward(self, features):
-        return {"sentence_embedding": features[self.key]}
-
-
 def st_gist(a, ref, ga, gref, **kwargs):
-    loss = STGISTEmbedLoss.__new__(STGISTEmbedLoss)
-    nn.Module.__init__(loss)
-    # Its constructor insists on real tokenizers; set what forward reads.
-    loss.model, loss.guide, loss.must_retokenize = Precomputed("emb"), Precomputed("guide"), False
-    loss.similarity_fct, loss.cross_entropy_loss = nn.CosineSimilarity(dim=-1), nn.CrossEntropyLoss()
-    loss.gather_across_devices = False
-    loss.temperature = kwargs.get("temperature", 0.01)
-    loss.margin_strategy, loss.margin = kwargs.get("margin_strategy", "absolute"), kwargs.get("margin", 0.0)
-    loss.contrast_anchors = kwargs.get("contrast_anchors", True)
-    loss.contrast_positives = kwargs.get("contrast_positives", True)
+    loss = bare_st_loss(
+        STGISTEmbedLoss, model=Precomputed("emb"), guide=Precomputed("guide"), must_retokenize=False,
+        similarity_fct=nn.CosineSimilarity(dim=-1), cross_entropy_loss=nn.CrossEntropyLoss(),
+        gather_across_devices=False, temperature=kwargs.get("temperature", 0.01),
+        margin_strategy=kwargs.get("margin_strategy", "absolute"), margin=kwargs.get("margin", 0.0),
+        contrast_anchors=kwargs.get("contrast_anchors", True),
+        contrast_positives=kwargs.get("contrast_positives", True))
     n = len(a)
     columns = [(a, ga), *zip(ref.split(n), gref.split(n), strict=True)]
     with column_merging_disabled():
@@ -86,16 +73,10 @@ def test_matches_naive_reference(negatives, options):
 @pytest.mark.parametrize("negatives", [False, True])
 def test_matches_sentence_transformers_forward_and_backward(options, negatives):
     a, ref, ga, gref = batch(n=16, d=12, negatives=negatives, seed=1)
-    ours_a, ours_ref = a.clone().requires_grad_(), ref.clone().requires_grad_()
-    theirs_a, theirs_ref = a.clone().requires_grad_(), ref.clone().requires_grad_()
-    ours = GISTEmbedLoss(temperature=0.05, **options)(ours_a, ref_embeddings=ours_ref, teacher_embeddings=ga,
-                                                        teacher_ref_embeddings=gref)
-    theirs = st_gist(theirs_a, theirs_ref, ga, gref, temperature=0.05, **options)
-    ours.backward()
-    theirs.backward()
-    torch.testing.assert_close(ours, theirs)
-    torch.testing.assert_close(ours_a.grad, theirs_a.grad)
-    torch.testing.assert_close(ours_ref.grad, theirs_ref.grad)
+    assert_same_value_and_gradients(
+        lambda x, y: GISTEmbedLoss(temperature=0.05, **options)(x, ref_embeddings=y, teacher_embeddings=ga,
+                                                                teacher_ref_embeddings=gref),
+        lambda x, y: st_gist(x, y, ga, gref, temperature=0.05, **options), a, ref)
 
 
 def test_the_guide_removes_false_negatives():
@@ -131,25 +112,6 @@ def test_moving_positives_closer_lowers_the_loss():
     values = [GISTEmbedLoss(temperature=0.1)(a, ref_embeddings=a + s * noise, teacher_embeddings=ga,
                                              teacher_ref_embeddings=ga + s * noise[:, :5]).item() for s in (2.0, 1.0, 0.2)]
     assert values[0] > values[1] > values[2]
-
-
-def test_bfloat16_close_to_float32():
-    a, ref, ga, gref = batch(d=16)
-    a16 = a.bfloat16().requires_grad_()
-    loss = GISTEmbedLoss(temperature=0.1)
-    value = loss(a16, ref_embeddings=ref.bfloat16(), teacher_embeddings=ga, teacher_ref_embeddings=gref)
-    value.backward()
-    assert value.dtype == torch.float32 and torch.isfinite(a16.grad.float()).all()
-    torch.testing.assert_close(value, loss(a, ref_embeddings=ref, teacher_embeddings=ga, teacher_ref_embeddings=gref),
-                               rtol=0.05, atol=0.05)
-
-
-def test_gradcheck():
-    a, ref, ga, gref = batch(n=3, d=4, dtype=torch.float64)
-    loss = GISTEmbedLoss(temperature=0.5)
-    assert torch.autograd.gradcheck(
-        lambda x, y: loss(x, ref_embeddings=y, teacher_embeddings=ga, teacher_ref_embeddings=gref),
-        (a.requires_grad_(), ref.requires_grad_()))
 
 
 def test_bad_inputs():

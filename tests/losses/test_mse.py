@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pair_checks import assert_same_value_and_gradients
 from sentence_transformers.sentence_transformer.losses import MSELoss as STMSELoss
 
 from textdml.losses.mse import MSELoss
@@ -36,15 +37,9 @@ def test_matches_naive_reference_with_and_without_ref():
 
 def test_matches_sentence_transformers_forward_and_backward():
     a, b, ta, tb = batch(n=16, d=12, seed=1)
-    ours_a, ours_b = a.clone().requires_grad_(), b.clone().requires_grad_()
-    theirs_a, theirs_b = a.clone().requires_grad_(), b.clone().requires_grad_()
-    ours = MSELoss()(ours_a, ref_embeddings=ours_b, teacher_embeddings=ta, teacher_ref_embeddings=tb)
-    theirs = STMSELoss(model=None).compute_loss_from_embeddings([theirs_a, theirs_b], [ta, tb])
-    ours.backward()
-    theirs.backward()
-    torch.testing.assert_close(ours, theirs)
-    torch.testing.assert_close(ours_a.grad, theirs_a.grad)
-    torch.testing.assert_close(ours_b.grad, theirs_b.grad)
+    assert_same_value_and_gradients(
+        lambda x, y: MSELoss()(x, ref_embeddings=y, teacher_embeddings=ta, teacher_ref_embeddings=tb),
+        lambda x, y: STMSELoss(model=None).compute_loss_from_embeddings([x, y], [ta, tb]), a, b)
 
 
 def test_projection_maps_the_student_to_the_teacher_size():
@@ -60,23 +55,6 @@ def test_closer_to_the_teacher_lowers_the_loss():
     a, _, ta, _ = batch()
     values = [MSELoss()(ta + noise * a, teacher_embeddings=ta).item() for noise in (1.0, 0.5, 0.1)]
     assert values[0] > values[1] > values[2]
-
-
-def test_bfloat16_close_to_float32():
-    a, _, ta, _ = batch(n=8, d=16)
-    a16 = a.bfloat16().requires_grad_()
-    value = MSELoss()(a16, teacher_embeddings=ta.bfloat16())
-    value.backward()
-    assert value.dtype == torch.float32 and torch.isfinite(a16.grad.float()).all()
-    torch.testing.assert_close(value, MSELoss()(a, teacher_embeddings=ta), rtol=0.02, atol=0.02)
-
-
-def test_gradcheck():
-    a, b, ta, tb = batch(n=3, d=4, dtype=torch.float64)
-    loss = MSELoss()
-    assert torch.autograd.gradcheck(
-        lambda x, y: loss(x, ref_embeddings=y, teacher_embeddings=ta, teacher_ref_embeddings=tb),
-        (a.requires_grad_(), b.requires_grad_()))
 
 
 def test_a_teacher_of_another_size_without_projection_is_an_error_with_the_fix():

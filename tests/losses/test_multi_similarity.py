@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import some_pairs
+from pair_checks import assert_matches_naive, assert_same_loss_and_gradient, labelled_rows, some_pairs
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
@@ -33,22 +33,8 @@ def naive_multi_similarity(x, labels, ref=None, ref_labels=None, alpha=2.0, beta
 @pytest.mark.parametrize("use_ref", [False, True])
 @pytest.mark.parametrize("alpha,beta,base", [(2.0, 50.0, 0.5), (1.0, 10.0, 0.2)])
 def test_matches_naive_reference(use_ref, alpha, beta, base):
-    torch.manual_seed(0)
-    x, labels = torch.randn(10, 6), torch.randint(0, 3, (10,))
-    ref, ref_labels = (torch.randn(7, 6), torch.randint(0, 3, (7,))) if use_ref else (None, None)
-    loss = MultiSimilarityLoss(alpha=alpha, beta=beta, base=base)
-    ours = loss(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
-    expected = naive_multi_similarity(x, labels, ref, ref_labels, alpha, beta, base)
-    torch.testing.assert_close(ours, expected)
-
-
-@pytest.mark.parametrize("distance", [None, "lp"])
-def test_gradcheck(distance):
-    torch.manual_seed(0)
-    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    loss = MultiSimilarityLoss(alpha=2.0, beta=10.0, distance=distance)
-    assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
+    assert_matches_naive(MultiSimilarityLoss(alpha=alpha, beta=beta, base=base),
+                         lambda *rows: naive_multi_similarity(*rows, alpha, beta, base), use_ref)
 
 
 def test_no_pair_warns_and_is_zero():
@@ -72,22 +58,11 @@ def test_one_sided_batches_still_train(labels):
 @pytest.mark.parametrize("distance", ["cosine", "lp"])
 @pytest.mark.parametrize("mined", [False, True])
 def test_parity_with_pml(use_ref, distance, mined):
-    torch.manual_seed(1)
-    x = torch.randn(12, 8, requires_grad=True)
-    labels = torch.randint(0, 4, (12,))
-    ref, ref_labels = (torch.randn(9, 8), torch.randint(0, 4, (9,))) if use_ref else (None, None)
+    x, labels, ref, ref_labels = labelled_rows(use_ref, n=12, ref_n=9, dim=8, classes=4, seed=1)
     indices = some_pairs(labels, ref_labels) if mined else None
     if distance == "cosine":
         ours, theirs = MultiSimilarityLoss(), pml_losses.MultiSimilarityLoss()
     else:
         ours = MultiSimilarityLoss(alpha=2, beta=10, base=1.0, distance="lp")
         theirs = pml_losses.MultiSimilarityLoss(alpha=2, beta=10, base=1.0, distance=pml_distances.LpDistance())
-    value = ours(x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
-    (grad,) = torch.autograd.grad(value, x)
-    pml_indices = (
-        None if indices is None else (indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative)
-    )
-    expected = theirs(x, labels, pml_indices, ref, ref_labels)
-    (expected_grad,) = torch.autograd.grad(expected, x)
-    torch.testing.assert_close(value, expected)
-    torch.testing.assert_close(grad, expected_grad)
+    assert_same_loss_and_gradient(ours, theirs, x, labels, ref, ref_labels, indices)

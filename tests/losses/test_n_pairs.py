@@ -63,11 +63,6 @@ def test_hard_negative_layout_is_info_nce_with_dot_product() -> None:
     torch.testing.assert_close(ours, expected)
 
 
-def test_gradcheck() -> None:
-    x = randn(6, 4).requires_grad_()
-    assert torch.autograd.gradcheck(lambda e: NPairsLoss()(e, torch.tensor([0, 0, 1, 1, 2, 2])), (x,))
-
-
 @pytest.mark.parametrize("mined", [False, True])
 def test_matches_pml(mined: bool) -> None:
     # PML's DotProductSimilarity normalises by default, and PML has no l2 regulariser inside.

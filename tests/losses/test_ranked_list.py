@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from pair_checks import assert_matches_naive, clustered_batch
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.base import DegenerateBatchWarning
@@ -34,45 +35,17 @@ def naive_ranked_list(x, labels, ref=None, ref_labels=None, margin=0.4, Tn=10.0,
     return torch.stack([torch.as_tensor(v, dtype=x.dtype) for v in losses]).mean()
 
 
-def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    centres = torch.eye(3, 6)
-    return centres[labels] + noise * torch.randn(9, 6, generator=gen), labels
-
-
 @pytest.mark.parametrize("use_ref", [False, True])
 @pytest.mark.parametrize("params", [dict(margin=0.4, Tn=10.0), dict(margin=0.8, Tn=2.0, imbalance=0.3, alpha=1.3, Tp=1.5)])
 def test_matches_naive_reference(use_ref, params):
-    torch.manual_seed(0)
-    x, labels = torch.randn(10, 6, dtype=torch.float64), torch.randint(0, 3, (10,))
-    ref, ref_labels = (torch.randn(7, 6, dtype=torch.float64), torch.randint(0, 3, (7,))) if use_ref else (None, None)
-    ours = RankedListLoss(**params)(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
-    torch.testing.assert_close(ours, naive_ranked_list(x, labels, ref, ref_labels, **params))
+    assert_matches_naive(RankedListLoss(**params), lambda *rows: naive_ranked_list(*rows, **params), use_ref,
+                         dtype=torch.float64)
 
 
 def test_moving_positives_closer_lowers_the_loss():
     loss = RankedListLoss(imbalance=0.0)  # the positive term alone: negatives stay beyond alpha here
     values = [loss(*clustered_batch(noise)).item() for noise in (1.0, 0.5, 0.2)]
     assert values[0] > values[1] > values[2]
-
-
-def test_bfloat16_close_to_float32():
-    torch.manual_seed(0)
-    x, labels = torch.randn(12, 16), torch.randint(0, 4, (12,))
-    x16 = x.bfloat16().requires_grad_()
-    value16 = RankedListLoss()(x16, labels)
-    value16.backward()
-    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
-    torch.testing.assert_close(value16, RankedListLoss()(x, labels), rtol=0.05, atol=0.02)
-
-
-def test_gradcheck():
-    torch.manual_seed(0)
-    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    loss = RankedListLoss(margin=1.0, Tn=2.0, Tp=1.0, alpha=1.6)
-    assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
 
 
 def test_no_pair_warns_and_is_zero():

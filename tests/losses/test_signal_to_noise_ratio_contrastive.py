@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from pair_checks import assert_matches_naive, labelled_rows
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
@@ -40,13 +41,6 @@ def naive_snr_contrastive(x, labels, ref=None, ref_labels=None, margin=1.0, pos_
     return mean_nonzero(pos) + mean_nonzero(neg)
 
 
-def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    centres = torch.randn(3, 16, generator=gen)
-    return centres[labels] + noise * torch.randn(9, 16, generator=gen), labels
-
-
 def test_snr_distance_matches_a_loop_and_pml():
     torch.manual_seed(0)
     query, ref = torch.randn(5, 7, dtype=torch.float64), torch.randn(6, 7, dtype=torch.float64)
@@ -67,37 +61,8 @@ def test_snr_distance_gradcheck():
 
 @pytest.mark.parametrize("use_ref", [False, True])
 def test_matches_naive_reference(use_ref):
-    torch.manual_seed(0)
-    x, labels = torch.randn(10, 6), torch.randint(0, 3, (10,))
-    ref, ref_labels = (torch.randn(7, 6), torch.randint(0, 3, (7,))) if use_ref else (None, None)
-    ours = SignalToNoiseRatioContrastiveLoss(margin=1.2, pos_margin=0.1)(
-        x, labels, ref_embeddings=ref, ref_labels=ref_labels
-    )
-    torch.testing.assert_close(ours, naive_snr_contrastive(x, labels, ref, ref_labels, 1.2, 0.1))
-
-
-def test_moving_positives_closer_lowers_the_loss():
-    loss = SignalToNoiseRatioContrastiveLoss()
-    values = [loss(*clustered_batch(noise)).item() for noise in (1.0, 0.5, 0.1)]
-    assert values[0] > values[1] > values[2]
-
-
-def test_bfloat16_close_to_float32():
-    torch.manual_seed(0)
-    x, labels = torch.randn(12, 16), torch.randint(0, 4, (12,))
-    x16 = x.bfloat16().requires_grad_()
-    value16 = SignalToNoiseRatioContrastiveLoss()(x16, labels)
-    value16.backward()
-    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
-    torch.testing.assert_close(value16, SignalToNoiseRatioContrastiveLoss()(x, labels), rtol=0.05, atol=0.02)
-
-
-def test_gradcheck():
-    torch.manual_seed(0)
-    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    loss = SignalToNoiseRatioContrastiveLoss(margin=2.0, power=2.0, reduction="mean")
-    assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
+    assert_matches_naive(SignalToNoiseRatioContrastiveLoss(margin=1.2, pos_margin=0.1),
+                         lambda *rows: naive_snr_contrastive(*rows, 1.2, 0.1), use_ref)
 
 
 def test_no_pair_warns_and_is_zero():
@@ -127,10 +92,8 @@ def test_other_distance_is_an_error():
 @pytest.mark.parametrize("use_ref", [False, True])
 @pytest.mark.parametrize("mined", [False, True])
 def test_parity_with_pml(use_ref, mined):
-    torch.manual_seed(1)
-    x = torch.randn(12, 8, requires_grad=True)
-    labels = torch.randint(0, 4, (12,))
-    ref, ref_labels = (torch.randn(9, 8), torch.randint(0, 4, (9,))) if use_ref else (None, None)
+    x, labels, ref, ref_labels = labelled_rows(use_ref, n=12, ref_n=9, dim=8, classes=4, seed=1)
+    x.requires_grad_()
     indices = None
     if mined:
         pairs = all_pairs(labels, ref_labels)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import some_pairs
+from pair_checks import assert_matches_naive, assert_same_loss_and_gradient, labelled_rows, some_pairs
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
@@ -31,26 +31,14 @@ def naive_supcon(x, labels, ref=None, ref_labels=None, temperature=0.1):
 @pytest.mark.parametrize("use_ref", [False, True])
 @pytest.mark.parametrize("temperature", [0.1, 0.5])
 def test_matches_naive_reference(use_ref, temperature):
-    torch.manual_seed(0)
-    x, labels = torch.randn(10, 6), torch.randint(0, 3, (10,))
-    ref, ref_labels = (torch.randn(7, 6), torch.randint(0, 3, (7,))) if use_ref else (None, None)
-    ours = SupervisedContrastiveLoss(temperature)(x, labels, ref_embeddings=ref, ref_labels=ref_labels)
-    torch.testing.assert_close(ours, naive_supcon(x, labels, ref, ref_labels, temperature))
+    assert_matches_naive(SupervisedContrastiveLoss(temperature), lambda *rows: naive_supcon(*rows, temperature),
+                         use_ref)
 
 
 def test_one_positive_per_anchor_equals_ntxent():
     torch.manual_seed(0)
     views, labels = torch.randn(8, 6), torch.arange(4).repeat(2)
     torch.testing.assert_close(SupervisedContrastiveLoss(0.1)(views, labels), NTXentLoss(0.1)(views, labels))
-
-
-@pytest.mark.parametrize("distance", [None, "lp"])
-def test_gradcheck(distance):
-    torch.manual_seed(0)
-    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
-    labels = torch.tensor([0, 0, 0, 1, 1, 2])
-    loss = SupervisedContrastiveLoss(0.5, distance=distance)
-    assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
 
 
 def test_mined_rows_without_pairs_are_finite():
@@ -66,22 +54,11 @@ def test_mined_rows_without_pairs_are_finite():
 @pytest.mark.parametrize("distance", ["cosine", "lp"])
 @pytest.mark.parametrize("mined", [False, True])
 def test_parity_with_pml(use_ref, distance, mined):
-    torch.manual_seed(1)
-    x = torch.randn(12, 8, requires_grad=True)
-    labels = torch.randint(0, 4, (12,))
-    ref, ref_labels = (torch.randn(9, 8), torch.randint(0, 4, (9,))) if use_ref else (None, None)
+    x, labels, ref, ref_labels = labelled_rows(use_ref, n=12, ref_n=9, dim=8, classes=4, seed=1)
     indices = some_pairs(labels, ref_labels) if mined else None
     if distance == "cosine":
         ours, theirs = SupervisedContrastiveLoss(0.1), pml_losses.SupConLoss(0.1)
     else:
         ours = SupervisedContrastiveLoss(0.5, distance="lp")
         theirs = pml_losses.SupConLoss(0.5, distance=pml_distances.LpDistance())
-    value = ours(x, labels, ref_embeddings=ref, ref_labels=ref_labels, indices=indices)
-    (grad,) = torch.autograd.grad(value, x)
-    pml_indices = (
-        None if indices is None else (indices.anchor_pos, indices.positive, indices.anchor_neg, indices.negative)
-    )
-    expected = theirs(x, labels, pml_indices, ref, ref_labels)
-    (expected_grad,) = torch.autograd.grad(expected, x)
-    torch.testing.assert_close(value, expected)
-    torch.testing.assert_close(grad, expected_grad)
+    assert_same_loss_and_gradient(ours, theirs, x, labels, ref, ref_labels, indices)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from pair_checks import clustered_batch
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.base import DegenerateBatchWarning
@@ -24,13 +25,6 @@ def naive_tcm(x, labels, ref=None, ref_labels=None, lambda_plus=1.0, lambda_minu
     pos_term = torch.stack(pos).mean() if pos else 0.0
     neg_term = torch.stack(neg).mean() if neg else 0.0
     return lambda_plus * pos_term + lambda_minus * neg_term
-
-
-def clustered_batch(noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    centres = torch.eye(3, 6)
-    return centres[labels] + noise * torch.randn(9, 6, generator=gen), labels
 
 
 def some_pairs(labels, ref_labels=None) -> PairIndices:
@@ -62,31 +56,6 @@ def test_reference_rows_are_read_from_the_reference_set():
     ref = torch.eye(3, 6)
     value = ThresholdConsistentMarginLoss(margin_minus=0.5)(x, labels, ref_embeddings=ref, ref_labels=torch.arange(3))
     assert value.item() == 0.0
-
-
-def test_moving_positives_closer_lowers_the_loss():
-    loss = ThresholdConsistentMarginLoss()
-    values = [loss(*clustered_batch(noise)).item() for noise in (1.0, 0.5, 0.1)]
-    assert values[0] > values[1] > values[2]
-
-
-def test_bfloat16_close_to_float32():
-    torch.manual_seed(0)
-    x, labels = torch.randn(12, 16), torch.randint(0, 4, (12,))
-    x16 = x.bfloat16().requires_grad_()
-    value16 = ThresholdConsistentMarginLoss(margin_minus=0.0)(x16, labels)
-    value16.backward()
-    assert value16.dtype == torch.float32 and torch.isfinite(x16.grad.float()).all()
-    torch.testing.assert_close(value16, ThresholdConsistentMarginLoss(margin_minus=0.0)(x, labels),
-                               rtol=0.05, atol=0.02)
-
-
-def test_gradcheck():
-    torch.manual_seed(0)
-    x = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
-    labels = torch.tensor([0, 0, 1, 1, 2, 2])
-    loss = ThresholdConsistentMarginLoss(margin_minus=-0.5)
-    assert torch.autograd.gradcheck(lambda e: loss(e, labels), (x,))
 
 
 def test_no_pair_warns_and_is_zero():

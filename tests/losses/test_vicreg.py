@@ -77,25 +77,6 @@ def test_collapse_is_penalised():
     assert VICRegLoss()(collapsed, ref_embeddings=collapsed) > VICRegLoss()(spread, ref_embeddings=spread)
 
 
-def test_bfloat16_close_to_float32():
-    torch.manual_seed(0)
-    z, z2 = torch.randn(12, 16), torch.randn(12, 16)
-    z16 = z.bfloat16().requires_grad_()
-    value16 = VICRegLoss()(z16, ref_embeddings=z2.bfloat16())
-    value16.backward()
-    assert value16.dtype == torch.float32 and torch.isfinite(z16.grad.float()).all()
-    torch.testing.assert_close(value16, VICRegLoss()(z, ref_embeddings=z2), rtol=0.05, atol=0.05)
-
-
-def test_gradcheck():
-    torch.manual_seed(0)
-    z = 0.3 * torch.randn(6, 4, dtype=torch.float64)
-    z2 = 0.3 * torch.randn(6, 4, dtype=torch.float64)
-    z.requires_grad_()
-    z2.requires_grad_()
-    assert torch.autograd.gradcheck(lambda a, b: VICRegLoss()(a, ref_embeddings=b), (z, z2))
-
-
 def test_one_row_warns_and_is_zero():
     z = torch.randn(1, 4, requires_grad=True)
     with pytest.warns(DegenerateBatchWarning):

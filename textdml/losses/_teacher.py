@@ -11,30 +11,36 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-import torch.nn.functional as F
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.ops import aligned_cosine
 from textdml.miners.base import upcast
 
 PairSimilarity = Literal["dot", "cosine"]
 
 
-def pair_scores(a: torch.Tensor, b: torch.Tensor, similarity: PairSimilarity) -> torch.Tensor:
-    """``(N, ..., D), (N, ..., D) -> (N, ...)``: the similarity of aligned rows."""
-    if similarity == "cosine":
-        return F.cosine_similarity(a, b, dim=-1)
-    if similarity == "dot":
-        return (a * b).sum(dim=-1)
-    raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
+def check_similarity(similarity: str) -> None:
+    """Raise a ``ValueError`` unless ``similarity`` is one of :data:`PairSimilarity`."""
+    if similarity not in ("dot", "cosine"):
+        raise ValueError(f"similarity must be 'dot' or 'cosine', got {similarity!r}")
 
 
-def candidates(anchors: torch.Tensor, ref: torch.Tensor, owner: str) -> torch.Tensor:
-    """Ref rows ``cat(positives, negatives_1, ..., negatives_k)`` -> ``(N, 1 + k, D)`` per anchor."""
-    n = len(anchors)
+def candidate_scores(queries: torch.Tensor, ref: torch.Tensor, similarity: PairSimilarity, owner: str) -> torch.Tensor:
+    """``(N, D), ((1 + k) N, D) -> (N, 1 + k)``: each query's score with its positive, then each negative.
+
+    ``ref`` holds the rows ``cat(positives, negatives_1, ..., negatives_k)``. Slot ``j`` is scored as
+    one contiguous ``(N, D)`` block against the queries (no strided per-query view), and the cosine
+    divides the dot products by the norms (:func:`~textdml.losses.ops.aligned_cosine`): the same
+    values as normalising first, at about half the time.
+    """
+    check_similarity(similarity)
+    n = len(queries)
     if n == 0 or len(ref) % n:
         raise ValueError(f"{owner}: ref_embeddings must be the positives then each negative slot, a multiple of "
                          f"{n} rows (one per anchor), got {len(ref)}")
-    return ref.reshape(len(ref) // n, n, -1).transpose(0, 1)
+    docs = ref.reshape(len(ref) // n, n, -1)  # (1 + k, N, D): slot j holds every query's j-th candidate
+    scores = aligned_cosine(queries, docs) if similarity == "cosine" else (docs * queries).sum(dim=-1)  # (1 + k, N)
+    return scores.T
 
 
 class TeacherLoss(BaseLoss):

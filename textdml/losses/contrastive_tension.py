@@ -92,6 +92,12 @@ class ContrastiveTensionLoss(BaseLoss):
         if indices is not None:
             raise ValueError("ContrastiveTensionLoss(in_batch_negatives=True) does not take mined tuples")
         logits = F.normalize(embeddings, dim=-1) @ F.normalize(ref_embeddings, dim=-1).T * self.logit_scale.exp()
+        if len(labels) > 1 and torch.equal(labels, ref_labels) and len(labels.unique()) == len(labels):
+            # Every sentence once (the usual batch): sentence i's only positive is row / column i, so
+            # each direction is plain cross-entropy, one log-sum-exp instead of the multi-positive two.
+            rows = torch.arange(len(labels), device=labels.device)
+            loss = F.cross_entropy(logits, rows)
+            return (loss + F.cross_entropy(logits.T, rows)) / 2 if self.symmetric else loss
         positive = labels[:, None] == ref_labels[None, :]  # (N, M)
         if bool(positive.all()):
             return self.empty_loss(embeddings, "every sentence of the batch is the same: there is no negative")

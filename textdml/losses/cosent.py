@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from textdml.losses._scored import ScoredPairLoss
+from textdml.losses.ops import aligned_cosine
 from textdml.registry import LOSSES
 
 
@@ -50,4 +50,4 @@ class CoSENTLoss(ScoredPairLoss):
 }"""
 
     def pair_similarity(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return F.cosine_similarity(a, b, dim=-1)
+        return aligned_cosine(a, b)

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from textdml.losses._teacher import PairSimilarity, TeacherLoss, candidates, pair_scores
+from textdml.losses._teacher import PairSimilarity, TeacherLoss, candidate_scores, check_similarity
 from textdml.miners.base import TupleIndices, upcast
 from textdml.registry import LOSSES
 
@@ -59,7 +59,7 @@ class DistillKLDivLoss(TeacherLoss):
     def __init__(self, teacher: str | None = None, similarity: PairSimilarity = "dot", temperature: float = 1.0,
                  student_temperature: float | None = None, teacher_temperature: float | None = None):
         super().__init__(teacher)
-        pair_scores(torch.zeros(1, 1), torch.zeros(1, 1), similarity)  # validates the name
+        check_similarity(similarity)
         self.similarity: PairSimilarity = similarity
         self.temperature = temperature
         self.student_temperature = temperature if student_temperature is None else student_temperature
@@ -70,11 +70,12 @@ class DistillKLDivLoss(TeacherLoss):
                 raise ValueError(f"{name} must be a positive finite number, got {value}")
 
     def scores(self, queries: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        docs = candidates(queries, ref, type(self).__name__)  # (N, 1 + k, D)
-        if docs.shape[1] < 2:
+        """``(N, 1 + k)``: each query's score with its positive, then with each negative."""
+        scores = candidate_scores(queries, ref, self.similarity, type(self).__name__)  # (N, 1 + k)
+        if scores.shape[1] < 2:
             raise ValueError("DistillKLDivLoss needs at least one negative per query: a softmax over one candidate "
                              "is constant (columns anchor, positive, negative_1..k)")
-        return pair_scores(queries[:, None], docs, self.similarity)  # (N, 1 + k)
+        return scores
 
     def forward(
         self,
@@ -90,6 +91,7 @@ class DistillKLDivLoss(TeacherLoss):
     ) -> torch.Tensor:
         if ref_embeddings is None:
             raise ValueError("DistillKLDivLoss needs ref_embeddings: the positives then each negative slot")
+        self.check_shapes(embeddings, ref_embeddings)
         student = self.scores(upcast(embeddings), upcast(ref_embeddings))
         if teacher_scores is None:
             teacher, teacher_ref = self.teacher_inputs(embeddings, teacher_embeddings, ref_embeddings,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from textdml.losses._teacher import PairSimilarity, TeacherLoss, candidates, pair_scores
+from textdml.losses._teacher import PairSimilarity, TeacherLoss, candidate_scores, check_similarity
 from textdml.miners.base import TupleIndices, upcast
 from textdml.registry import LOSSES
 
@@ -56,15 +56,14 @@ class MarginMSELoss(TeacherLoss):
 
     def __init__(self, teacher: str | None = None, similarity: PairSimilarity = "dot"):
         super().__init__(teacher)
-        pair_scores(torch.zeros(1, 1), torch.zeros(1, 1), similarity)  # validates the name
+        check_similarity(similarity)
         self.similarity: PairSimilarity = similarity
 
     def margins(self, queries: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         """``(N, k)``: score of the positive minus the score of each negative."""
-        docs = candidates(queries, ref, type(self).__name__)  # (N, 1 + k, D)
-        if docs.shape[1] < 2:
+        scores = candidate_scores(queries, ref, self.similarity, type(self).__name__)  # (N, 1 + k)
+        if scores.shape[1] < 2:
             raise ValueError("MarginMSELoss needs at least one negative per query (columns anchor, positive, negative)")
-        scores = pair_scores(queries[:, None], docs, self.similarity)  # (N, 1 + k)
         return scores[:, :1] - scores[:, 1:]
 
     def forward(
@@ -82,6 +81,7 @@ class MarginMSELoss(TeacherLoss):
     ) -> torch.Tensor:
         if ref_embeddings is None:
             raise ValueError("MarginMSELoss needs ref_embeddings: the positives then each negative slot")
+        self.check_shapes(embeddings, ref_embeddings)
         student = self.margins(upcast(embeddings), upcast(ref_embeddings))
         if teacher_scores is not None and teacher_margins is None:
             teacher_scores = teacher_scores.reshape(len(student), -1)

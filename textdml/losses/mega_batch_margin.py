@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.ops import aligned_cosine
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
@@ -64,15 +65,24 @@ class MegaBatchMarginLoss(BaseLoss):
         same_set: bool,
         indices: TupleIndices | None,
     ) -> torch.Tensor:
-        sim = F.normalize(embeddings, dim=-1) @ F.normalize(ref_embeddings, dim=-1).T  # (N, M)
-        positive = labels[:, None] == ref_labels[None, :]  # (N, M)
-        negative = ~positive
-        if same_set:
-            positive.fill_diagonal_(False)
-        usable = positive.any(dim=1) & negative.any(dim=1)
-        if not usable.any():
+        same = labels[:, None] == ref_labels[None, :]  # (N, M): positives, and a row itself (never a negative)
+        positive = same.clone().fill_diagonal_(False) if same_set else same
+        # A row has a negative unless every ref row carries its label: O(N + M) from the label range.
+        low, high = torch.aminmax(ref_labels)
+        usable = positive.any(dim=1) & ((labels != low) | (labels != high))
+        usable_rows = int(usable.sum())
+        if not usable_rows:
             return self.empty_loss(embeddings, "no anchor has both a positive and a negative in the batch")
-        hardest_positive = sim.masked_fill(~positive, float("inf")).amin(dim=1)  # (N,)
-        hardest_negative = sim.masked_fill(~negative, float("-inf")).amax(dim=1)  # (N,)
-        losses = F.relu(self.positive_margin - hardest_positive) + F.relu(hardest_negative - self.negative_margin)
-        return losses[usable].mean()
+        with torch.no_grad():
+            # Which ref rows are hardest: ranking a row's refs needs only the refs normalised. The
+            # two chosen cosines are then recomputed with a graph, so the backward touches 2N rows,
+            # not the (N, M) matrix (same value and gradient; at exact ties the gradient goes to
+            # one of the tied rows, as sentence-transformers' max, not split between them).
+            sim = embeddings @ F.normalize(ref_embeddings, dim=-1).T  # (N, M)
+            hardest_positive = torch.where(positive, sim, float("inf")).min(dim=1).indices  # (N,)
+            hardest_negative = sim.masked_fill_(same, float("-inf")).max(dim=1).indices  # (N,)
+        chosen = F.embedding(torch.stack([hardest_positive, hardest_negative]), ref_embeddings)  # (2, N, D)
+        cosines = aligned_cosine(embeddings, chosen)  # (2, N)
+        losses = F.relu(self.positive_margin - cosines[0]) + F.relu(cosines[1] - self.negative_margin)
+        # Every row usable (the usual batch): a plain mean, without the boolean gather.
+        return losses.mean() if usable_rows == len(losses) else losses[usable].mean()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from textdml.losses._teacher import TeacherLoss
@@ -92,12 +93,14 @@ class MSELoss(TeacherLoss):
             raise ValueError("MSELoss does not take mined tuples; remove the miner")
         teacher, teacher_ref = self.teacher_inputs(embeddings, teacher_embeddings, ref_embeddings,
                                                    teacher_ref_embeddings)
-        student = upcast(embeddings)
-        if ref_embeddings is not None:
-            student = torch.cat([student, upcast(ref_embeddings)])
-            teacher = torch.cat([teacher, teacher_ref])  # type: ignore[list-item]
-        if self.projection is not None:
-            student = self.projection(student)
+        # The squared errors of the texts and of the ref texts, summed, over the number of values:
+        # the mean over all the rows without copying them into one tensor (nor the copy's backward).
+        student = upcast(embeddings) if self.projection is None else self.projection(upcast(embeddings))
         if student.shape[-1] != teacher.shape[-1]:
             self.check_teacher(embeddings.shape[-1], teacher.shape[-1])
-        return (student - teacher).pow(2).mean()
+        total, count = F.mse_loss(student, teacher, reduction="sum"), teacher.numel()
+        if ref_embeddings is not None:
+            ref = upcast(ref_embeddings) if self.projection is None else self.projection(upcast(ref_embeddings))
+            total = total + F.mse_loss(ref, teacher_ref, reduction="sum")  # type: ignore[arg-type]
+            count += teacher_ref.numel()  # type: ignore[union-attr]
+        return total / count

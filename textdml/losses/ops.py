@@ -1,10 +1,22 @@
-"""Small tensor operations shared by several losses (masked log-sum-exp forms, pair masks)."""
+"""Small tensor operations shared by several losses (masked log-sum-exp forms, pair masks, aligned cosines)."""
 
 from __future__ import annotations
 
 import torch
 
 from textdml.miners.base import PairIndices, TupleIndices, label_masks, to_pairs
+
+
+def aligned_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``(..., D), (..., D) -> (...)``: the cosine of aligned rows (broadcast), as ``F.normalize`` gives.
+
+    ``a . b / (max(|a|, eps) * max(|b|, eps))`` equals the dot product of the ``F.normalize``d rows
+    (the same ``eps``, a zero row scores 0), in value and gradient. Dividing the (...) dot products
+    by the norms, instead of normalising first, writes no normalised (..., D) copies and has no
+    backward through them: forward + backward take about half the time on CPU.
+    """
+    norms = torch.linalg.vector_norm(a, dim=-1).clamp_min(eps) * torch.linalg.vector_norm(b, dim=-1).clamp_min(eps)
+    return (a * b).sum(dim=-1) / norms
 
 
 def pair_masks(pairs: PairIndices, shape: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
