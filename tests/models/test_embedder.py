@@ -130,3 +130,16 @@ def test_padding_without_a_pad_token_names_the_fix(tiny_model_dir):
     model.tokenizer.pad_token = None
     with pytest.raises(ValueError, match="no pad token.*set tokenizer.pad_token"):
         model.tokenize(["a cat", "a dog barks"])
+
+
+def test_max_seq_length_defaults_to_what_the_position_embeddings_allow(tiny_model_dir):
+    """The tiny BERT has 128 positions but MiniLM's tokenizer (512): a long text must be cut at 128,
+    not overrun the position embeddings (found by indexing 100k WordNet definitions)."""
+    from textdml.models import Embedder
+
+    model = Embedder.from_pretrained(tiny_model_dir)
+    positions = model.transformer.config.max_position_embeddings
+    assert model.tokenizer.model_max_length > positions
+    assert model.max_seq_length == positions
+    long_text = " ".join(["word"] * (3 * positions))
+    assert model.encode([long_text, "short"]).shape == (2, model.embedding_dim)

@@ -61,6 +61,14 @@ class Dense(nn.Module):
                 "bias": self.linear.bias is not None, "activation_function": self.activation_name}
 
 
+
+def default_max_seq_length(transformer: Any, tokenizer: Any) -> int:
+    """The longest input both the tokenizer and the position embeddings allow (at most 512), as
+    sentence-transformers picks it: a tokenizer saved for a longer model must not overrun them."""
+    positions = getattr(transformer.config, "max_position_embeddings", None)
+    return min(tokenizer.model_max_length, 512, *([positions] if positions else []))
+
+
 class Embedder(SentenceTransformerCompat, nn.Module):
     """Sentence embedder around any Hugging Face ``AutoModel``.
 
@@ -185,7 +193,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             pooling=chosen_pooling,
             dense=dense,
             normalize=saved_normalize if normalize is None else normalize,
-            max_seq_length=max_seq_length or saved_max_len or min(tokenizer.model_max_length, 512),
+            max_seq_length=max_seq_length or saved_max_len or default_max_seq_length(transformer, tokenizer),
             similarity=similarity or saved_similarity,
             name=saved_name or name,
             prompts=saved_prompts if prompts is None else prompts,
