@@ -27,7 +27,11 @@ def test_mine_verb_writes_the_table_and_its_settings(tiny_model_dir, tmp_path, c
     table = Dataset.from_parquet(str(out / "mined.parquet"))
     assert {"anchor", "positive", "negative_1", "scores"} <= set(table.column_names)
     settings = json.loads((out / "mining_settings.json").read_text())
-    assert settings["settings"]["range_min"] == 2 and settings["settings"]["absolute_margin"] == 0.0
+    recipe = load_run_config(RECIPE).mine  # the recipe's selection is what the settings file records
+    assert {key: settings["settings"][key] for key in ("range_min", "range_max", "absolute_margin", "relative_margin",
+                                                       "sampling_strategy")} == \
+        {key: getattr(recipe, key) for key in ("range_min", "range_max", "absolute_margin", "relative_margin",
+                                               "sampling_strategy")}
     assert all(row["negative_1"] != row["positive"] for row in table)
 
 
