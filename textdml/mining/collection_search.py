@@ -158,7 +158,7 @@ def open_collection_searcher(
         own_versions: versions this run mined from before (re-mining): when the live version is one
             of them and holds other weights, a new version is encoded with the current ones.
         search_options: exact search (``SearchOptions(exact=True)``, equal to in-memory mining) or
-            HNSW with ``ef`` (what search will see); default HNSW with ``ef=128``.
+            HNSW with ``ef`` (what search will see); default HNSW with ``ef=256``.
         index_options: HNSW, quantization and on-disk settings of a version this writes.
         id_field / text_field: payload fields of a version this writes (an existing collection's
             text field comes from its metadata).
