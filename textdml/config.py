@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from textdml.mining.settings import MiningSettings
 from textdml.registry import did_you_mean
 
 
@@ -227,19 +228,11 @@ class IndexConfig:
 
 
 @dataclass
-class MineConfig:
-    """Hard negatives mined by search (``textdml mine``; before ``train`` when set; see
-    ``textdml.mining.MiningSettings`` for the selection keys, as sentence-transformers names them)."""
+class MineConfig(MiningSettings):
+    """Hard negatives mined by search (``textdml mine``; before ``train`` when set). The selection
+    keys (num_negatives, range_min, range_max, margins, score caps, sampling_strategy, seed) are
+    :class:`textdml.mining.MiningSettings`', named as sentence-transformers names them."""
 
-    num_negatives: int = 3
-    range_min: int = 0
-    range_max: int | None = None
-    absolute_margin: float | None = None
-    relative_margin: float | None = None
-    max_score: float | None = None
-    min_score: float | None = None
-    sampling_strategy: Literal["top", "random"] = "top"
-    seed: int = 42
     # Candidate documents besides the train positives (a text column of any data source).
     corpus: DataConfig | None = None
     corpus_column: str = "text"
@@ -408,10 +401,8 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"training.remine_every={t.remine_every} needs to be >= 1 and a mine section "
                           "(what to mine, e.g. mine: {num_negatives: 1})")
     if config.mine is not None:
-        from textdml.mining.settings import MiningSettings
-
         try:
-            MiningSettings.from_config(config.mine).validate(prefix="mine.")
+            config.mine.validate(prefix="mine.")
         except ValueError as error:
             raise ConfigError(str(error)) from None
         name = config.mine.collection
