@@ -157,3 +157,12 @@ def test_remining_through_a_collection_writes_a_version_each_time_and_resumes(ti
     ours, theirs = final_weights(broken / "final"), final_weights(tmp_path / "unbroken" / "final")
     for name, tensor in theirs.items():
         torch.testing.assert_close(ours[name], tensor, rtol=0, atol=1e-6)
+
+
+def test_mine_verb_in_bfloat16(tiny_model_dir, tmp_path) -> None:
+    """The README's fast path: `textdml mine ... model.dtype=bfloat16` mines the same table shape."""
+    out = tmp_path / "mined"
+    assert main(["mine", "--config", str(RECIPE), "--output", str(out), *overrides(tiny_model_dir, tmp_path),
+                 "model.dtype=bfloat16"]) == 0
+    table = Dataset.from_parquet(str(out / "mined.parquet"))
+    assert table.num_rows > 0 and all(row["negative_1"] != row["positive"] for row in table)
