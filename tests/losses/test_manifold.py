@@ -6,7 +6,15 @@ import warnings
 
 import pytest
 import torch
-from class_level_checks import EMBEDDING_SIZE, NUM_CLASSES, assert_matches_naive, cosine, labelled_rows
+from class_level_checks import (
+    EMBEDDING_SIZE,
+    NUM_CLASSES,
+    assert_bfloat16_close_to_float32,
+    assert_gradcheck_embeddings_and_parameters,
+    assert_matches_naive,
+    cosine,
+    labelled_rows,
+)
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.base import DegenerateBatchWarning
@@ -72,26 +80,11 @@ def test_moving_rows_toward_their_proxy_lowers_the_loss():
 
 
 def test_bfloat16_close_to_float32():
-    loss = build(margin=0.02).float()
-    embeddings, labels = labelled_rows(dtype=torch.float32)
-    expected = loss(embeddings, labels)
-    got = loss(embeddings.bfloat16(), labels)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, expected, rtol=5e-2, atol=5e-2)
-    got = loss.to(torch.bfloat16)(embeddings.bfloat16(), labels)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, expected, rtol=1e-1, atol=1e-1)
+    assert_bfloat16_close_to_float32(build(margin=0.02).float())
 
 
 def test_gradcheck_embeddings_and_proxies():
-    loss = build(margin=0.05)
-    embeddings, labels = labelled_rows(n=5)
-    proxies = loss.weight.detach().clone().requires_grad_()
-
-    def run(x, weight):
-        return torch.func.functional_call(loss, {"weight": weight}, (x, labels))
-
-    assert torch.autograd.gradcheck(run, (embeddings.requires_grad_(), proxies))
+    assert_gradcheck_embeddings_and_parameters(build(margin=0.05))
 
 
 @pytest.mark.parametrize("batch", ["one_class", "identical_rows", "zero_rows", "on_proxy", "one_row"])

@@ -5,7 +5,15 @@ import warnings
 
 import pytest
 import torch
-from class_level_checks import EMBEDDING_SIZE, NUM_CLASSES, assert_matches_naive, cosine, labelled_rows
+from class_level_checks import (
+    EMBEDDING_SIZE,
+    NUM_CLASSES,
+    assert_bfloat16_close_to_float32,
+    assert_gradcheck_embeddings_and_parameters,
+    assert_matches_naive,
+    cosine,
+    labelled_rows,
+)
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.base import DegenerateBatchWarning
@@ -53,26 +61,11 @@ def test_moving_rows_toward_their_class_lowers_the_loss():
 
 
 def test_bfloat16_close_to_float32():
-    loss = build()
-    embeddings, labels = labelled_rows(dtype=torch.float32)
-    expected = loss(embeddings, labels)
-    got = loss(embeddings.bfloat16(), labels)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, expected, rtol=5e-2, atol=2e-2)
-    got = loss.to(torch.bfloat16)(embeddings.bfloat16(), labels)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, expected, rtol=1e-1, atol=5e-2)
+    assert_bfloat16_close_to_float32(build(), input_atol=2e-2, cast_atol=5e-2)
 
 
 def test_gradcheck_embeddings_and_weight():
-    loss = build().double()
-    embeddings, labels = labelled_rows(n=5)
-    weight = loss.weight.detach().clone().requires_grad_()
-
-    def run(x, w):
-        return torch.func.functional_call(loss, {"weight": w}, (x, labels))
-
-    assert torch.autograd.gradcheck(run, (embeddings.requires_grad_(), weight))
+    assert_gradcheck_embeddings_and_parameters(build().double())
 
 
 @pytest.mark.parametrize("batch", ["one_class", "identical_rows", "zero_rows", "on_class_vector"])
