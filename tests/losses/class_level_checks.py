@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
+
+from textdml.losses.base import DegenerateBatchWarning
 
 NUM_CLASSES = 4
 EMBEDDING_SIZE = 6
@@ -63,3 +66,33 @@ def assert_gradcheck_embeddings_and_parameters(loss: torch.nn.Module) -> None:
         return torch.func.functional_call(loss, dict(zip(names, values, strict=True)), (x, labels))
 
     assert torch.autograd.gradcheck(run, (embeddings.requires_grad_(), *params))
+
+
+def hard_batch(kind: str, on_class: Callable[[torch.Tensor], torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`labelled_rows` in float32, made hard: ``one_class``, ``identical_rows``, ``zero_rows``, ``one_row``,
+    or any other kind: each row exactly on its class vector, ``on_class(labels)``."""
+    embeddings, labels = labelled_rows(dtype=torch.float32)
+    if kind == "one_class":
+        labels = torch.zeros_like(labels)
+    elif kind == "identical_rows":
+        embeddings = embeddings[:1].repeat(len(embeddings), 1)
+    elif kind == "zero_rows":
+        embeddings = torch.zeros_like(embeddings)
+    elif kind == "one_row":
+        embeddings, labels = embeddings[:1], labels[:1]
+    else:
+        embeddings = on_class(labels).detach().clone()
+    return embeddings, labels
+
+
+def assert_finite_without_warning(loss: torch.nn.Module, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
+    """The loss warns of no degenerate batch, and it and its gradients on the rows and every parameter are finite."""
+    embeddings = embeddings.clone().requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateBatchWarning)
+        value = loss(embeddings, labels)
+    value.backward()
+    assert torch.isfinite(value)
+    assert torch.isfinite(embeddings.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in loss.parameters())

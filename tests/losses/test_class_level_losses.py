@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 
 import pytest
 import torch
@@ -15,7 +14,9 @@ from class_level_checks import (
     EMBEDDING_SIZE,
     NUM_CLASSES,
     assert_bfloat16_close_to_float32,
+    assert_finite_without_warning,
     assert_gradcheck_embeddings_and_parameters,
+    hard_batch,
     labelled_rows,
 )
 from pytorch_metric_learning import losses as pml
@@ -93,32 +94,13 @@ def test_gradcheck_embeddings_and_parameters(case):
     assert_gradcheck_embeddings_and_parameters(build(case).double())
 
 
-def assert_finite_loss_and_gradients(loss: torch.nn.Module, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
-    embeddings = embeddings.clone().requires_grad_()
-    value = loss(embeddings, labels)
-    value.backward()
-    assert torch.isfinite(value)
-    assert torch.isfinite(embeddings.grad).all()
-    assert all(torch.isfinite(p.grad).all() for p in loss.parameters())
-
-
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("batch", ["one_class", "identical_rows", "zero_rows", "on_class_vector"])
 def test_hard_batches_are_finite_without_warning(case, batch):
     # Class vectors always give something to learn: one class or identical rows are no degenerate batch.
     loss = build(case)
-    embeddings, labels = labelled_rows(dtype=torch.float32)
-    if batch == "one_class":
-        labels = torch.zeros_like(labels)
-    elif batch == "identical_rows":
-        embeddings = embeddings[:1].repeat(len(embeddings), 1)
-    elif batch == "zero_rows":
-        embeddings = torch.zeros_like(embeddings)
-    else:  # each row exactly on its class vector: cosine 1, where acos has an infinite slope
-        embeddings = class_directions(loss)[labels].clone()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DegenerateBatchWarning)
-        assert_finite_loss_and_gradients(loss, embeddings, labels)
+    # on_class_vector: each row exactly on its class vector, cosine 1, where acos has an infinite slope.
+    assert_finite_without_warning(loss, *hard_batch(batch, on_class=lambda labels: class_directions(loss)[labels]))
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -3,11 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import (
-    assert_finite_with_gradient,
-    assert_matches_naive,
-    assert_pml_parity_on_labelled_rows,
-)
+from pair_checks import assert_finite_with_gradient, assert_matches_naive, assert_pml_parity_on_labelled_rows
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
