@@ -210,3 +210,16 @@ def assert_same_value_and_input_gradient(ours_fn: Callable[..., torch.Tensor], t
     (expected_grad,) = torch.autograd.grad(expected, x)
     torch.testing.assert_close(value, expected.to(value.dtype), **tolerance)
     torch.testing.assert_close(grad, expected_grad, **tolerance)
+
+
+def random_subset(indices: PairIndices | TripletIndices, seed: int = 0, neg_fraction: float = 0.5
+                  ) -> PairIndices | TripletIndices:
+    """A random part of mined tuples: 30% of triplets, or half the positive pairs and ``neg_fraction`` of
+    the negative pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(indices, TripletIndices):
+        keep = torch.rand(len(indices), generator=generator) < 0.3
+        return TripletIndices(indices.anchor[keep], indices.positive[keep], indices.negative[keep])
+    pos = torch.rand(len(indices.anchor_pos), generator=generator) < 0.5
+    neg = torch.rand(len(indices.anchor_neg), generator=generator) < neg_fraction
+    return PairIndices(indices.anchor_pos[pos], indices.positive[pos], indices.anchor_neg[neg], indices.negative[neg])
