@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
+from tests.miners.miner_checks import random_batch
+from textdml.losses.base import DegenerateBatchWarning
 from textdml.miners.base import PairIndices, TripletIndices, all_pairs
 
 LABELS = torch.tensor([0, 0, 0, 1, 1, 2, 2, 3])
@@ -129,3 +132,94 @@ def naive_ranking_loss(similarities: list[torch.Tensor], scores: torch.Tensor, s
             if scores[i] > scores[j]:
                 total = total + torch.exp(scale * (similarities[j] - similarities[i]))
     return torch.log(total)
+
+
+def assert_matches_naive_with_gradients(loss_fn: Callable[..., torch.Tensor], naive_fn: Callable[..., torch.Tensor],
+                                        use_ref: bool) -> None:
+    """On :data:`LABELS` rows (and :data:`REF_LABELS` ref rows), ``loss_fn`` equals
+    ``naive_fn(x, labels, ref, ref_labels)``, and so do their gradients on the rows and the ref rows."""
+    x = randn(8, 5).requires_grad_()
+    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
+    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
+    ours = loss_fn(x, LABELS, **kwargs)
+    expected = naive_fn(x, LABELS, ref, REF_LABELS if use_ref else None)
+    torch.testing.assert_close(ours, expected)
+    inputs = [x] if ref is None else [x, ref]
+    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def assert_pml_parity_on_labelled_rows(ours: nn.Module, theirs: nn.Module, use_ref: bool, mined: bool) -> None:
+    """:func:`assert_same_loss_and_gradient` on 12 labelled rows of 4 classes (9 ref rows, some pairs mined)."""
+    x, labels, ref, ref_labels = labelled_rows(use_ref, n=12, ref_n=9, dim=8, classes=4, seed=1)
+    indices = some_pairs(labels, ref_labels) if mined else None
+    assert_same_loss_and_gradient(ours, theirs, x, labels, ref, ref_labels, indices)
+
+
+def assert_finite_with_gradient(loss_fn: Callable[..., torch.Tensor], x: torch.Tensor, *args: Any,
+                                **kwargs: Any) -> torch.Tensor:
+    """``loss_fn(x, *args, **kwargs)`` and its gradient on ``x`` are finite; returns the value."""
+    x = x.detach().clone().requires_grad_()
+    value = loss_fn(x, *args, **kwargs)
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+    return value
+
+
+def assert_no_positive_warns_and_is_zero(loss_fn: Callable[..., torch.Tensor], labels: list[int]) -> None:
+    """A batch without a positive pair warns, and its loss is a zero with a finite gradient."""
+    x = torch.randn(len(labels), 4, requires_grad=True)
+    with pytest.warns(DegenerateBatchWarning, match="positive"):
+        value = loss_fn(x, torch.tensor(labels))
+    value.backward()
+    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+
+
+def hard_batch(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Six rows in two classes, made hard: ``identical`` rows, ``one_class``, ``zero_rows``, or ``antipodal``
+    (unit rows at distances exactly 0 and 2)."""
+    x, labels = random_batch(n=6, dim=4, num_classes=2, dtype=torch.float32)
+    if kind == "identical":
+        x = torch.ones(6, 4)
+    elif kind == "one_class":
+        labels = torch.zeros(6, dtype=torch.long)
+    elif kind == "zero_rows":
+        x = torch.zeros(6, 4)
+    elif kind == "antipodal":
+        x = torch.tensor([[1.0, 0.0], [-1.0, 0.0]]).repeat(3, 1)
+    else:
+        raise ValueError(kind)
+    return x, labels
+
+
+def mined_pair_lists(labels: torch.Tensor) -> tuple[PairIndices, tuple[list[tuple[int, int]], list[tuple[int, int]]]]:
+    """:func:`some_pairs` of ``labels``, and the same as (positive pairs, negative pairs) lists of (anchor, row)."""
+    mined = some_pairs(labels)
+    pairs = tuple(list(zip(a.tolist(), b.tolist(), strict=True))
+                  for a, b in ((mined.anchor_pos, mined.positive), (mined.anchor_neg, mined.negative)))
+    return mined, pairs
+
+
+def assert_same_value_and_input_gradient(ours_fn: Callable[..., torch.Tensor], theirs_fn: Callable[..., torch.Tensor],
+                                         x: torch.Tensor, labels: torch.Tensor, **tolerance: float) -> None:
+    """Our loss and a peer's on ``x`` agree, and so do their gradients on ``x`` (the peer's value cast to ours)."""
+    x = x.detach().clone().requires_grad_()
+    value = ours_fn(x, labels)
+    (grad,) = torch.autograd.grad(value, x)
+    expected = theirs_fn(x, labels)
+    (expected_grad,) = torch.autograd.grad(expected, x)
+    torch.testing.assert_close(value, expected.to(value.dtype), **tolerance)
+    torch.testing.assert_close(grad, expected_grad, **tolerance)
+
+
+def random_subset(indices: PairIndices | TripletIndices, seed: int = 0, neg_fraction: float = 0.5
+                  ) -> PairIndices | TripletIndices:
+    """A random part of mined tuples: 30% of triplets, or half the positive pairs and ``neg_fraction`` of
+    the negative pairs."""
+    generator = torch.Generator().manual_seed(seed)
+    if isinstance(indices, TripletIndices):
+        keep = torch.rand(len(indices), generator=generator) < 0.3
+        return TripletIndices(indices.anchor[keep], indices.positive[keep], indices.negative[keep])
+    pos = torch.rand(len(indices.anchor_pos), generator=generator) < 0.5
+    neg = torch.rand(len(indices.anchor_neg), generator=generator) < neg_fraction
+    return PairIndices(indices.anchor_pos[pos], indices.positive[pos], indices.anchor_neg[neg], indices.negative[neg])

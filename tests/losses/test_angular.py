@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, randn
+from pair_checks import LABELS, REF_LABELS, assert_matches_naive_with_gradients, randn
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.angular import AngularLoss
@@ -45,15 +45,11 @@ def tangential(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("use_ref", [False, True])
 def test_matches_naive_reference(use_ref: bool) -> None:
-    x = randn(8, 5).requires_grad_()
-    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
-    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
-    ours = AngularLoss(alpha=35)(x, LABELS, **kwargs)
-    expected = naive_angular(x, LABELS, ref, REF_LABELS if use_ref else None, 35)
-    torch.testing.assert_close(ours, expected)
-    inputs = [x] if ref is None else [x, ref]
-    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
-        torch.testing.assert_close(got, want)
+    assert_matches_naive_with_gradients(
+        AngularLoss(alpha=35),
+        lambda x, labels, ref, ref_labels: naive_angular(x, labels, ref, ref_labels, 35),
+        use_ref,
+    )
 
 
 @pytest.mark.parametrize("case", ["same_set", "ref", "mined"])

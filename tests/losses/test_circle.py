@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, randn
+from pair_checks import LABELS, REF_LABELS, assert_matches_naive_with_gradients, assert_same_loss_and_gradient, randn
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.circle import CircleLoss
@@ -44,15 +44,11 @@ def naive_circle(x, labels, ref=None, ref_labels=None, m=0.4, gamma=80.0, weight
 
 @pytest.mark.parametrize("use_ref", [False, True])
 def test_matches_naive_reference(use_ref: bool) -> None:
-    x = randn(8, 5).requires_grad_()
-    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
-    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
-    ours = CircleLoss(m=0.25, gamma=16.0)(x, LABELS, **kwargs)
-    expected = naive_circle(x, LABELS, ref, REF_LABELS if use_ref else None, 0.25, 16.0)
-    torch.testing.assert_close(ours, expected)
-    inputs = [x] if ref is None else [x, ref]
-    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
-        torch.testing.assert_close(got, want)
+    assert_matches_naive_with_gradients(
+        CircleLoss(m=0.25, gamma=16.0),
+        lambda x, labels, ref, ref_labels: naive_circle(x, labels, ref, ref_labels, 0.25, 16.0),
+        use_ref,
+    )
 
 
 def test_gradient_matches_finite_differences_with_weights_held_constant() -> None:

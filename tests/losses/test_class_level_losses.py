@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 
 import pytest
 import torch
-from class_level_checks import EMBEDDING_SIZE, NUM_CLASSES, labelled_rows
+from class_level_checks import (
+    EMBEDDING_SIZE,
+    NUM_CLASSES,
+    assert_bfloat16_close_to_float32,
+    assert_finite_without_warning,
+    assert_gradcheck_embeddings_and_parameters,
+    hard_batch,
+    labelled_rows,
+)
 from pytorch_metric_learning import losses as pml
 
 from textdml.losses.base import DegenerateBatchWarning
@@ -79,38 +86,12 @@ def test_moving_rows_toward_their_class_lowers_the_loss(case):
 
 @pytest.mark.parametrize("case", CASES)
 def test_bfloat16_close_to_float32(case):
-    loss = build(case)
-    embeddings, labels = labelled_rows(dtype=torch.float32)
-    expected = loss(embeddings, labels)
-    got = loss(embeddings.bfloat16(), labels)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, expected, rtol=5e-2, atol=5e-2)
-    # A loss cast to bfloat16 with the model still computes in float32.
-    got = loss.to(torch.bfloat16)(embeddings.bfloat16(), labels)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, expected, rtol=1e-1, atol=1e-1)
+    assert_bfloat16_close_to_float32(build(case))
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_gradcheck_embeddings_and_parameters(case):
-    loss = build(case).double()
-    embeddings, labels = labelled_rows(n=5)
-    names = [name for name, _ in loss.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for _, p in loss.named_parameters()]
-
-    def run(x: torch.Tensor, *values: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(loss, dict(zip(names, values, strict=True)), (x, labels))
-
-    assert torch.autograd.gradcheck(run, (embeddings.requires_grad_(), *params))
-
-
-def assert_finite_loss_and_gradients(loss: torch.nn.Module, embeddings: torch.Tensor, labels: torch.Tensor) -> None:
-    embeddings = embeddings.clone().requires_grad_()
-    value = loss(embeddings, labels)
-    value.backward()
-    assert torch.isfinite(value)
-    assert torch.isfinite(embeddings.grad).all()
-    assert all(torch.isfinite(p.grad).all() for p in loss.parameters())
+    assert_gradcheck_embeddings_and_parameters(build(case).double())
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -118,18 +99,8 @@ def assert_finite_loss_and_gradients(loss: torch.nn.Module, embeddings: torch.Te
 def test_hard_batches_are_finite_without_warning(case, batch):
     # Class vectors always give something to learn: one class or identical rows are no degenerate batch.
     loss = build(case)
-    embeddings, labels = labelled_rows(dtype=torch.float32)
-    if batch == "one_class":
-        labels = torch.zeros_like(labels)
-    elif batch == "identical_rows":
-        embeddings = embeddings[:1].repeat(len(embeddings), 1)
-    elif batch == "zero_rows":
-        embeddings = torch.zeros_like(embeddings)
-    else:  # each row exactly on its class vector: cosine 1, where acos has an infinite slope
-        embeddings = class_directions(loss)[labels].clone()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DegenerateBatchWarning)
-        assert_finite_loss_and_gradients(loss, embeddings, labels)
+    # on_class_vector: each row exactly on its class vector, cosine 1, where acos has an infinite slope.
+    assert_finite_without_warning(loss, *hard_batch(batch, on_class=lambda labels: class_directions(loss)[labels]))
 
 
 @pytest.mark.parametrize("case", CASES)

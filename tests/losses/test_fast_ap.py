@@ -2,12 +2,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pair_checks import (
+    assert_finite_with_gradient,
+    assert_no_positive_warns_and_is_zero,
+    assert_same_value_and_input_gradient,
+    hard_batch,
+    mined_pair_lists,
+)
 from pytorch_metric_learning import losses as pml_losses
 
 from tests.miners.miner_checks import random_batch, random_ref_batch, unit
-from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.fast_ap import FastAPLoss
-from textdml.miners.base import PairIndices, all_pairs
+from textdml.miners.base import all_pairs
 
 
 def naive_fast_ap(x, labels, ref=None, ref_labels=None, num_bins=10, pairs=None):
@@ -63,26 +69,13 @@ def test_pairs_by_position():
 
 @pytest.mark.parametrize("labels", [[0, 1, 2, 3], [0]], ids=["no_positive", "single_row"])
 def test_no_positive_warns_and_is_zero(labels):
-    x = torch.randn(len(labels), 4, requires_grad=True)
-    with pytest.warns(DegenerateBatchWarning, match="positive"):
-        value = FastAPLoss()(x, torch.tensor(labels))
-    value.backward()
-    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+    assert_no_positive_warns_and_is_zero(FastAPLoss(), labels)
 
 
 @pytest.mark.parametrize("batch", ["identical", "one_class", "antipodal"])
 def test_hard_batches_are_finite(batch):
-    x, labels = random_batch(n=6, dim=4, num_classes=2, dtype=torch.float32)
-    if batch == "identical":
-        x = torch.ones(6, 4)
-    elif batch == "one_class":
-        labels = torch.zeros(6, dtype=torch.long)
-    else:  # distances exactly 0 and 4: the two ends of the histogram
-        x = torch.tensor([[1.0, 0.0], [-1.0, 0.0]]).repeat(3, 1)
-    x = x.clone().requires_grad_()
-    value = FastAPLoss()(x, labels)
-    value.backward()
-    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+    # antipodal: squared distances exactly 0 and 4, the two ends of the histogram
+    assert_finite_with_gradient(FastAPLoss(), *hard_batch(batch))
 
 
 def test_bad_arguments():
@@ -102,10 +95,7 @@ def test_every_pair_as_tuples_is_the_plain_loss(use_ref):
 
 def test_mined_tuples_restrict_each_list():
     x, labels = random_batch(n=10, dim=5, num_classes=3)
-    every = all_pairs(labels)
-    mined = PairIndices(every.anchor_pos[::2], every.positive[::2], every.anchor_neg[::3], every.negative[::3])
-    pairs = tuple(list(zip(a.tolist(), b.tolist(), strict=True))
-                  for a, b in ((mined.anchor_pos, mined.positive), (mined.anchor_neg, mined.negative)))
+    mined, pairs = mined_pair_lists(labels)
     torch.testing.assert_close(FastAPLoss()(x, labels, indices=mined), naive_fast_ap(x, labels, pairs=pairs))
 
 
@@ -114,10 +104,4 @@ def test_mined_tuples_restrict_each_list():
 def test_parity_with_pml(num_bins, dtype):
     x, labels = random_batch(n=24, dim=8, num_classes=5, seed=2, dtype=dtype)
     labels[0] = 9  # an anchor without a positive
-    x.requires_grad_()
-    value = FastAPLoss(num_bins)(x, labels)
-    (grad,) = torch.autograd.grad(value, x)
-    expected = pml_losses.FastAPLoss(num_bins)(x, labels)
-    (expected_grad,) = torch.autograd.grad(expected, x)
-    torch.testing.assert_close(value, expected)
-    torch.testing.assert_close(grad, expected_grad)
+    assert_same_value_and_input_gradient(FastAPLoss(num_bins), pml_losses.FastAPLoss(num_bins), x, labels)

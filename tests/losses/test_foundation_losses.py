@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, randn
+from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, randn, random_subset
 from pytorch_metric_learning import losses as pml_losses
 from sentence_transformers.sentence_transformer import losses as st_losses
 from torch import nn
@@ -210,16 +210,6 @@ def test_triplet_matches_st_triplet(metric: str) -> None:
 # --- pytorch-metric-learning parity --------------------------------------------------------------
 
 
-def subset(indices: PairIndices | TripletIndices, seed: int = 0) -> PairIndices | TripletIndices:
-    generator = torch.Generator().manual_seed(seed)
-    if isinstance(indices, TripletIndices):
-        keep = torch.rand(len(indices), generator=generator) < 0.3
-        return TripletIndices(indices.anchor[keep], indices.positive[keep], indices.negative[keep])
-    pos = torch.rand(len(indices.anchor_pos), generator=generator) < 0.5
-    neg = torch.rand(len(indices.anchor_neg), generator=generator) < 0.5
-    return PairIndices(indices.anchor_pos[pos], indices.positive[pos], indices.anchor_neg[neg], indices.negative[neg])
-
-
 @pytest.mark.parametrize("use_ref", [False, True])
 def test_info_nce_matches_pml_ntxent_with_one_positive_per_row(use_ref: bool) -> None:
     ref, ref_labels = (randn(6, 5, seed=1), torch.tensor([0, 1, 2, 3, 4, 5])) if use_ref else (None, None)
@@ -236,7 +226,7 @@ def test_info_nce_matches_pml_ntxent_with_one_positive_per_row(use_ref: bool) ->
 @pytest.mark.parametrize("case", ["same_set", "ref", "mined"])
 def test_contrastive_matches_pml(case: str) -> None:
     ref, ref_labels = (randn(7, 5, seed=1), REF_LABELS) if case == "ref" else (None, None)
-    indices = subset(all_pairs(LABELS)) if case == "mined" else None
+    indices = random_subset(all_pairs(LABELS)) if case == "mined" else None
     ours_fn = ContrastiveLoss(margin=1.0, power=1.0, distance="lp", reduction="mean_nonzero")
     x = randn(8, 5)
     assert_same_loss_and_gradient(ours_fn, pml_losses.ContrastiveLoss(), x, LABELS, ref, ref_labels, indices)
@@ -245,7 +235,7 @@ def test_contrastive_matches_pml(case: str) -> None:
 @pytest.mark.parametrize("case", ["same_set", "ref", "mined", "swap"])
 def test_triplet_matches_pml(case: str) -> None:
     ref, ref_labels = (randn(7, 5, seed=1), REF_LABELS) if case == "ref" else (None, None)
-    indices = subset(all_triplets(LABELS)) if case == "mined" else None
+    indices = random_subset(all_triplets(LABELS)) if case == "mined" else None
     swap = case == "swap"  # same set only: PML looks up d(p, n) in the anchor-by-reference matrix
     ours_fn, pml_fn = TripletLoss(margin=0.2, swap=swap), pml_losses.TripletMarginLoss(margin=0.2, swap=swap)
     assert_same_loss_and_gradient(ours_fn, pml_fn, randn(8, 5), LABELS, ref, ref_labels, indices)

@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, mined_pairs, randn
+from pair_checks import (
+    LABELS,
+    REF_LABELS,
+    assert_matches_naive_with_gradients,
+    assert_same_loss_and_gradient,
+    mined_pairs,
+    randn,
+)
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
@@ -35,15 +42,11 @@ def naive_generalized_lifted(x, labels, ref=None, ref_labels=None, neg_margin=1.
 
 @pytest.mark.parametrize("use_ref", [False, True])
 def test_matches_naive_reference(use_ref: bool) -> None:
-    x = randn(8, 5).requires_grad_()
-    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
-    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
-    ours = GeneralizedLiftedStructureLoss(neg_margin=1.2, pos_margin=0.1)(x, LABELS, **kwargs)
-    expected = naive_generalized_lifted(x, LABELS, ref, REF_LABELS if use_ref else None, 1.2, 0.1)
-    torch.testing.assert_close(ours, expected)
-    inputs = [x] if ref is None else [x, ref]
-    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
-        torch.testing.assert_close(got, want)
+    assert_matches_naive_with_gradients(
+        GeneralizedLiftedStructureLoss(neg_margin=1.2, pos_margin=0.1),
+        lambda x, labels, ref, ref_labels: naive_generalized_lifted(x, labels, ref, ref_labels, 1.2, 0.1),
+        use_ref,
+    )
 
 
 @pytest.mark.parametrize("case", ["same_set", "ref", "mined", "cosine"])

@@ -2,11 +2,20 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 
 import pytest
 import torch
-from class_level_checks import EMBEDDING_SIZE, NUM_CLASSES, assert_matches_naive, cosine, labelled_rows
+from class_level_checks import (
+    EMBEDDING_SIZE,
+    NUM_CLASSES,
+    assert_bfloat16_close_to_float32,
+    assert_finite_without_warning,
+    assert_gradcheck_embeddings_and_parameters,
+    assert_matches_naive,
+    cosine,
+    hard_batch,
+    labelled_rows,
+)
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.base import DegenerateBatchWarning
@@ -72,48 +81,17 @@ def test_moving_rows_toward_their_proxy_lowers_the_loss():
 
 
 def test_bfloat16_close_to_float32():
-    loss = build(margin=0.02).float()
-    embeddings, labels = labelled_rows(dtype=torch.float32)
-    expected = loss(embeddings, labels)
-    got = loss(embeddings.bfloat16(), labels)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, expected, rtol=5e-2, atol=5e-2)
-    got = loss.to(torch.bfloat16)(embeddings.bfloat16(), labels)
-    assert got.dtype == torch.float32
-    torch.testing.assert_close(got, expected, rtol=1e-1, atol=1e-1)
+    assert_bfloat16_close_to_float32(build(margin=0.02).float())
 
 
 def test_gradcheck_embeddings_and_proxies():
-    loss = build(margin=0.05)
-    embeddings, labels = labelled_rows(n=5)
-    proxies = loss.weight.detach().clone().requires_grad_()
-
-    def run(x, weight):
-        return torch.func.functional_call(loss, {"weight": weight}, (x, labels))
-
-    assert torch.autograd.gradcheck(run, (embeddings.requires_grad_(), proxies))
+    assert_gradcheck_embeddings_and_parameters(build(margin=0.05))
 
 
 @pytest.mark.parametrize("batch", ["one_class", "identical_rows", "zero_rows", "on_proxy", "one_row"])
 def test_hard_batches_are_finite_without_warning(batch):
     loss = build().float()
-    embeddings, labels = labelled_rows(dtype=torch.float32)
-    if batch == "one_class":
-        labels = torch.zeros_like(labels)
-    elif batch == "identical_rows":
-        embeddings = embeddings[:1].repeat(len(embeddings), 1)
-    elif batch == "zero_rows":
-        embeddings = torch.zeros_like(embeddings)
-    elif batch == "on_proxy":
-        embeddings = loss.weight.detach()[labels].clone()
-    else:
-        embeddings, labels = embeddings[:1], labels[:1]
-    embeddings.requires_grad_()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DegenerateBatchWarning)
-        value = loss(embeddings, labels)
-    value.backward()
-    assert torch.isfinite(value) and torch.isfinite(embeddings.grad).all() and torch.isfinite(loss.weight.grad).all()
+    assert_finite_without_warning(loss, *hard_batch(batch, on_class=lambda labels: loss.weight[labels]))
 
 
 def test_empty_batch_warns_and_keeps_the_graph():

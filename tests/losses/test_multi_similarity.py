@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import assert_matches_naive, assert_same_loss_and_gradient, labelled_rows, some_pairs
+from pair_checks import assert_finite_with_gradient, assert_matches_naive, assert_pml_parity_on_labelled_rows
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
@@ -48,21 +48,16 @@ def test_no_pair_warns_and_is_zero():
 @pytest.mark.parametrize("labels", [[0, 0, 0, 0], [0, 1, 2, 3]], ids=["one_class", "no_positive"])
 def test_one_sided_batches_still_train(labels):
     # One class: only the positive term; no positive: only the negative term (as PML).
-    x = torch.randn(4, 5, requires_grad=True)
-    value = MultiSimilarityLoss()(x, torch.tensor(labels))
-    value.backward()
-    assert torch.isfinite(value) and value > 0 and torch.isfinite(x.grad).all()
+    assert assert_finite_with_gradient(MultiSimilarityLoss(), torch.randn(4, 5), torch.tensor(labels)) > 0
 
 
 @pytest.mark.parametrize("use_ref", [False, True])
 @pytest.mark.parametrize("distance", ["cosine", "lp"])
 @pytest.mark.parametrize("mined", [False, True])
 def test_parity_with_pml(use_ref, distance, mined):
-    x, labels, ref, ref_labels = labelled_rows(use_ref, n=12, ref_n=9, dim=8, classes=4, seed=1)
-    indices = some_pairs(labels, ref_labels) if mined else None
     if distance == "cosine":
         ours, theirs = MultiSimilarityLoss(), pml_losses.MultiSimilarityLoss()
     else:
         ours = MultiSimilarityLoss(alpha=2, beta=10, base=1.0, distance="lp")
         theirs = pml_losses.MultiSimilarityLoss(alpha=2, beta=10, base=1.0, distance=pml_distances.LpDistance())
-    assert_same_loss_and_gradient(ours, theirs, x, labels, ref, ref_labels, indices)
+    assert_pml_parity_on_labelled_rows(ours, theirs, use_ref, mined)

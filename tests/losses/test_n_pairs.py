@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, randn
+from pair_checks import LABELS, assert_matches_naive_with_gradients, randn
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.info_nce import InfoNCELoss
@@ -44,15 +44,11 @@ def naive_n_pairs(x, labels, ref=None, ref_labels=None, temperature=1.0, l2_reg=
 
 @pytest.mark.parametrize("use_ref", [False, True])
 def test_matches_naive_reference(use_ref: bool) -> None:
-    x = randn(8, 5).requires_grad_()
-    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
-    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
-    ours = NPairsLoss(temperature=0.5, l2_reg=0.01)(x, LABELS, **kwargs)
-    expected = naive_n_pairs(x, LABELS, ref, REF_LABELS if use_ref else None, 0.5, 0.01)
-    torch.testing.assert_close(ours, expected)
-    inputs = [x] if ref is None else [x, ref]
-    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
-        torch.testing.assert_close(got, want)
+    assert_matches_naive_with_gradients(
+        NPairsLoss(temperature=0.5, l2_reg=0.01),
+        lambda x, labels, ref, ref_labels: naive_n_pairs(x, labels, ref, ref_labels, 0.5, 0.01),
+        use_ref,
+    )
 
 
 def test_hard_negative_layout_is_info_nce_with_dot_product() -> None:

@@ -3,22 +3,19 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, randn
+from pair_checks import (
+    LABELS,
+    REF_LABELS,
+    assert_matches_naive_with_gradients,
+    assert_same_loss_and_gradient,
+    randn,
+    random_subset,
+)
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.nca import NCALoss
-from textdml.miners.base import PairIndices, TripletIndices, all_pairs, all_triplets
-
-
-def random_subset(indices: PairIndices | TripletIndices, seed: int = 0) -> PairIndices | TripletIndices:
-    generator = torch.Generator().manual_seed(seed)
-    if isinstance(indices, TripletIndices):
-        keep = torch.rand(len(indices), generator=generator) < 0.3
-        return TripletIndices(indices.anchor[keep], indices.positive[keep], indices.negative[keep])
-    pos = torch.rand(len(indices.anchor_pos), generator=generator) < 0.5
-    neg = torch.rand(len(indices.anchor_neg), generator=generator) < 0.3
-    return PairIndices(indices.anchor_pos[pos], indices.positive[pos], indices.anchor_neg[neg], indices.negative[neg])
+from textdml.miners.base import TripletIndices, all_pairs, all_triplets
 
 
 def naive_nca(x, labels, ref=None, ref_labels=None, scale=1.0, weights=None):
@@ -40,15 +37,11 @@ def naive_nca(x, labels, ref=None, ref_labels=None, scale=1.0, weights=None):
 
 @pytest.mark.parametrize("use_ref", [False, True])
 def test_matches_naive_reference(use_ref: bool) -> None:
-    x = randn(8, 5).requires_grad_()
-    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
-    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
-    ours = NCALoss(softmax_scale=3.0)(x, LABELS, **kwargs)
-    expected = naive_nca(x, LABELS, ref, REF_LABELS if use_ref else None, 3.0)
-    torch.testing.assert_close(ours, expected)
-    inputs = [x] if ref is None else [x, ref]
-    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
-        torch.testing.assert_close(got, want)
+    assert_matches_naive_with_gradients(
+        NCALoss(softmax_scale=3.0),
+        lambda x, labels, ref, ref_labels: naive_nca(x, labels, ref, ref_labels, 3.0),
+        use_ref,
+    )
 
 
 def test_mined_tuples_weight_the_anchors() -> None:
@@ -68,7 +61,7 @@ def test_matches_pml(case: str) -> None:
     ref_labels = REF_LABELS if ref is not None else None
     indices = None
     if case in ("mined_pairs", "mined_ref"):
-        indices = random_subset(all_pairs(LABELS, ref_labels))
+        indices = random_subset(all_pairs(LABELS, ref_labels), neg_fraction=0.3)
     elif case == "mined_triplets":
         indices = random_subset(all_triplets(LABELS))
     cosine = case == "cosine"

@@ -2,12 +2,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pair_checks import (
+    assert_finite_with_gradient,
+    assert_no_positive_warns_and_is_zero,
+    assert_same_value_and_input_gradient,
+    hard_batch,
+    mined_pair_lists,
+)
 from pytorch_metric_learning import losses as pml_losses
 
 from tests.miners.miner_checks import cosine, random_batch, random_ref_batch
-from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.smooth_ap import SmoothAPLoss
-from textdml.miners.base import PairIndices, all_pairs, all_triplets
+from textdml.miners.base import all_pairs, all_triplets
 
 
 def naive_smooth_ap(x, labels, ref=None, ref_labels=None, temperature=0.01, include_self=False, pairs=None):
@@ -101,26 +107,12 @@ def test_gradcheck(use_ref):
 
 @pytest.mark.parametrize("labels", [[0, 1, 2, 3], [0]], ids=["no_positive", "single_row"])
 def test_no_positive_warns_and_is_zero(labels):
-    x = torch.randn(len(labels), 4, requires_grad=True)
-    with pytest.warns(DegenerateBatchWarning, match="positive"):
-        value = SmoothAPLoss()(x, torch.tensor(labels))
-    value.backward()
-    assert value.item() == 0.0 and torch.isfinite(x.grad).all()
+    assert_no_positive_warns_and_is_zero(SmoothAPLoss(), labels)
 
 
 @pytest.mark.parametrize("batch", ["identical", "one_class", "zero_rows"])
 def test_hard_batches_are_finite(batch):
-    x, labels = random_batch(n=6, dim=4, num_classes=2, dtype=torch.float32)
-    if batch == "identical":
-        x = torch.ones(6, 4)
-    elif batch == "one_class":
-        labels = torch.zeros(6, dtype=torch.long)
-    else:
-        x = torch.zeros(6, 4)
-    x = x.clone().requires_grad_()
-    value = SmoothAPLoss()(x, labels)
-    value.backward()
-    assert torch.isfinite(value) and torch.isfinite(x.grad).all()
+    assert_finite_with_gradient(SmoothAPLoss(), *hard_batch(batch))
 
 
 def test_bad_arguments():
@@ -134,14 +126,9 @@ def test_parity_with_pml_where_its_layout_holds(temperature, dtype):
     # PML 2.9 is right for labels sorted into equal classes, as many classes as rows per class.
     x, _ = random_batch(n=16, dim=8, seed=2, dtype=dtype)
     labels = torch.arange(16) // 4
-    x.requires_grad_()
-    value = SmoothAPLoss(temperature, include_self=True)(x, labels)
-    (grad,) = torch.autograd.grad(value, x)
-    expected = pml_losses.SmoothAPLoss(temperature)(x, labels)
-    (expected_grad,) = torch.autograd.grad(expected, x)
     # PML accumulates the AP in float32 whatever the input dtype.
-    torch.testing.assert_close(value, expected.to(dtype), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
+    assert_same_value_and_input_gradient(SmoothAPLoss(temperature, include_self=True),
+                                         pml_losses.SmoothAPLoss(temperature), x, labels, rtol=1e-5, atol=1e-6)
 
 
 def test_pml_is_wrong_outside_its_layout_and_we_are_not():
@@ -182,9 +169,6 @@ def test_every_pair_as_tuples_is_the_plain_loss(use_ref):
 
 def test_mined_tuples_restrict_each_list():
     x, labels = random_batch(n=10, dim=5, num_classes=3)
-    every = all_pairs(labels)
-    mined = PairIndices(every.anchor_pos[::2], every.positive[::2], every.anchor_neg[::3], every.negative[::3])
-    pairs = tuple(list(zip(a.tolist(), b.tolist(), strict=True))
-                  for a, b in ((mined.anchor_pos, mined.positive), (mined.anchor_neg, mined.negative)))
+    mined, pairs = mined_pair_lists(labels)
     expected = naive_smooth_ap(x, labels, temperature=0.1, pairs=pairs)
     torch.testing.assert_close(SmoothAPLoss(0.1)(x, labels, indices=mined), expected)

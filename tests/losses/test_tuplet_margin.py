@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, REF_LABELS, assert_same_loss_and_gradient, mined_pairs, randn
+from pair_checks import (
+    LABELS,
+    REF_LABELS,
+    assert_matches_naive_with_gradients,
+    assert_same_loss_and_gradient,
+    mined_pairs,
+    randn,
+)
 from pytorch_metric_learning import losses as pml_losses
 
 from textdml.losses.tuplet_margin import TupletMarginLoss
@@ -31,16 +38,11 @@ def naive_tuplet_margin(x, labels, ref=None, ref_labels=None, margin_degrees=5.7
 
 @pytest.mark.parametrize("use_ref", [False, True])
 def test_matches_naive_reference(use_ref: bool) -> None:
-    x = randn(8, 5).requires_grad_()
-    ref = randn(7, 5, seed=1).requires_grad_() if use_ref else None
-    loss_fn = TupletMarginLoss(margin=10.0, scale=8.0)
-    kwargs = dict(ref_embeddings=ref, ref_labels=REF_LABELS) if use_ref else {}
-    ours = loss_fn(x, LABELS, **kwargs)
-    expected = naive_tuplet_margin(x, LABELS, ref, REF_LABELS if use_ref else None, 10.0, 8.0)
-    torch.testing.assert_close(ours, expected)
-    inputs = [x] if ref is None else [x, ref]
-    for got, want in zip(torch.autograd.grad(ours, inputs), torch.autograd.grad(expected, inputs), strict=True):
-        torch.testing.assert_close(got, want)
+    assert_matches_naive_with_gradients(
+        TupletMarginLoss(margin=10.0, scale=8.0),
+        lambda x, labels, ref, ref_labels: naive_tuplet_margin(x, labels, ref, ref_labels, 10.0, 8.0),
+        use_ref,
+    )
 
 
 @pytest.mark.parametrize("case", ["same_set", "ref", "mined"])
