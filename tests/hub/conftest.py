@@ -7,16 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from datasets import Dataset
 
+from tests.training.loop_inputs import pairs_dataset
 from textdml.config import load_run_config
 
 DUMMY_TOKEN = "hf_textdmlDummyToken0123456789abcdefXYZ"
-
-
-def pairs_dataset(rows: int = 24) -> Dataset:
-    return Dataset.from_dict({"anchor": [f"question number {i}" for i in range(rows)],
-                              "positive": [f"the answer is {i} {'long ' * (i % 5)}" for i in range(rows)]})
 
 
 def write_pairs(path: Path, rows: int = 16) -> Path:

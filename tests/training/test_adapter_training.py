@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 
-from tests.hub.conftest import pairs_dataset
 from tests.models.test_dual_encoder import tiny_open_clip_arch  # noqa: F401  (a fixture)
+from tests.training.loop_inputs import pairs_dataset
 from textdml.cli import main
 from textdml.config import load_run_config
 from textdml.models import Embedder

@@ -8,22 +8,11 @@ import torch
 from datasets import Dataset
 from safetensors.torch import load_file
 
+from tests.training.loop_inputs import make_config, pairs_dataset
 from textdml.config import load_run_config
 from textdml.losses.base import BaseLoss
 from textdml.registry import LOSSES
 from textdml.training.loop import NonFiniteLossError, train
-
-
-def pairs_dataset(rows: int = 24) -> Dataset:
-    return Dataset.from_dict({"anchor": [f"question number {i}" for i in range(rows)],
-                              "positive": [f"the answer is {i} {'long ' * (i % 5)}" for i in range(rows)]})
-
-
-def make_config(model_dir, output_dir, *overrides):
-    return load_run_config(None, ["train.path=in-memory", f"model.name_or_path={model_dir}",
-                                  f"training.output_dir={output_dir}", "training.batch_size=8",
-                                  "training.learning_rate=1e-3", "training.show_progress_bar=false",
-                                  "training.logging_steps=1", *overrides])
 
 
 def final_weights(output_dir):

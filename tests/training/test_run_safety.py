@@ -9,26 +9,13 @@ import signal
 
 import pytest
 import torch
-from datasets import Dataset
 from safetensors.torch import load_file
 
-from textdml.config import load_run_config
+from tests.training.loop_inputs import make_config, pairs_dataset
 from textdml.training.checkpoint import CheckpointError
 from textdml.training.loop import train
 from textdml.training.run_folder import RunFolderError, atomic_folder, truncate_metrics
 from textdml.training.signals import TrainingInterrupted
-
-
-def pairs_dataset(rows: int = 24) -> Dataset:
-    return Dataset.from_dict({"anchor": [f"question number {i}" for i in range(rows)],
-                              "positive": [f"the answer is {i} {'long ' * (i % 5)}" for i in range(rows)]})
-
-
-def make_config(model_dir, output_dir, *overrides):
-    return load_run_config(None, ["train.path=in-memory", f"model.name_or_path={model_dir}",
-                                  f"training.output_dir={output_dir}", "training.batch_size=8",
-                                  "training.learning_rate=1e-3", "training.show_progress_bar=false",
-                                  "training.logging_steps=1", *overrides])
 
 
 def weights(folder):

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from tests.hub.conftest import pairs_dataset, run_config, write_pairs
+from tests.hub.conftest import run_config, write_pairs
+from tests.training.loop_inputs import pairs_dataset
 from textdml.training import trackers
 from textdml.training.callbacks import Callback
 from textdml.training.loop import train
