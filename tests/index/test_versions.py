@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from tests.fakes import HashingEncoder, toy_corpus
 from textdml.index import delete_version, index_documents, list_versions, rollback, search
-from textdml.index.versions import format_versions
+from textdml.index.engine import CollectionOptions, VectorSpec
+from textdml.index.versions import format_versions, new_metadata, version_name
+from textdml.models.identity import ModelIdentity
 
 COLLECTION = "docs"
 
@@ -91,3 +95,16 @@ def test_a_plain_collection_is_not_turned_into_an_alias(engine):
     index(engine, rows(), versioned=False)
     with pytest.raises(ValueError, match="plain \\(unversioned\\) collection"):
         index(engine, rows())
+
+
+def test_versions_written_within_one_second_list_in_the_order_written(engine):
+    second = dt.datetime(2026, 12, 2, 4, 30, 41, tzinfo=dt.timezone.utc)
+    # The later version's model hash sorts first, so only the time in the name can order them.
+    written = []
+    for millisecond, short_id in ((268, "ffffffff"), (881, "00000000")):
+        identity = ModelIdentity("m", short_id + "0" * 56, 4, "cosine")
+        name = version_name(COLLECTION, identity, second.replace(microsecond=millisecond * 1000))
+        metadata = {**new_metadata(COLLECTION, identity, "id", "text"), "created": second.isoformat()}
+        engine.create_collection(name, {"": VectorSpec(4, "cosine")}, CollectionOptions(), metadata)
+        written.append(name)
+    assert [v.name for v in list_versions(engine, COLLECTION)] == written

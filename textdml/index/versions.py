@@ -87,7 +87,14 @@ def list_versions(engine: VectorEngine, collection: str | None = None) -> list[V
         info = VersionInfo.from_metadata(name, metadata, live=name in live)
         if collection is None or info.collection == collection:
             versions.append(info)
-    return sorted(versions, key=lambda v: (v.collection, v.created, v.name))
+    return sorted(versions, key=lambda v: (v.collection, v.created, written_at(v.name), v.name))
+
+
+def written_at(name: str) -> str:
+    """The millisecond time in a version's name: it orders versions created within one second
+    (``created`` has second resolution); empty for a collection named otherwise."""
+    match = VERSION_PATTERN.match(name)
+    return match["time"] if match else ""
 
 
 def resumable_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
