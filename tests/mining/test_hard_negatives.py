@@ -108,6 +108,35 @@ def test_rows_without_enough_candidates_are_dropped_and_counted(saved_model, pai
     assert saved["skipped_candidates"]["max_score"] > 0
 
 
+def test_rows_without_enough_candidates_can_be_filled_with_random_documents(saved_model, pairs, corpus,
+                                                                            tmp_path) -> None:
+    model = Embedder.from_pretrained(saved_model)
+    kept = mine_hard_negatives(pairs, model, corpus=corpus, num_negatives=2, absolute_margin=0.0, range_max=10,
+                               show_progress_bar=False)
+    filled = mine_hard_negatives(pairs, model, corpus=corpus, num_negatives=2, absolute_margin=0.0, range_max=10,
+                                 fill_with_random=True, output_dir=tmp_path, show_progress_bar=False)
+    assert kept.num_rows < filled.num_rows == len(pairs)  # no row dropped
+    saved = json.loads((tmp_path / "mining_settings.json").read_text())
+    assert saved["dropped_rows"] == 0 and saved["skipped_candidates"]["filled_with_random"] > 0
+    # Rows the filters left whole are unchanged; fillers are no positive of their anchor, no
+    # repeat within their row, and carry the model's score.
+    assert set(negatives_of(kept, 2)) <= set(negatives_of(filled, 2))
+    positives_of: dict[str, set[str]] = {}
+    for row in pairs:
+        positives_of.setdefault(row["anchor"], set()).add(row["positive"])
+    vectors = dict(zip(corpus + list(pairs["positive"]), model.encode(corpus + list(pairs["positive"]),
+                                                                       convert_to="torch"), strict=False))
+    for row in filled:
+        negatives = [row["negative_1"], row["negative_2"]]
+        assert len(set(negatives)) == 2 and not set(negatives) & positives_of[row["anchor"]]
+        anchor = model.encode([row["anchor"]], convert_to="torch")[0]
+        expected = [float(vectors[text] @ anchor) for text in negatives]
+        torch.testing.assert_close(torch.tensor(row["scores"][1:]), torch.tensor(expected), atol=1e-5, rtol=1e-5)
+    again = mine_hard_negatives(pairs, model, corpus=corpus, num_negatives=2, absolute_margin=0.0, range_max=10,
+                                fill_with_random=True, show_progress_bar=False)
+    assert negatives_of(again, 2) == negatives_of(filled, 2)  # seeded
+
+
 def test_cross_encoder_rescores_candidates(saved_model, pairs, corpus, tmp_path, tiny_model_dir) -> None:
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "mining_settings.json"
 RESULT_FILE = "mined.parquet"
+FILLED = "filled_with_random"  # counted beside the skipped candidates: slots given a random document
 
 
 class Searcher(Protocol):
@@ -224,7 +225,9 @@ def mine_hard_negatives(
         A ``datasets.Dataset`` with ``anchor, positive, negative_1..k, scores`` (``scores`` =
         ``[positive, negative_1, ..., negative_k]``), one row per (unique anchor, positive).
         Rows left with fewer than ``num_negatives`` candidates after filtering are dropped and
-        counted in the log and in the settings file.
+        counted in the log and in the settings file, or with ``fill_with_random`` get random
+        documents in the free slots (scored ``nan`` when searching a collection or rescoring with
+        a cross-encoder).
 
     Raises:
         ValueError: missing columns, empty dataset, impossible window, a corpus smaller than the
@@ -304,7 +307,10 @@ def mine_hard_negatives(
                        "range_max or loosen the margins / max_score to keep them", totals["dropped_rows"],
                        expected_rows, settings.num_negatives)
     for reason, count in skipped_total.items():
-        logger.info("skipped %d candidates by %s", count, reason)
+        if reason == FILLED:
+            logger.info("filled %d negative slots left empty by the filters with random documents", count)
+        else:
+            logger.info("skipped %d candidates by %s", count, reason)
     result = Dataset.from_dict(rows)
     if out is not None:
         result.to_parquet(str(out / RESULT_FILE))
@@ -363,9 +369,14 @@ def mine_shard(task: MiningTask, start: int, queries: list[str], model: Supports
     positive_keys = [{corpus_keys[p] for p in ps} for ps in positives]
     negatives, negative_scores, skipped = select_negatives(scores, positions, positive_scores, positives,
                                                            positive_keys, corpus_keys, settings, range_max, generator)
+    if settings.fill_with_random:
+        # Fillers are scored by the bi-encoder only when its scores are the ones in the table.
+        negatives, negative_scores, skipped[FILLED] = fill_with_random(
+            negatives, negative_scores, positives, positive_keys, corpus_keys, query_vectors,
+            corpus_vectors if cross_encoder is None else None, settings.num_negatives, generator)
     rows = empty_rows(settings.num_negatives)
     for q, query in enumerate(queries):
-        if not torch.isfinite(negative_scores[q]).all() or negatives.shape[1] < settings.num_negatives:
+        if (negative_scores[q] == -float("inf")).any() or negatives.shape[1] < settings.num_negatives:
             continue
         for p, positive in enumerate(positives[q]):
             rows["anchor"].append(query)
@@ -374,6 +385,43 @@ def mine_shard(task: MiningTask, start: int, queries: list[str], model: Supports
                 rows[f"negative_{i}"].append(task.corpus[n])
             rows["scores"].append([float(positive_scores[q][p]), *map(float, negative_scores[q])])
     return rows, skipped
+
+
+def fill_with_random(negatives: torch.Tensor, negative_scores: torch.Tensor, positives: list[list[int]],
+                     positive_keys: list[set[bytes]], corpus_keys: list[bytes], query_vectors: torch.Tensor,
+                     corpus_vectors: torch.Tensor | None, num_negatives: int,
+                     generator: random.Random) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Fill the slots no candidate survived (score ``-inf``) with random corpus documents.
+
+    A filler is never a known positive (by position or text) nor a negative the row already has.
+    Its score is the model's (``nan`` when searching a collection, whose vectors are not in
+    memory). Returns the negatives, their scores and how many slots were filled.
+    """
+    if negatives.shape[1] < num_negatives:  # fewer candidates than negatives asked for: widen
+        missing = num_negatives - negatives.shape[1]
+        negatives = torch.cat([negatives, negatives.new_zeros(len(negatives), missing)], dim=1)
+        negative_scores = torch.cat([negative_scores, negative_scores.new_full((len(negatives), missing),
+                                                                                -float("inf"))], dim=1)
+    negatives, negative_scores = negatives.clone(), negative_scores.clone()
+    filled = 0
+    for q in range(len(negatives)):
+        free = (~torch.isfinite(negative_scores[q])).nonzero().flatten().tolist()
+        if not free:
+            continue
+        taken = set(positives[q]) | {int(n) for n, s in zip(negatives[q], negative_scores[q]) if torch.isfinite(s)}
+        for slot in free:
+            if len(taken) >= len(corpus_keys):  # nothing left to fill with: the row is dropped
+                break
+            while True:  # rejection sampling: the corpus holds more than num_negatives + positives documents
+                pick = generator.randrange(len(corpus_keys))
+                if pick not in taken and corpus_keys[pick] not in positive_keys[q]:
+                    break
+            taken.add(pick)
+            negatives[q, slot] = pick
+            negative_scores[q, slot] = (float(corpus_vectors[pick] @ query_vectors[q]) if corpus_vectors is not None
+                                        else float("nan"))
+            filled += 1
+    return negatives, negative_scores, filled
 
 
 def prepare_output(out: Path, fingerprint: str) -> Path:

@@ -22,6 +22,10 @@ class MiningSettings:
         min_score: drop candidates scoring below this (too far to be useful).
         sampling_strategy: ``top`` (the hardest left) or ``random`` (uniformly among those left).
         seed: the random sampling's seed.
+        fill_with_random: rows left with fewer than ``num_negatives`` negatives after filtering get
+            random corpus documents (never a known positive of the anchor) in the free slots
+            instead of being dropped (sentence-transformers drops them). A margin then keeps the
+            anchors the model still ranks badly, the ones most worth training on.
     """
 
     num_negatives: int = 3
@@ -33,6 +37,7 @@ class MiningSettings:
     min_score: float | None = None
     sampling_strategy: Literal["top", "random"] = "top"
     seed: int = 42
+    fill_with_random: bool = False
 
     @classmethod
     def from_config(cls, config: Any) -> MiningSettings:
