@@ -6,6 +6,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from textdml.models import Embedder, Pooling
+from textdml.models.encoding import PackedTokens
 
 TEXTS = ["a cat sat on the mat", "a much longer sentence about the weather in spring and autumn", "x", "dogs bark"]
 
@@ -43,6 +44,23 @@ def test_encode_keeps_input_order_and_batches_agree(tiny_embedder):
     as_torch = tiny_embedder.encode(TEXTS, convert_to="torch", normalize=True)
     assert isinstance(as_torch, torch.Tensor)
     torch.testing.assert_close(as_torch.norm(dim=1), torch.ones(len(TEXTS)))
+
+
+def test_encode_batches_texts_by_token_count(tiny_embedder, monkeypatch):
+    # Short in characters but long in tokens, and the reverse: sorting by characters would mix them.
+    texts = ["a b c d e f g h i j", "internationalization", "x y z", "photosynthesis", "a b", "cat"] * 3
+    lengths = []
+    real_forward = type(tiny_embedder).forward
+
+    def recording_forward(self, features):
+        lengths.extend(features["attention_mask"].sum(dim=1).tolist())
+        return real_forward(self, features)
+
+    monkeypatch.setattr(type(tiny_embedder), "forward", recording_forward)
+    tiny_embedder.encode(texts, batch_size=4)
+    assert lengths == sorted(lengths, reverse=True) and len(lengths) == len(texts)
+    by_characters = [len(tiny_embedder.tokenizer(t)["input_ids"]) for t in sorted(texts, key=len, reverse=True)]
+    assert by_characters != sorted(by_characters, reverse=True)  # characters would have ordered them otherwise
 
 
 def test_encode_restores_training_mode(tiny_embedder):
@@ -121,6 +139,11 @@ def test_fast_padding_matches_the_tokenizer_padding(tiny_embedder, padding_side)
             rows = order[start : start + 2]
             want = tokenizer.pad({k: [v[i] for i in rows] for k, v in encoded.items()}, return_tensors="pt")
             assert all(torch.equal(bucket[key], want[key]) for key in want)
+        packed = PackedTokens.tokenize(tokenizer, texts, tiny_embedder.max_seq_length)
+        for rows in ([3, 0, len(texts) - 1], [1], list(range(len(texts)))):  # any rows, any order
+            want = tokenizer.pad({k: [v[i] for i in rows] for k, v in encoded.items()}, return_tensors="pt")
+            got = packed.padded(rows, tokenizer)
+            assert set(got) == set(want) and all(torch.equal(got[key], want[key]) for key in want)
     finally:
         tokenizer.padding_side = "right"
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from textdml.models.encoding import as_text_list, pad_token_lists, run_length_sorted
+from textdml.models.encoding import as_text_list, pad_token_lists, run_token_sorted
 from textdml.models.folder_checks import check_weights
 from textdml.models.identity import WeightsHashCache, state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
@@ -281,8 +281,8 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         def embed(features: dict[str, torch.Tensor]) -> torch.Tensor:
             return self({k: v.to(self.device) for k, v in features.items()})
 
-        embeddings = run_length_sorted(self, texts, embed, batch_size, show_progress_bar, "Encoding",
-                                       self.embedding_dim, prepare=self.tokenize)
+        embeddings = run_token_sorted(self, texts, self.tokenizer, self.max_seq_length, embed, batch_size,
+                                      show_progress_bar, "Encoding", self.embedding_dim)
         if truncate_dim is not None:  # as sentence-transformers: the model's own normalisation is not redone
             embeddings = embeddings[:, :truncate_dim]
         if normalize or (normalize is None and self.normalize and truncate_dim is None):

@@ -74,6 +74,60 @@ def run_length_sorted(module: nn.Module, texts: list[str], embed: Callable[[Any]
     return embeddings[torch.as_tensor(np.argsort(order), device=embeddings.device)]
 
 
+def run_token_sorted(module: nn.Module, texts: list[str], tokenizer: Any, max_length: int,
+                     embed: Callable[[dict[str, torch.Tensor]], torch.Tensor], batch_size: int,
+                     show_progress_bar: bool | None, description: str, dim: int) -> torch.Tensor:
+    """``run_batches`` over texts tokenised once and sorted by token count, in input order again.
+
+    Sorting by characters (sentence-transformers' way) still leaves ~28% of a batch's tokens
+    padding on WordNet definitions at batch 64; by token count it is ~0.5%, so the encoder runs on
+    about a quarter fewer tokens. Batches are padded in the helper thread while the model runs.
+    """
+    if not texts:
+        return run_batches(module, [], embed, batch_size, show_progress_bar, description, dim)
+    tokens = PackedTokens.tokenize(tokenizer, texts, max_length)
+    order = np.argsort(-tokens.lengths, kind="stable")
+    embeddings = run_batches(module, order.tolist(), embed, batch_size, show_progress_bar, description, dim,
+                             prepare=lambda rows: tokens.padded(rows, tokenizer))
+    return embeddings[torch.as_tensor(np.argsort(order), device=embeddings.device)]
+
+
+class PackedTokens:
+    """Tokenised texts without padding, each key's values of every row end to end in one int64 array.
+
+    Python lists of token ids cost ~36 bytes a token; packed, 8, so a million texts tokenised
+    ahead of encoding fit in a few hundred MB.
+    """
+
+    TOKENIZE_BLOCK = 8192  # texts per tokenizer call: its Encoding objects are heavy and freed per block
+
+    def __init__(self, values: dict[str, np.ndarray], lengths: np.ndarray):
+        self.values = values
+        self.lengths = lengths  # (N,)
+        self.starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)  # (N,)
+
+    @classmethod
+    def tokenize(cls, tokenizer: Any, texts: list[str], max_length: int) -> PackedTokens:
+        parts: dict[str, list[np.ndarray]] = {}
+        lengths = []
+        for start in range(0, len(texts), cls.TOKENIZE_BLOCK):
+            encoded = tokenizer(texts[start : start + cls.TOKENIZE_BLOCK], truncation=True, max_length=max_length)
+            ids = encoded["input_ids"]
+            lengths.append(np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)))
+            for key, lists in encoded.items():
+                parts.setdefault(key, []).append(np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64))
+        return cls({key: np.concatenate(arrays) for key, arrays in parts.items()}, np.concatenate(lengths))
+
+    def padded(self, rows: Sequence[int], tokenizer: Any) -> dict[str, torch.Tensor]:
+        """The rows as ``pad_token_lists`` pads them: to the longest of ``rows``, the tokenizer's pad values and side."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        # Flat positions of the rows' tokens, row after row: each row's start plus 0..length-1.
+        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        positions = np.repeat(self.starts[rows], lengths) + within
+        return pad_flat({key: values[positions] for key, values in self.values.items()}, lengths, tokenizer)
+
+
 def pad_token_lists(encoded: Mapping[str, Sequence[Sequence[int]]], tokenizer: Any,
                     rows: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
     """Unpadded token lists (a tokenizer's output without ``padding``) -> padded int64 tensors.
@@ -84,12 +138,20 @@ def pad_token_lists(encoded: Mapping[str, Sequence[Sequence[int]]], tokenizer: A
     vectorised numpy fill per key instead of transformers' per-row Python padding and tensor
     conversion, which cost as much as the tokenisation itself for short texts.
     """
-    if tokenizer.pad_token_id is None:
-        raise ValueError("the tokenizer has no pad token (tokenizer.pad_token), so batches cannot be padded; set "
-                         "tokenizer.pad_token (e.g. to tokenizer.eos_token) before encoding")
     first = next(iter(encoded.values()))
     rows = range(len(first)) if rows is None else rows
     lengths = np.fromiter((len(first[i]) for i in rows), dtype=np.int64, count=len(rows))  # (B,)
+    flat = {key: np.fromiter(itertools.chain.from_iterable(lists[i] for i in rows), dtype=np.int64,
+                             count=int(lengths.sum())) for key, lists in encoded.items()}
+    return pad_flat(flat, lengths, tokenizer)
+
+
+def pad_flat(flat: Mapping[str, np.ndarray], lengths: np.ndarray, tokenizer: Any) -> dict[str, torch.Tensor]:
+    """Rows given end to end (``flat[key]``: every row's values in turn; ``lengths``: per row) ->
+    padded int64 tensors ``(B, longest)``, as :func:`pad_token_lists` describes."""
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token (tokenizer.pad_token), so batches cannot be padded; set "
+                         "tokenizer.pad_token (e.g. to tokenizer.eos_token) before encoding")
     width = int(lengths.max()) if len(lengths) else 0
     columns = np.arange(width)
     if tokenizer.padding_side == "left":
@@ -99,10 +161,9 @@ def pad_token_lists(encoded: Mapping[str, Sequence[Sequence[int]]], tokenizer: A
     pad_values = {"input_ids": tokenizer.pad_token_id, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0),
                   "special_tokens_mask": 1}
     padded = {}
-    for key, lists in encoded.items():
-        values = np.full((len(rows), width), pad_values.get(key, 0), dtype=np.int64)
+    for key, values in flat.items():
+        array = np.full((len(lengths), width), pad_values.get(key, 0), dtype=np.int64)
         # Row-major boolean assignment takes the flat values row by row: each row's tokens in order.
-        values[filled] = np.fromiter(itertools.chain.from_iterable(lists[i] for i in rows), dtype=np.int64,
-                                     count=int(lengths.sum()))
-        padded[key] = torch.from_numpy(values)
+        array[filled] = values
+        padded[key] = torch.from_numpy(array)
     return padded
