@@ -18,6 +18,7 @@ the previous chunk in helper threads, which wall time alone would not show. ``--
     python scripts/bench_index.py --docs 10000 --model both
     python scripts/bench_index.py --docs 100000 --model tiny --peer-max-docs 20000
     python scripts/bench_index.py --precomputed 1000000      # 1M 384-d vectors through textdml: RSS
+    python scripts/bench_index.py --precomputed 20000 --contestants textdml,st_local  # the engines alone
 
 Never imported by the package.
 """
@@ -188,13 +189,23 @@ def run_st_edge(documents, query_texts, folder, model_path, args) -> dict:
 
 
 class RandomVectors:
-    """A stand-in "model" returning precomputed-like 384-d unit vectors (seeded by the text)."""
+    """A stand-in "model" returning precomputed-like 384-d unit vectors, a function of the text.
+
+    Like :func:`clustered_vectors` (1,000 centres plus noise: real embeddings cluster, and uniform
+    noise is HNSW's slowest graph to build), with the noise a random-feature map of the text's CRC:
+    vectorised, so producing them costs next to nothing beside the engines being measured.
+    """
 
     embedding_dim, similarity, normalize = 384, "cosine", True
+    _rng = np.random.default_rng(0)
+    CENTRES = _rng.standard_normal((1000, 384), dtype=np.float32)
+    FREQUENCIES = _rng.uniform(1e-6, 1e-3, 384)
+    PHASES = _rng.uniform(0, 2 * np.pi, 384)
 
     def encode(self, texts, batch_size=64, normalize=None, show_progress_bar=None, convert_to="numpy"):
-        rows = [np.random.default_rng(zlib.crc32(t.encode())).standard_normal(384, dtype=np.float32) for t in texts]
-        vectors = np.stack(rows)
+        keys = np.fromiter((zlib.crc32(t.encode()) for t in texts), dtype=np.int64, count=len(texts))
+        noise = np.sqrt(2) * np.sin(keys[:, None] * self.FREQUENCIES[None, :] + self.PHASES[None, :])  # var 1
+        vectors = self.CENTRES[keys % 1000] + 0.6 * noise.astype(np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     def identity(self):
@@ -204,15 +215,35 @@ class RandomVectors:
 def run_precomputed(args, folder: Path) -> dict:
     from textdml.index import CollectionOptions, index_documents, open_client
 
+    import torch  # noqa: F401  (indexing imports it; any real model has already, so it is not timed)
+
     engine = open_client(path=folder)
     documents = ({"id": str(i), "text": f"d{i}"} for i in range(args.precomputed))
     started = time.perf_counter()
-    report = index_documents(RandomVectors(), documents, engine, COLLECTION, batch_size=4096,
+    report = index_documents(RandomVectors(), documents, engine, COLLECTION, batch_size=args.batch_size,
                              options=CollectionOptions(hnsw_threshold=args.hnsw_threshold), show_progress_bar=True)
     engine.close()
     return {"seconds": time.perf_counter() - started, "points": report.points, "hnsw": report.hnsw_built,
             "docs_per_s": report.points / (time.perf_counter() - started), "peak_rss_mb": peak_rss_mb(),
             "disk_mb": disk_mb(folder)}
+
+
+def run_precomputed_local(args, folder: Path) -> dict:
+    """The same precomputed vectors upserted by the local-mode loop (what ``st_local`` does after encoding)."""
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(path=str(folder))
+    client.create_collection(COLLECTION, vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    started = time.perf_counter()
+    for start in range(0, args.precomputed, 1024):
+        batch = [{"id": str(i), "text": f"d{i}"} for i in range(start, min(start + 1024, args.precomputed))]
+        vectors = RandomVectors().encode([d["text"] for d in batch])
+        client.upsert(COLLECTION, points=[models.PointStruct(id=i, vector=v.tolist(), payload=d)
+                                          for i, (v, d) in enumerate(zip(vectors, batch), start=start)])
+    seconds = time.perf_counter() - started
+    client.close()
+    return {"seconds": seconds, "points": args.precomputed, "hnsw": False, "docs_per_s": args.precomputed / seconds,
+            "peak_rss_mb": peak_rss_mb(), "disk_mb": disk_mb(folder)}
 
 
 def clustered_vectors(num: int, dim: int = 384, seed: int = 0) -> np.ndarray:
@@ -256,6 +287,7 @@ def hnsw_sweep(sizes: list[int], ef: int, queries: int) -> None:
 
 
 WORKERS = {"textdml": run_textdml, "st_local": run_st_local, "st_edge": run_st_edge}
+PRECOMPUTED = {"precomputed": run_precomputed, "precomputed_local": run_precomputed_local}
 
 
 def worker(args) -> None:
@@ -265,8 +297,8 @@ def worker(args) -> None:
     # make encoding 10x slower than one.
     torch.set_num_threads(args.torch_threads)
     folder = Path(args.folder)
-    if args.worker == "precomputed":
-        print(json.dumps(run_precomputed(args, folder)))
+    if args.worker in PRECOMPUTED:
+        print(json.dumps(PRECOMPUTED[args.worker](args, folder)))
         return
     num_docs = min(args.docs, args.peer_max_docs) if args.worker == "st_local" and args.peer_max_docs else args.docs
     documents, queries = wordnet_documents(num_docs)
@@ -331,7 +363,8 @@ def main() -> None:
                         help="index at most this many documents with the slow local-mode loop (its docs/s is then "
                              "measured on fewer documents, and its search time is lower than at the full size)")
     parser.add_argument("--torch-threads", type=int, default=1, help="torch intra-op threads, every contestant")
-    parser.add_argument("--contestants", default="textdml,st_local,st_edge")
+    parser.add_argument("--contestants", default=None,
+                        help="default: textdml,st_local,st_edge; with --precomputed: textdml (add st_local to compare)")
     parser.add_argument("--precomputed", type=int, default=0, help="index N precomputed 384-d vectors via textdml")
     parser.add_argument("--ef-sweep", default=None,
                         help="comma-separated search_ef values: textdml's graph searched with each (ms, recall@10)")
@@ -352,15 +385,23 @@ def main() -> None:
         hnsw_sweep([int(n) for n in args.hnsw_sweep.split(",")], args.ef, args.queries)
         return
     if args.precomputed:
-        result = run_worker("precomputed", args, work, None)
-        print(f"\n{args.precomputed} precomputed 384-d vectors through textdml (Edge): {result['docs_per_s']:.0f} "
-              f"points/s, HNSW built: {result['hnsw']}, peak RSS {result['peak_rss_mb']:.0f} MB, "
-              f"disk {result['disk_mb']:.0f} MB")
+        # No model at all: the engines alone, on the vector size of all-MiniLM-L6-v2.
+        names = ["precomputed"] + (["precomputed_local"] if "st_local" in (args.contestants or "").split(",") else [])
+        results = {name: run_worker(name, args, work, None) for name in names}
+        for name, result in results.items():
+            who = "textdml (Edge)" if name == "precomputed" else "local-mode upsert loop"
+            print(f"\n{args.precomputed} precomputed 384-d vectors through {who}: {result['docs_per_s']:.0f} "
+                  f"points/s, HNSW built: {result['hnsw']}, peak RSS {result['peak_rss_mb']:.0f} MB, "
+                  f"disk {result['disk_mb']:.0f} MB")
+        if "precomputed_local" in results:
+            print(f"textdml vs local-mode loop: "
+                  f"{results['precomputed']['docs_per_s'] / results['precomputed_local']['docs_per_s']:.1f}x points/s")
         return
     models = ["tiny", "minilm"] if args.model == "both" else [args.model]
     for model in models:
         model_path = model_folder(model, work)
-        results = {name: run_worker(name, args, work, model_path) for name in args.contestants.split(",")}
+        contestants = (args.contestants or "textdml,st_local,st_edge").split(",")
+        results = {name: run_worker(name, args, work, model_path) for name in contestants}
         print_table(model, results)
         for row in results.get("textdml", {}).get("ef_sweep", []):
             print(f"textdml search_ef={row['ef']:<5} {row['search_ms']:.2f} ms/query, recall@10 {row['recall@10']:.3f}")
