@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,3 +58,26 @@ def test_two_processes_equal_one_process_on_the_global_batch(tiny_model_dir, tmp
     for key in single:
         torch.testing.assert_close(ddp[key], single[key], atol=2e-5, rtol=1e-4, msg=key)
     assert (tmp_path / "ddp" / "checkpoints" / "checkpoint-3" / "trainer_state.json").exists()
+
+
+def test_two_processes_remine_through_one_collection(tiny_model_dir, tmp_path):
+    # Only the main process opens the Qdrant Edge shard (one process at a time may); the other
+    # waits at each mining and reads the table the main process wrote.
+    from textdml.index import list_versions, open_client
+
+    recipe = str(ROOT / "recipes" / "retrieval" / "minilm_hard_negatives_wordnet.yaml")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "textdml", "train",
+               "--config", recipe, "eval.data=null", f"model.name_or_path={tiny_model_dir}", "train.max_rows=64",
+               "training.batch_size=8", "training.max_steps=3", "training.remine_every=2", "mine.range_max=10",
+               "mine.collection=wordnet-train", f"index.path={tmp_path / 'qdrant'}", "training.show_progress_bar=false",
+               f"training.output_dir={tmp_path / 'ddp'}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open_client(path=tmp_path / "qdrant") as engine:
+        versions = list_versions(engine, "wordnet-train")
+    assert len(versions) == 2 and versions[-1].live  # the starting weights', then step 2's
+    used = [json.loads((tmp_path / "ddp" / "mined" / folder / "mining_settings.json").read_text())["collection"]
+            for folder in (".", "step-2")]
+    assert [u["version"] for u in used] == [v.name for v in versions]
+    assert (tmp_path / "ddp" / "final" / "model.safetensors").exists()
