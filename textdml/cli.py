@@ -301,7 +301,8 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
             hits += list(zip(images, search_texts_by_image(model, client, collection, images, top_k, **settings)))
     else:
         hits = list(zip(queries, search(model, client, collection, queries, top_k, filter=query_filter,
-                                        force=force or config.index.force, options=search_options(config.index))))
+                                        force=force or config.index.force, options=search_options(config.index),
+                                        expected_dim=config.index.dim)))
     client.close()
     for query, query_hits in hits:
         print(f"\n{query}")

@@ -87,6 +87,9 @@ def test_index_dim_and_the_storage_table_from_the_command_line(recipe, tiny_mode
     assert code == 0 and "32-d cut to 8" in out
     code, out, _ = run(capsys, "search", "--config", config, "--model", tiny_model_dir, "--query", "a cat")
     assert code == 0 and len(out.strip().splitlines()) == 1 + 5  # the query, then its hits: no dim given twice
+    code, _, err = run(capsys, "search", "--config", config, "--model", tiny_model_dir, "--query", "a cat",
+                       "index.dim=4")
+    assert code == 2 and "index.dim=4, but collection" in err and "holds 8-d vectors" in err
     code, out, _ = run(capsys, "eval", "--config", config, "--model", tiny_model_dir, "--through-index")
     assert code == 0 and "index_recall@10" in out
 

@@ -104,6 +104,13 @@ def test_searching_with_a_model_of_another_size_names_both_sizes(engine, corpus)
         search(HashingEncoder(embedding_dim=12), engine, COLLECTION, "cat")
 
 
+def test_searching_with_another_index_dim_is_an_error_not_ignored(engine, corpus):
+    index(engine, corpus, dim=8)
+    assert search(HashingEncoder(), engine, COLLECTION, "cat", expected_dim=8)[0]  # the same size: fine
+    with pytest.raises(ValueError, match=r"index.dim=4, but collection 'docs' .* holds 8-d vectors.*drop index.dim"):
+        search(HashingEncoder(), engine, COLLECTION, "cat", expected_dim=4)
+
+
 def test_a_new_version_may_change_dim_and_search_follows_the_live_one(engine, corpus):
     full = index(engine, corpus)
     cut = index(engine, corpus, dim=4)  # same model, other size: allowed, it is a new version

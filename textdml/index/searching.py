@@ -46,9 +46,11 @@ class Target:
 
 
 def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: bool = False, filter: Any = None,
-                using: str = DEFAULT_VECTOR, id_field: str | None = None, verb: str = "search") -> Target:
+                using: str = DEFAULT_VECTOR, id_field: str | None = None, verb: str = "search",
+                expected_dim: int | None = None) -> Target:
     """Resolve ``name`` and check that ``model`` may search it (see the module docstring); ``verb``
-    names the command in the error about another model."""
+    names the command in the error about another model. ``expected_dim`` (``index.dim`` of the
+    caller's config): the size the caller expects the collection's vectors cut to; another is an error."""
     collection = engine.resolve(name)
     info = engine.collection_info(collection)
     have = info.vectors.get(using)
@@ -64,6 +66,10 @@ def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: b
         raise ValueError(f"collection {name!r} ({collection}) holds the first {dim} coordinates of "
                          f"{indexed_by.embedding_dim}-d vectors (index.dim={dim}), but the model writes {model_dim}-d "
                          "vectors; search it with the model that indexed it")
+    if expected_dim is not None and expected_dim != (dim or model_dim):
+        raise ValueError(f"index.dim={expected_dim}, but collection {name!r} ({collection}) holds "
+                         f"{dim or model_dim}-d vectors: queries are cut to the collection's size by themselves, so "
+                         f"drop index.dim when searching, or index the collection again with index.dim={expected_dim}")
     size = dim if dim is not None else model_dim
     if have.size != size:
         raise ValueError(f"the model writes size={size} vectors but collection {name!r} ({collection}) holds "
@@ -92,6 +98,7 @@ def search(
     filter: Any = None,
     force: bool = False,
     options: SearchOptions | None = None,
+    expected_dim: int | None = None,
 ) -> list[list[SearchHit]]:
     """The ``top_k`` nearest documents of each query, best first.
 
@@ -107,12 +114,15 @@ def search(
         filter: a qdrant-client ``models.Filter`` (see :func:`~textdml.index.filters.parse_filters`).
         force: search although the collection was indexed by another model.
         options: search-time settings (``ef``, quantization rescoring); ``exact`` overrides theirs.
+        expected_dim: the vector size the caller expects (``index.dim``); queries are cut to the
+            collection's recorded size anyway, so another size is an error rather than ignored.
 
     Returns:
         One list of :class:`SearchHit` per query (a single string query gives a list of one list).
     """
     engine = as_engine(engine)
-    target = open_target(engine, collection, model, force=force, filter=filter, id_field=id_field)
+    target = open_target(engine, collection, model, force=force, filter=filter, id_field=id_field,
+                         expected_dim=expected_dim)
     queries = [query] if isinstance(query, str) else list(query)
     vectors = encode_vectors(model, queries, role="query", dim=target.dim)  # (Q, D)
     return search_vectors(engine, target, vectors, top_k, filter, options, exact, batch_size)
