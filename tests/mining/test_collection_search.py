@@ -49,6 +49,20 @@ def test_exact_collection_search_gives_the_in_memory_negatives(engine, saved_mod
     assert searched["searched_in_memory"] == 0
 
 
+def test_rows_filled_with_random_documents_match_in_memory_mining_with_unscored_fillers(engine, saved_model, pairs,
+                                                                                      corpus) -> None:
+    model = Embedder.from_pretrained(saved_model)
+    settings = {"num_negatives": 2, "range_max": 10, "absolute_margin": 0.0, "fill_with_random": True}
+    in_memory = mine_hard_negatives(pairs, model, corpus=corpus, show_progress_bar=False, **settings)
+    through = mine_hard_negatives(pairs, model, corpus=corpus, collection="train-docs", engine=engine,
+                                  search_options=EXACT, show_progress_bar=False, **settings)
+    assert negatives_of(through, 2) == negatives_of(in_memory, 2) and through.num_rows == len(pairs)
+    ours, theirs = torch.tensor(through["scores"]), torch.tensor(in_memory["scores"])
+    filled = ours.isnan()  # a collection's vectors are not in memory: fillers carry no score
+    assert filled.any() and not theirs.isnan().any()
+    torch.testing.assert_close(ours[~filled], theirs[~filled], atol=1e-5, rtol=1e-5)
+
+
 def test_an_existing_collection_is_searched_without_indexing_again(engine, saved_model, pairs, corpus,
                                                                    tmp_path) -> None:
     model = Embedder.from_pretrained(saved_model)
