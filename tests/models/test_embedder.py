@@ -49,16 +49,21 @@ def test_encode_keeps_input_order_and_batches_agree(tiny_embedder):
 def test_encode_batches_texts_by_token_count(tiny_embedder, monkeypatch):
     # Short in characters but long in tokens, and the reverse: sorting by characters would mix them.
     texts = ["a b c d e f g h i j", "internationalization", "x y z", "photosynthesis", "a b", "cat"] * 3
-    lengths = []
+    lengths, shapes = [], []
     real_forward = type(tiny_embedder).forward
 
     def recording_forward(self, features):
         lengths.extend(features["attention_mask"].sum(dim=1).tolist())
+        shapes.append(tuple(features["attention_mask"].shape))
         return real_forward(self, features)
 
     monkeypatch.setattr(type(tiny_embedder), "forward", recording_forward)
     tiny_embedder.encode(texts, batch_size=4)
     assert lengths == sorted(lengths, reverse=True) and len(lengths) == len(texts)
+    # Even token budgets: fewer rows of long texts, more of short ones, never more than 4 x the mean.
+    budget = 4 * sum(lengths) / len(lengths)
+    assert all(rows * width <= budget for rows, width in shapes if rows > 1)
+    assert shapes[0][0] < 4 < max(rows for rows, _ in shapes)
     by_characters = [len(tiny_embedder.tokenizer(t)["input_ids"]) for t in sorted(texts, key=len, reverse=True)]
     assert by_characters != sorted(by_characters, reverse=True)  # characters would have ordered them otherwise
 
