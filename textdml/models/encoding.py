@@ -86,8 +86,9 @@ def run_token_sorted(module: nn.Module, texts: list[str], tokenizer: Any, max_le
     (:func:`token_budget_batches`), run in eval mode without grad; outputs in input order.
 
     Sorting by characters (sentence-transformers' way) leaves ~28-30% of a batch's tokens padding
-    on WordNet texts; by token count with even budgets, a few percent, so the encoder runs on about a
-    quarter fewer tokens. Each batch is padded in the helper thread while the model runs the last.
+    on WordNet texts; by token count with even budgets, 0.5% over 50k texts and 12% over an index
+    chunk of 1,024, so the encoder runs on a fifth to a quarter fewer tokens. Each batch is padded
+    in the helper thread while the model runs the one before.
     """
     if not texts:
         return run_given_batches(module, [], embed, show_progress_bar, description, dim)
