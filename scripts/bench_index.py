@@ -135,20 +135,27 @@ def run_textdml(documents, query_texts, folder, model_path, args) -> dict:
             "search_ms": ms, "recall@10": recall_at_k(approx, exact), "ef_sweep": sweep}
 
 
+def local_mode_loop(client, documents: list[dict], encode, dim: int) -> None:
+    """The hand-written loop: encode 1,024 documents, upsert them into qdrant-client, repeat."""
+    from qdrant_client import models
+
+    client.create_collection(COLLECTION, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE))
+    for start in range(0, len(documents), 1024):
+        batch = documents[start : start + 1024]
+        vectors = encode([d["text"] for d in batch])
+        client.upsert(COLLECTION, points=[models.PointStruct(id=i, vector=v.tolist(), payload=d)
+                                          for i, (v, d) in enumerate(zip(vectors, batch), start=start)])
+
+
 def run_st_local(documents, query_texts, folder, model_path, args) -> dict:
-    from qdrant_client import QdrantClient, models
+    from qdrant_client import QdrantClient
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(model_path), device="cpu")
     client = QdrantClient(path=str(folder))
-    client.create_collection(COLLECTION, vectors_config=models.VectorParams(
-        size=model.get_sentence_embedding_dimension(), distance=models.Distance.COSINE))
     started, cpu_started = time.perf_counter(), time.process_time()
-    for start in range(0, len(documents), 1024):
-        batch = documents[start : start + 1024]
-        vectors = model.encode([d["text"] for d in batch], batch_size=64)
-        client.upsert(COLLECTION, points=[models.PointStruct(id=i, vector=v.tolist(), payload=d)
-                                          for i, (v, d) in enumerate(zip(vectors, batch), start=start)])
+    local_mode_loop(client, documents, lambda texts: model.encode(texts, batch_size=64),
+                    model.get_sentence_embedding_dimension())
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     query_vectors = model.encode(query_texts, batch_size=64)
     ms, approx = timed_searches(
@@ -213,9 +220,9 @@ class RandomVectors:
 
 
 def run_precomputed(args, folder: Path) -> dict:
-    from textdml.index import CollectionOptions, index_documents, open_client
-
     import torch  # noqa: F401  (indexing imports it; any real model has already, so it is not timed)
+
+    from textdml.index import CollectionOptions, index_documents, open_client
 
     engine = open_client(path=folder)
     documents = ({"id": str(i), "text": f"d{i}"} for i in range(args.precomputed))
@@ -230,16 +237,12 @@ def run_precomputed(args, folder: Path) -> dict:
 
 def run_precomputed_local(args, folder: Path) -> dict:
     """The same precomputed vectors upserted by the local-mode loop (what ``st_local`` does after encoding)."""
-    from qdrant_client import QdrantClient, models
+    from qdrant_client import QdrantClient
 
     client = QdrantClient(path=str(folder))
-    client.create_collection(COLLECTION, vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    documents = [{"id": str(i), "text": f"d{i}"} for i in range(args.precomputed)]
     started = time.perf_counter()
-    for start in range(0, args.precomputed, 1024):
-        batch = [{"id": str(i), "text": f"d{i}"} for i in range(start, min(start + 1024, args.precomputed))]
-        vectors = RandomVectors().encode([d["text"] for d in batch])
-        client.upsert(COLLECTION, points=[models.PointStruct(id=i, vector=v.tolist(), payload=d)
-                                          for i, (v, d) in enumerate(zip(vectors, batch), start=start)])
+    local_mode_loop(client, documents, RandomVectors().encode, RandomVectors.embedding_dim)
     seconds = time.perf_counter() - started
     client.close()
     return {"seconds": seconds, "points": args.precomputed, "hnsw": False, "docs_per_s": args.precomputed / seconds,

@@ -66,11 +66,11 @@ def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: b
         raise ValueError(f"collection {name!r} ({collection}) holds the first {dim} coordinates of "
                          f"{indexed_by.embedding_dim}-d vectors (index.dim={dim}), but the model writes {model_dim}-d "
                          "vectors; search it with the model that indexed it")
-    if expected_dim is not None and expected_dim != (dim or model_dim):
-        raise ValueError(f"index.dim={expected_dim}, but collection {name!r} ({collection}) holds "
-                         f"{dim or model_dim}-d vectors: queries are cut to the collection's size by themselves, so "
-                         f"drop index.dim when searching, or index the collection again with index.dim={expected_dim}")
     size = dim if dim is not None else model_dim
+    if expected_dim is not None and expected_dim != size:
+        raise ValueError(f"index.dim={expected_dim}, but collection {name!r} ({collection}) holds "
+                         f"{size}-d vectors: queries are cut to the collection's size by themselves, so "
+                         f"drop index.dim when searching, or index the collection again with index.dim={expected_dim}")
     if have.size != size:
         raise ValueError(f"the model writes size={size} vectors but collection {name!r} ({collection}) holds "
                          f"size={have.size}; search it with the model that indexed it")

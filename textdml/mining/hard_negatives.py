@@ -405,10 +405,11 @@ def fill_with_random(negatives: torch.Tensor, negative_scores: torch.Tensor, pos
     negatives, negative_scores = negatives.clone(), negative_scores.clone()
     filled = 0
     for q in range(len(negatives)):
-        free = (~torch.isfinite(negative_scores[q])).nonzero().flatten().tolist()
+        empty = negative_scores[q] == -float("inf")  # select_negatives' mark of a slot no candidate filled
+        free = empty.nonzero().flatten().tolist()
         if not free:
             continue
-        taken = set(positives[q]) | {int(n) for n, s in zip(negatives[q], negative_scores[q]) if torch.isfinite(s)}
+        taken = set(positives[q]) | set(negatives[q][~empty].tolist())
         for slot in free:
             if len(taken) >= len(corpus_keys):  # nothing left to fill with: the row is dropped
                 break

@@ -42,9 +42,9 @@ def run_batches(module: nn.Module, items: list[Any], embed: Callable[[Any], torc
     return run_given_batches(module, batches, embed, show_progress_bar, description, dim, prepare)
 
 
-def run_given_batches(module: nn.Module, batches: list[list[Any]], embed: Callable[[Any], torch.Tensor],
+def run_given_batches(module: nn.Module, batches: Sequence[Sequence[Any]], embed: Callable[[Any], torch.Tensor],
                       show_progress_bar: bool | None, description: str, dim: int,
-                      prepare: Callable[[list[Any]], Any] | None = None) -> torch.Tensor:
+                      prepare: Callable[[Any], Any] | None = None) -> torch.Tensor:
     """:func:`run_batches` over batches already cut (of any sizes): outputs in the batches' order."""
     if show_progress_bar is None:
         show_progress_bar = logger.getEffectiveLevel() <= logging.INFO and len(batches) > 10
@@ -95,7 +95,7 @@ def run_token_sorted(module: nn.Module, texts: list[str], tokenizer: Any, max_le
     tokens = PackedTokens.tokenize(tokenizer, texts, max_length)
     order = np.argsort(-tokens.lengths, kind="stable")
     batches = token_budget_batches(tokens.lengths[order], batch_size)
-    embeddings = run_given_batches(module, [order[rows].tolist() for rows in batches], embed, show_progress_bar,
+    embeddings = run_given_batches(module, [order[rows] for rows in batches], embed, show_progress_bar,
                                    description, dim, prepare=lambda rows: tokens.padded(rows, tokenizer))
     return embeddings[torch.as_tensor(np.argsort(order), device=embeddings.device)]
 
