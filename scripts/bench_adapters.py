@@ -56,9 +56,12 @@ def run_textdml(model: str, data, args, device: str, out: str) -> dict:
 
 def run_sentence_transformers(model: str, data, args, device: str, out: str) -> dict:
     from peft import LoraConfig
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.training_args import SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

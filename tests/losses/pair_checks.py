@@ -104,24 +104,37 @@ def assert_same_loss_and_gradient(ours_fn, pml_fn, x, labels, ref=None, ref_labe
 
 
 class Precomputed(nn.Module):
-    """A stand-in sentence-transformers model: returns the embeddings stored under ``key`` in the features."""
+    """A module for a sentence-transformers model stack: its sentence embeddings are the tensor stored
+    under ``key`` in the features, so a peer loss sees exactly the rows the test chose."""
 
-    def __init__(self, key: str):
+    def __init__(self, key: str, dim: int | None = None, tokenizer: Any = None):
         super().__init__()
-        self.key = key
+        self.key, self.dim, self.tokenizer = key, dim, tokenizer
+        self.max_seq_length = 128  # read by peer losses that compare their models' limits
 
-    def forward(self, features):
-        return {"sentence_embedding": features[self.key]}
+    def forward(self, features: dict) -> dict:
+        return {**features, "sentence_embedding": features[self.key]}
+
+    def get_embedding_dimension(self) -> int | None:
+        return self.dim
 
 
-def bare_st_loss(cls: type[nn.Module], **attributes: Any) -> nn.Module:
-    """A sentence-transformers loss built without its constructor (which insists on a real model and
-    tokenizers), holding the attributes its forward reads."""
-    loss = cls.__new__(cls)
-    nn.Module.__init__(loss)
-    for name, value in attributes.items():
-        setattr(loss, name, value)
-    return loss
+def word_level_tokenizer() -> Any:
+    """A real (tiny) Hugging Face tokenizer: peer losses that compare their models' vocabularies need one."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"[UNK]": 0, "[PAD]": 1}, unk_token="[UNK]")),
+                                   unk_token="[UNK]", pad_token="[PAD]")
+
+
+def precomputed_st_model(key: str, dim: int | None = None, tokenizer: Any = None) -> nn.Module:
+    """A real ``SentenceTransformer`` (public API only) whose one module returns the precomputed
+    embeddings under ``key``: peer losses are built with their own constructors around it."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(modules=[Precomputed(key, dim, tokenizer)], device="cpu")
 
 
 def naive_ranking_loss(similarities: list[torch.Tensor], scores: torch.Tensor, scale: float) -> torch.Tensor:

@@ -3,14 +3,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import Precomputed, assert_same_value_and_gradients, bare_st_loss
+from pair_checks import assert_same_value_and_gradients, precomputed_st_model
 from sentence_transformers.sentence_transformer.losses import (
     ContrastiveTensionLoss as STContrastiveTensionLoss,
 )
 from sentence_transformers.sentence_transformer.losses import (
     ContrastiveTensionLossInBatchNegatives as STInBatch,
 )
-from torch import nn
 
 from textdml.losses.base import DegenerateBatchWarning
 from textdml.losses.contrastive_tension import ContrastiveTensionLoss
@@ -67,9 +66,8 @@ def test_in_batch_matches_sentence_transformers_forward_and_backward():
     t, m = views(n=16, d=12, seed=1)
     labels = torch.arange(16)
     loss = ContrastiveTensionLoss()
-    st = bare_st_loss(STInBatch, model1=Precomputed("twin"), model2=Precomputed("model"),
-                      similarity_fct=lambda a, b: F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T,
-                      cross_entropy_loss=nn.CrossEntropyLoss(), logit_scale=nn.Parameter(torch.tensor(20.0).log()))
+    st = STInBatch(precomputed_st_model("model"))
+    st.model1[0].key = "twin"  # ST trains a copy (model1) beside the model; each reads its own view
     assert_same_value_and_gradients(lambda x, y: loss(x, labels, ref_embeddings=y, ref_labels=labels),
                                     lambda x, y: st([{"twin": x, "model": y}], None), t, m)
     torch.testing.assert_close(loss.logit_scale.grad, st.logit_scale.grad)
@@ -82,8 +80,7 @@ def test_binary_form_matches_sentence_transformers_on_its_pairs():
     rows = torch.arange(8)
     pos, neg = rows[pair_labels == 1], rows[pair_labels == 0]
     ours = ContrastiveTensionLoss(in_batch_negatives=False)
-    st = bare_st_loss(STContrastiveTensionLoss, model1=Precomputed("e"), model2=Precomputed("e"),
-                      criterion=nn.BCEWithLogitsLoss(reduction="sum"))
+    st = STContrastiveTensionLoss(precomputed_st_model("e"))
     assert_same_value_and_gradients(
         lambda x, y: ours(x, rows, ref_embeddings=y, ref_labels=rows, indices=PairIndices(pos, pos, neg, neg)),
         lambda x, y: st([{"e": x}, {"e": y}], pair_labels.float()), t, m)

@@ -3,10 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import Precomputed, assert_same_value_and_gradients, bare_st_loss
+from pair_checks import assert_same_value_and_gradients, precomputed_st_model, word_level_tokenizer
 from sentence_transformers.base.losses.merged_forward import column_merging_disabled
 from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss as STGISTEmbedLoss
-from torch import nn
 
 from textdml.losses.cached_gist_embed import CachedGISTEmbedLoss
 from textdml.losses.gist_embed import GISTEmbedLoss
@@ -41,13 +40,13 @@ def naive_gist(a, ref, ga, gref, temperature=0.01, margin=0.0, contrast_anchors=
 
 
 def st_gist(a, ref, ga, gref, **kwargs):
-    loss = bare_st_loss(
-        STGISTEmbedLoss, model=Precomputed("emb"), guide=Precomputed("guide"), must_retokenize=False,
-        similarity_fct=nn.CosineSimilarity(dim=-1), cross_entropy_loss=nn.CrossEntropyLoss(),
-        gather_across_devices=False, temperature=kwargs.get("temperature", 0.01),
-        margin_strategy=kwargs.get("margin_strategy", "absolute"), margin=kwargs.get("margin", 0.0),
-        contrast_anchors=kwargs.get("contrast_anchors", True),
-        contrast_positives=kwargs.get("contrast_positives", True))
+    tokenizer = word_level_tokenizer()  # one vocabulary for both: ST compares them to decide on re-tokenising
+    loss = STGISTEmbedLoss(precomputed_st_model("emb", tokenizer=tokenizer),
+                           precomputed_st_model("guide", tokenizer=tokenizer),
+                           temperature=kwargs.get("temperature", 0.01),
+                           margin_strategy=kwargs.get("margin_strategy", "absolute"), margin=kwargs.get("margin", 0.0),
+                           contrast_anchors=kwargs.get("contrast_anchors", True),
+                           contrast_positives=kwargs.get("contrast_positives", True))
     n = len(a)
     columns = [(a, ga), *zip(ref.split(n), gref.split(n), strict=True)]
     with column_merging_disabled():

@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import LABELS, randn
+from pair_checks import LABELS, precomputed_st_model, randn
 from sentence_transformers.sentence_transformer import losses as st_losses
-from torch import nn
 
 from textdml.distributed import compute_local_loss
 from textdml.losses.info_nce import InfoNCELoss
@@ -13,20 +12,6 @@ from textdml.losses.matryoshka import MatryoshkaLoss
 from textdml.losses.multi_similarity import MultiSimilarityLoss
 from textdml.miners.base import all_pairs
 from textdml.training.build import build_loss
-
-
-class FixedEmbeddings(nn.Module):
-    """An ST-style model whose 'features' are already the embeddings (ST losses call model(features))."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.dim = dim
-
-    def forward(self, features: dict) -> dict:
-        return {"sentence_embedding": features["embedding"]}
-
-    def get_embedding_dimension(self) -> int:
-        return self.dim
 
 
 def naive_matryoshka(inner, x, dims, weights, **kwargs):
@@ -54,7 +39,7 @@ def test_matches_naive_sum_over_truncations(use_ref: bool) -> None:
 @pytest.mark.parametrize("num_negatives", [0, 1])
 def test_matches_st_matryoshka_over_multiple_negatives_ranking(num_negatives: int) -> None:
     columns = [randn(6, 8, seed=k).float() for k in range(2 + num_negatives)]
-    model = FixedEmbeddings(8)
+    model = precomputed_st_model("embedding", dim=8)
     st_loss = st_losses.MatryoshkaLoss(model, st_losses.MultipleNegativesRankingLoss(model, scale=20.0), [8, 4, 2],
                                        [1.0, 0.5, 0.25])
     st_inputs = [c.clone().requires_grad_() for c in columns]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from pair_checks import assert_same_value_and_gradients, bare_st_loss
+from pair_checks import assert_same_value_and_gradients, precomputed_st_model
 from sentence_transformers.sentence_transformer.losses import MegaBatchMarginLoss as STMegaBatchMarginLoss
 
 from textdml.losses.base import DegenerateBatchWarning
@@ -35,7 +35,8 @@ def test_matches_naive_reference(use_ref):
 def test_matches_sentence_transformers_forward_and_backward(mini_batched):
     gen = torch.Generator().manual_seed(1)
     a, p = torch.randn(12, 8, generator=gen), torch.randn(12, 8, generator=gen)
-    st = bare_st_loss(STMegaBatchMarginLoss, positive_margin=0.6, negative_margin=0.2, mini_batch_size=5)
+    st = STMegaBatchMarginLoss(precomputed_st_model("embedding"), positive_margin=0.6, negative_margin=0.2,
+                               mini_batch_size=5)
     # The mini-batched form chunks the anchors (backward per chunk); the value is the same.
     assert_same_value_and_gradients(lambda x, y: MegaBatchMarginLoss(0.6, 0.2)(x, ref_embeddings=y),
                                     lambda x, y: st.calculate_loss([[x], [y]], with_backward=mini_batched), a, p)
