@@ -185,3 +185,45 @@ def test_secrets_are_masked_in_the_error_line(recipe, monkeypatch, capsys):
                  "index.api_key=topsecret-123"]) == 2
     line = error_line(capsys, "index")
     assert "topsecret-123" not in line and "server refused key ***" in line
+
+
+def test_paths_under_the_working_folder_are_not_masked(recipe, documents, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PWD", str(tmp_path))  # "pwd" reads like a password key, but the shell sets it to a folder
+    monkeypatch.setenv("OLDPWD", str(tmp_path.parent))
+    missing = tmp_path / "runs" / "nope"
+    assert main(["index", "--config", recipe, "--model", str(missing), "--data", documents,
+                 f"index.path={tmp_path / 'idx'}"]) == 2
+    line = error_line(capsys, "index")
+    assert str(missing) in line and "***" not in line
+
+
+def test_debug_traceback_masks_the_url_password(recipe, monkeypatch, capsys):
+    import sys
+
+    import textdml.cli as cli
+
+    def leaky(config, *args, **kwargs):
+        raise ConnectionError(f"cannot reach {config.index.url}")
+
+    monkeypatch.setattr(cli, "run_index", leaky)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # main installs a masking hook: undo it afterwards
+    with pytest.raises(ConnectionError) as raised:
+        main(["index", "--debug", "--config", recipe, "--model", "m", "index.path=null",
+              "index.url=http://user:pw9@127.0.0.1:1"])
+    sys.excepthook(raised.type, raised.value, raised.tb)  # what Python does with the exception main lets through
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "pw9" not in err and "http://user:***@127.0.0.1:1" in err
+
+
+def test_the_error_line_masks_a_short_url_password(recipe, monkeypatch, capsys):
+    import textdml.cli as cli
+
+    def leaky(config, *args, **kwargs):
+        raise ConnectionError(f"cannot reach {config.index.url}")
+
+    monkeypatch.setattr(cli, "run_index", leaky)
+    assert main(["index", "--config", recipe, "--model", "m", "index.path=null",
+                 "index.url=http://user:pw9@127.0.0.1:1"]) == 2
+    line = error_line(capsys, "index")
+    assert "pw9" not in line and "user:***@127.0.0.1" in line

@@ -70,3 +70,24 @@ def test_log_filter_masks_secret_values(caplog):
 def test_secret_environment_variables_are_masked_too():
     environ = {"QDRANT_API_KEY": SECRET, "HF_TOKEN": "hf_abcdef", "PATH": "/usr/bin", "TOKENIZERS_PARALLELISM": "false"}
     assert environment_secrets(environ) == {SECRET, "hf_abcdef"}
+
+
+def test_the_working_folder_is_not_a_secret(tmp_path):
+    environ = {"PWD": str(tmp_path), "OLDPWD": "/", "SSH_AUTH_SOCK": "/tmp/ssh-x/agent.1",
+               "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path), "QDRANT_API_KEY": SECRET}
+    assert environment_secrets(environ) == {SECRET}
+
+
+def test_url_passwords_are_masked_in_free_text_and_log_tracebacks(caplog):
+    assert mask_text("GET http://me:pw@h:6333/x and https://a:b@c", set()) == "GET http://me:***@h:6333/x and https://a:***@c"
+    assert mask_text("http://h:6333/collections/x@1", set()) == "http://h:6333/collections/x@1"  # no password
+    logger = logging.getLogger("textdml.test_redaction")
+    caplog.handler.addFilter(log_filter := SecretFilter(set()))
+    try:
+        try:
+            raise ConnectionError("refused by http://me:pw@h:6333")
+        except ConnectionError:
+            logger.exception("upsert failed")
+    finally:
+        caplog.handler.removeFilter(log_filter)
+    assert "pw@" not in caplog.text and "http://me:***@h:6333" in caplog.text

@@ -367,7 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "transformers", "datasets", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parse_arguments(argv)
-    secrets: set[str] = set()  # the config's secret values: masked in logs and in the error line
+    from textdml.redaction import environment_secrets, mask_logs
+
+    # Secret values (environment, then the config's): masked in logs, the error line and tracebacks.
+    secrets: set[str] = environment_secrets()
+    mask_logs(secrets)
     try:
         if args.verb == "quickstart":
             from textdml.quickstart import run_quickstart
@@ -415,11 +419,12 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + getattr(err, "signum", 2)
     except Exception as err:
         from textdml.errors import explain
+        from textdml.redaction import mask_text, masked_excepthook
 
         message = explain(err)
         if message is None or args.debug:  # an unexplained failure is a bug: keep its traceback
+            sys.excepthook = masked_excepthook(secrets)  # ... without the keys and URL passwords in it
             raise
-        from textdml.redaction import mask_text
 
         print(f"textdml {args.verb}: error: {mask_text(message, secrets)}", file=sys.stderr)
         return 2

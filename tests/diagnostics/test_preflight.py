@@ -121,3 +121,64 @@ def test_one_row_classes_are_fine_for_class_level_losses(tiny_model_dir, tmp_pat
     rows = [{"anchor": f"text number {i}", "label": i} for i in range(16)]
     report = run_preflight(config_for(tmp_path, tiny_model_dir, rows, "loss.name=proxy_anchor"), brief=True)
     assert not report.errors and levels(report)["classes"] == "ok", report.format()
+
+
+def test_train_and_check_score_the_same_first_batch(tiny_model_dir, tmp_path):
+    # 600 classes of 4 rows: a random sample of 256 rows (the brief preflight's) holds mostly one row
+    # per class, which m_per_class then repeated: identical "positives" and a loss of -0.0000.
+    rows = [{"anchor": f"text {c} variant {i}", "label": c} for c in range(600) for i in range(4)]
+    config = config_for(tmp_path, tiny_model_dir, rows, "loss.name=triplet", "miner.name=batch_hard",
+                        "training.sampler=m_per_class", "training.m_per_class=4", "training.batch_size=32")
+    brief = run_preflight(config, brief=True)  # what `textdml train` runs first
+    full = run_preflight(config)  # `textdml check`
+    assert brief.get("initial_loss") == full.get("initial_loss")
+    assert levels(brief)["initial_loss"] == "ok", brief.format()
+    assert float(brief.get("initial_loss")[0].message.split()[2]) > 0
+
+
+def test_multi_similarity_learns_from_negatives_of_one_row_classes(tiny_model_dir, tmp_path):
+    rows = [{"anchor": f"text number {i}", "label": i} for i in range(16)]
+    report = run_preflight(config_for(tmp_path, tiny_model_dir, rows, "loss.name=multi_similarity"), brief=True)
+    classes = report.get("classes")[0]
+    assert not report.errors and classes.level == "warning", report.format()
+    assert "is 0.0" not in classes.message and "only pushes rows apart" in classes.message
+    assert float(report.get("initial_loss")[0].message.split()[2]) > 0
+    # A loss that needs a positive pair is still refused: it is 0.0 on such data.
+    triplet = run_preflight(config_for(tmp_path, tiny_model_dir, rows, "loss.name=triplet"), brief=True)
+    assert "classes" in [f.check for f in triplet.errors] and "is 0.0" in triplet.get("classes")[0].message
+
+
+def test_texts_repeated_across_train_sets_never_meet_in_a_batch(tiny_model_dir, tmp_path):
+    first = write_rows(tmp_path / "a.jsonl", [{"anchor": f"question {i}", "positive": f"answer {i}"} for i in range(32)])
+    second = write_rows(tmp_path / "b.jsonl", [{"anchor": f"question {i}", "positive": f"reply {i}"} for i in range(32)])
+    for strategy in ("round_robin", "proportional"):  # both draw each batch from one train set
+        config = load_run_config(None, [f"train=[{{path: {first}}}, {{path: {second}}}]",
+                                        f"model.name_or_path={tiny_model_dir}", f"training.output_dir={tmp_path / 'run'}",
+                                        "training.batch_size=8", f"training.multi_dataset_strategy={strategy}"])
+        report = run_preflight(config, brief=True)
+        anchor = next(f for f in report.get("duplicates") if "'anchor'" in f.message)
+        assert anchor.level == "ok" and "100.0% of rows repeat a text" in anchor.message, report.format()
+        assert "0.0% meet a copy in the same batch" in anchor.message
+
+
+def test_the_memory_estimate_pads_each_column_to_its_own_length(tiny_model_dir, tmp_path):
+    import torch
+
+    from textdml.diagnostics.preflight import PreflightContext, batch_memory, sample_dataset
+    from textdml.models import Embedder
+    from textdml.training.build import build_loss
+    from textdml.training.loop import prepare_training_data
+    from textdml.training.memory_planner import estimate_memory, trainable_parameters
+
+    rows = [{"anchor": f"short {i}", "positive": "a long passage " * 20 + str(i)} for i in range(16)]
+    config = config_for(tmp_path, tiny_model_dir, rows)
+    model = Embedder.from_pretrained(tiny_model_dir)
+    data = prepare_training_data(config, model, ("pairs",), "info_nce")
+    context = PreflightContext(config, model, data, build_loss(config.loss), None, "info_nce", 1,
+                               sample_dataset(data.dataset, 16, 0), False)
+    need, texts, seq = batch_memory(context, torch.device("cpu"), None)
+    lengths = [len(model.tokenizer(rows[0][column])["input_ids"]) for column in ("anchor", "positive")]
+    fixed = estimate_memory(model, seq, None, "cpu")[0] + 8 * trainable_parameters(model)
+    per_text = [estimate_memory(model, length, None, "cpu")[1] for length in lengths]
+    assert (texts, seq) == (16, max(lengths)) and lengths[0] < lengths[1]
+    assert need == pytest.approx(fixed + 8 * sum(per_text))  # not 16 texts at the passages' length

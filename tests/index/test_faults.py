@@ -33,6 +33,13 @@ def test_an_unreachable_server_is_an_error_naming_the_url():
         open_client(url=url, timeout=1)
 
 
+def test_the_url_password_is_never_in_the_error():
+    port = free_port()
+    with pytest.raises(ValueError, match=rf"the Qdrant server at http://me:\*\*\*@127.0.0.1:{port} is not") as raised:
+        open_client(url=f"http://me:pw9@127.0.0.1:{port}", timeout=1)
+    assert "pw9" not in str(raised.value)
+
+
 def test_a_server_that_never_answers_times_out_instead_of_hanging():
     with socket.socket() as silent:  # accepts connections, never replies
         silent.bind(("127.0.0.1", 0))

@@ -134,3 +134,26 @@ def test_measured_plan_on_cuda(bert: BertModel) -> None:
     sizes = [p.mini_batch_size for p in plans]
     assert sizes == sorted(sizes) and sizes[0] >= 1
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_fused_attention_keeps_no_probabilities(autocast: bool) -> None:
+    # SDPA without attention dropout runs a fused kernel on the CPU (on CUDA also with dropout): the
+    # (s, s) probabilities are recomputed in backward, so counting them overestimated 2-4x.
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=64, max_position_embeddings=256, attn_implementation="sdpa",
+                                 attention_probs_dropout_prob=0.0))
+    dtype = torch.bfloat16 if autocast else None
+    for seq_length in (64, 128):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            measured = (saved_activation_bytes(model, 4, seq_length) - saved_activation_bytes(model, 2, seq_length)) / 2
+        _, per_row = estimate_memory(model, seq_length, dtype)
+        assert 0.95 * measured <= per_row <= 1.2 * measured, (seq_length, per_row / measured)
+
+
+def test_eager_attention_under_autocast_is_bounded(bert: BertModel) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        measured = (saved_activation_bytes(bert, 4, 64) - saved_activation_bytes(bert, 2, 64)) / 2
+    _, per_row = estimate_memory(bert, 64, torch.bfloat16)
+    assert 0.95 * measured <= per_row <= 1.2 * measured

@@ -35,6 +35,7 @@ from textdml.config import RunConfig
 from textdml.diagnostics.classes import (
     count_classes,
     learns_from_singletons,
+    singleton_loss,
     small_classes_message,
     training_class_counts,
 )
@@ -304,6 +305,20 @@ def duplicate_shares(values: list[Any], batch_size: int) -> tuple[float, float]:
     return across, per_batch
 
 
+def per_set_duplicates(values: list[Any], set_lengths: list[int], batch_size: int) -> float:
+    """The expected share of rows meeting a copy in their batch when each batch comes from one set.
+
+    Example:
+        >>> per_set_duplicates(["a", "b", "a", "b"], [2, 2], batch_size=2)  # copies only across the sets
+        0.0
+    """
+    shares, start = [], 0
+    for length in set_lengths:
+        shares.append(duplicate_shares(values[start : start + length], batch_size)[1] * length)
+        start += length
+    return sum(shares) / max(start, 1)
+
+
 def check_duplicates(c: PreflightContext, report: PreflightReport) -> None:
     """A repeated anchor with another partner makes that partner a false negative; a repeated
     positive is harmless (equal texts share a label, so they count as positives of each other)."""
@@ -317,7 +332,12 @@ def check_duplicates(c: PreflightContext, report: PreflightReport) -> None:
     for column in roles.text_columns:
         if column not in full.column_names or (getattr(roles, "negative_is_list", False) and column in roles.negatives):
             continue
-        across, per_batch = duplicate_shares(full.data.column(column).to_pylist(), t.batch_size)
+        values = full.data.column(column).to_pylist()
+        across, per_batch = duplicate_shares(values, t.batch_size)
+        if full is c.data.dataset and c.data.set_lengths is not None:
+            # Several train sets: every batch is drawn from one of them (round robin or proportional),
+            # so a text met in another set never shares its batch.
+            per_batch = per_set_duplicates(values, c.data.set_lengths, t.batch_size)
         per_batch = 0.0 if no_duplicates else per_batch
         message = (f"column {column!r}: {across:.1%} of rows repeat a text {scope}, "
                    f"{per_batch:.1%} meet a copy in the same batch" + (" (sampler no_duplicates)" if no_duplicates else ""))
@@ -342,8 +362,10 @@ def check_classes(c: PreflightContext, report: PreflightReport) -> None:
     message = (f"{counts.num_classes} classes in the {scope}, {counts.smallest} to {counts.largest} rows each; "
                f"{counts.num_small} have fewer than two rows")
     if counts.num_small and not singleton_ok:
-        level: Level = "error" if counts.all_small else "warning"
-        report.add("classes", level, small_classes_message(counts, c.loss_name) + ".",
+        without_positives = singleton_loss(c.loss, c.miner) if counts.all_small else None
+        # An error only where the loss is measured to be 0.0 without positives: nothing would train.
+        level: Level = "error" if counts.all_small and without_positives == 0.0 else "warning"
+        report.add("classes", level, small_classes_message(counts, c.loss_name, without_positives) + ".",
                    "give each class at least two rows, or train a class-level loss such as proxy_anchor")
         return
     report.add("classes", "ok", message)
@@ -419,19 +441,32 @@ def move_batch(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {key: move(value) for key, value in batch.items()}
 
 
-def first_batch(c: PreflightContext) -> dict[str, Any]:
-    """The sample's first batch as the configured sampler would build it."""
-    from textdml.training.loop import TrainingData, create_batch_sampler
+def first_batch_rows(c: PreflightContext) -> list[int] | None:
+    """Rows of the first batch that training would draw from the whole training data (None for
+    streaming data): the configured batch sampler (``m_per_class``, ``no_duplicates``, several train
+    sets), else the seeded shuffle of ``sampler=random``. ``train`` and ``check`` both come here, so
+    they score the same batch; a random sample of rows would break classes into single rows, which
+    ``m_per_class`` then repeats (identical "positives", a loss of 0)."""
+    from textdml.data.shuffle import SeededShuffleSampler
+    from textdml.training.loop import create_batch_sampler
 
-    data = c.data
-    rows = list(range(len(c.sample)))
-    if c.config.training.sampler in ("m_per_class", "no_duplicates") and not c.config.training.max_tokens_per_batch:
-        sample_data = TrainingData(c.sample, data.roles, data.collator, data.label_ids, None)
-        sampler = create_batch_sampler(sample_data, c.config, c.model)
-        if sampler is not None:
-            rows = next(iter(sampler))
-    rows = rows[: c.batch_size]
-    return data.collator([c.sample[int(i)] for i in rows])
+    data, t = c.data, c.config.training
+    if not isinstance(data.dataset, Dataset):
+        return None
+    # The token-budget sampler would tokenise the whole data again; its batches are drawn at random.
+    sampler = None if t.max_tokens_per_batch and data.set_lengths is None else create_batch_sampler(data, c.config, c.model)
+    if sampler is not None:
+        return [int(i) for i in next(iter(sampler))][: c.batch_size]
+    order = SeededShuffleSampler(len(data.dataset), t.seed) if t.sampler != "sequential" else range(len(data.dataset))
+    return [int(i) for i in itertools.islice(iter(order), c.batch_size)]
+
+
+def first_batch(c: PreflightContext) -> dict[str, Any]:
+    """The first batch as training would build it (the sample's first rows for streaming data)."""
+    rows = first_batch_rows(c)
+    if rows is None:
+        return c.data.collator([c.sample[i] for i in range(min(len(c.sample), c.batch_size))])
+    return c.data.collator([c.data.dataset[i] for i in rows])
 
 
 def check_batch(c: PreflightContext, report: PreflightReport) -> None:
@@ -448,7 +483,7 @@ def check_batch(c: PreflightContext, report: PreflightReport) -> None:
     c.model.eval()
     try:
         with torch.no_grad():
-            value = float(task.training_step(batch).loss)
+            value = float(task.training_step(batch).loss) + 0.0  # no "-0.0000" for an empty sum
             embedded = embed_batch(task, batch)
             health = embedding_health(embedded, loss, miner)
     finally:
@@ -510,24 +545,48 @@ def check_initial_loss(c: PreflightContext, report: PreflightReport, value: floa
         report.add("initial_loss", "ok", message)
 
 
+def texts_per_column(c: PreflightContext) -> dict[str, int]:
+    """Texts each text column puts in one batch: ``batch_size``, times the list length for a column of lists."""
+    roles, counts = c.data.roles, {}
+    for column in roles.text_columns:
+        first = c.sample[0][column] if len(c.sample) else None
+        per_row = len(first) if isinstance(first, list) else 1
+        counts[column] = c.batch_size * per_row
+    return counts
+
+
+def batch_memory(c: PreflightContext, device: torch.device, dtype: torch.dtype | None) -> tuple[float, int, int]:
+    """``(bytes, texts, tokens)``: weights, gradients, AdamW state and the activations of one batch,
+    each column's texts padded to that column's longest sampled text (a batch pads each role on
+    its own: short queries are not counted at the length of long passages)."""
+    from textdml.training.memory_planner import estimate_memory, trainable_parameters
+
+    t = c.config.training
+    lengths = token_lengths(c, c.data.roles.text_columns)
+    seqs = {column: min(max(int(v.max()) if len(v) else 8, 1), c.model.max_seq_length)  # type: ignore[attr-defined]
+            for column, v in lengths.items()}
+    counts = texts_per_column(c)
+    fixed, _ = estimate_memory(c.model, max(seqs.values(), default=8), dtype, device)
+    fixed += 8 * trainable_parameters(c.model)  # AdamW state
+    if t.grad_cache:  # one mini-batch of the longest texts in memory at a time
+        seq = max(seqs.values(), default=8)
+        texts = min(sum(counts.values()), t.mini_batch_size or 32)
+        return fixed + texts * estimate_memory(c.model, seq, dtype, device)[1], texts, seq
+    activations = sum(counts[column] * estimate_memory(c.model, seq, dtype, device)[1] for column, seq in seqs.items())
+    return fixed + activations, sum(counts.values()), max(seqs.values(), default=8)
+
+
 def check_memory(c: PreflightContext, report: PreflightReport) -> None:
-    from textdml.training.memory_planner import GiB, estimate_memory, trainable_parameters
+    from textdml.training.memory_planner import GiB
 
     t = c.config.training
     if c.dual or not hasattr(c.model, "tokenizer"):
         report.add("memory", "ok", "not estimated for image-text models: watch the first steps")
         return
     device = next(c.model.parameters()).device
-    columns = c.data.roles.text_columns
-    lengths = token_lengths(c, columns)
-    seq = min(max((int(v.max()) for v in lengths.values() if len(v)), default=8), c.model.max_seq_length)
-    rows = t.batch_size * (1 + refs_per_anchor(c) if c.data.roles.positive else 1)  # every text of the batch
     bf16 = t.mixed_precision == "bf16" or (t.mixed_precision == "auto" and device.type == "cuda"
                                            and torch.cuda.is_bf16_supported())
-    fixed, per_row = estimate_memory(c.model, seq, torch.bfloat16 if bf16 else None)
-    fixed += 8 * trainable_parameters(c.model)  # AdamW state
-    in_memory = min(rows, t.mini_batch_size or 32) if t.grad_cache else rows
-    need = fixed + in_memory * per_row
+    need, in_memory, seq = batch_memory(c, device, torch.bfloat16 if bf16 else None)
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         where = f"{torch.cuda.get_device_name(device)} ({total / GiB:.1f} GiB)"
@@ -537,7 +596,7 @@ def check_memory(c: PreflightContext, report: PreflightReport) -> None:
         total = psutil.virtual_memory().available
         where = f"this CPU's available memory ({total / GiB:.1f} GiB)"
     message = (f"about {need / GiB:.2f} GiB for {in_memory} texts of up to {seq} tokens "
-               f"(upper bound: weights, gradients, AdamW state, activations) on {where}")
+               f"(weights, gradients, AdamW state, activations kept for backward) on {where}")
     if need > 0.9 * total and not t.grad_cache:
         report.add("memory", "warning", message + ": the batch may not fit.",
                    "set training.grad_cache=true (any batch size in bounded memory) or lower training.batch_size")

@@ -49,7 +49,7 @@ class RunDiagnostics:
         loss_name = str(self.config.loss.get("name") or self.config.loss.get("target"))
         label = getattr(self.data.roles, "label", None) if self.data.roles.kind in ("labelled", "labelled_images") else None
         if self.accelerator.is_main_process:
-            warn_small_classes(self.data.dataset, label, self.task.loss, loss_name)
+            warn_small_classes(self.data.dataset, label, self.task.loss, loss_name, self.task.miner)
         if t.preflight and not self.sharded:
             self.run_preflight()
         if self.accelerator.is_main_process and t.report and not self.sharded:

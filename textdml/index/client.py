@@ -35,6 +35,7 @@ from textdml.index.engine import (
     VectorEngine,
     VectorSpec,
 )
+from textdml.redaction import redact_url
 
 API_KEY_ENV = "QDRANT_API_KEY"
 DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT}
@@ -98,12 +99,12 @@ class ClientEngine(VectorEngine):
             warn_if_key_in_clear(url, api_key)
             # No version handshake: it is one more request that could wait out the timeout.
             self.client = QdrantClient(url=url, api_key=api_key, timeout=max(1, round(timeout)), check_compatibility=False)
-            self._location = url
+            self._location = redact_url(url)  # printed in listings and messages: never the URL's password
             try:
                 self.client.get_collections()
             except Exception as err:
                 self.client.close()
-                raise ValueError(f"the Qdrant server at {url} is not reachable ({type(err).__name__}: {err}); "
+                raise ValueError(f"the Qdrant server at {self._location} is not reachable ({type(err).__name__}: {err}); "
                                  "check index.url and that the server is running") from err
             return
         if api_key is not None:

@@ -22,6 +22,7 @@ from textdml.index.engine import Quantization, VectorEngine
 from textdml.index.indexing import index_documents
 from textdml.index.qdrant import collection_options, open_client, open_index, search_options
 from textdml.index.searching import evaluate_through_collection
+from textdml.redaction import redact_url
 
 if TYPE_CHECKING:
     import torch
@@ -39,20 +40,91 @@ def require_retrieval(evaluator: Any, flag: str) -> None:
                          f"this recipe's eval data gives a {type(evaluator).__name__}")
 
 
+@dataclass(frozen=True)
+class CorpusInCollection:
+    """Which documents of the eval corpus a collection holds, by point id (see :func:`find_eval_corpus`).
+
+    Attributes:
+        point_ids: points holding a document of the eval corpus with the same text.
+        missing: documents of the eval corpus the collection lacks.
+        changed: documents whose id the collection holds with another text.
+        points: every point of the collection.
+    """
+
+    point_ids: list[str]
+    missing: int
+    changed: int
+    points: int
+
+    @property
+    def whole_collection(self) -> bool:
+        """Whether the collection holds the eval corpus and nothing else (no filter needed)."""
+        return len(self.point_ids) == self.points
+
+    def describe(self, corpus_size: int) -> str:
+        """One plain line: what was searched, and how it differs from the exact evaluation."""
+        found = len(self.point_ids)
+        line = (f"searched the {found} documents of the eval corpus (the whole collection)" if self.whole_collection
+                else f"searched only the {found} documents of the eval corpus among the collection's {self.points} "
+                     "points (a filter on their ids), as the exact evaluation does")
+        if found < corpus_size:
+            line += (f"; the collection lacks {self.missing} and holds {self.changed} with another text of the "
+                     f"{corpus_size} documents of the eval corpus, so these metrics are over a different corpus "
+                     "than the exact ones: index the eval corpus with `textdml index` (without --data)")
+        return line
+
+
+def find_eval_corpus(engine: VectorEngine, collection: str, corpus_ids: Sequence[str], corpus: Sequence[str],
+                     text_field: str, chunk_size: int = 1024) -> CorpusInCollection:
+    """Look up each document of the eval corpus in ``collection`` by its point id and compare its text."""
+    from textdml.index.documents import point_id
+
+    name = engine.resolve(collection)
+    found: list[str] = []
+    missing = changed = 0
+    for start in range(0, len(corpus_ids), chunk_size):
+        ids = [point_id(doc_id) for doc_id in corpus_ids[start : start + chunk_size]]
+        stored = {record.id: record.payload for record in engine.retrieve(name, ids)}
+        for pid, text in zip(ids, corpus[start : start + chunk_size], strict=True):
+            if pid not in stored:
+                missing += 1
+            elif text_field in stored[pid] and stored[pid][text_field] != text:
+                changed += 1  # the same id for another document, e.g. a collection indexed from --data
+            else:
+                found.append(pid)
+    return CorpusInCollection(found, missing, changed, engine.count(name))
+
+
 def evaluate_live_index(model: Any, evaluator: Any, config: IndexConfig, force: bool = False) -> dict[str, float]:
     """Metrics through ``config.collection`` (prefixed ``index/``) and ``index/index_recall@k``.
 
-    ``evaluator`` is the retrieval evaluator of the recipe (its queries and relevant documents);
-    the collection must hold its corpus, e.g. indexed by ``textdml index`` without ``--data``.
+    ``evaluator`` is the retrieval evaluator of the recipe (its queries, corpus and relevant
+    documents). The search is restricted to the documents of its corpus (a filter on their point
+    ids when the collection holds more, e.g. the whole eval file against ``eval.data.max_rows``), so
+    the figures compare with the exact metrics of ``evaluator(model)``; where the collection lacks
+    some of them, the printout says that the corpora differ. ``index_recall@k`` is measured against
+    exact search over the same documents.
     """
+    from qdrant_client import models
+
     require_retrieval(evaluator, "--through-index")
     queries = dict(zip(evaluator.query_ids, evaluator.queries))
     with open_index(config, create=False) as engine:
+        held = find_eval_corpus(engine, config.collection, list(evaluator.corpus_ids), list(evaluator.corpus),
+                                config.text_field)
+        if not held.point_ids:
+            raise ValueError(f"collection {config.collection!r} ({held.points} points) holds none of the "
+                             f"{len(evaluator.corpus_ids)} documents of the eval corpus (by id and text): index them "
+                             "with `textdml index` without --data, or name the collection that holds them "
+                             "(index.collection)")
+        corpus_filter = None if held.whole_collection else models.Filter(
+            must=[models.HasIdCondition(has_id=held.point_ids)])
         metrics = evaluate_through_collection(
             model, engine, config.collection, queries, evaluator.relevant_docs, evaluator.k_values,
             id_field=config.id_field, force=force or config.force, options=search_options(config),
-            with_index_recall=True)
+            with_index_recall=True, filter=corpus_filter)
     print(f"\nthrough the index {config.collection!r} ({engine.location}):")
+    print(f"  {held.describe(len(evaluator.corpus_ids))}")
     for name, value in metrics.items():
         print(f"  {name:<22}{value:.4f}")
     return {f"index/{name}": value for name, value in metrics.items()}
@@ -235,7 +307,7 @@ def print_storage_table(model: Any, evaluator: Any, config: IndexConfig, dims: S
                         quantizations: Sequence[Quantization]) -> list[StorageRow]:
     """Build and print the table (``textdml eval --dims ... --quantizations ...``)."""
     rows = compare_storage(model, evaluator, config, dims, quantizations)
-    engine = (f"server {config.url}" if config.url else
+    engine = (f"server {redact_url(config.url)}" if config.url else
               "Qdrant Edge, a temporary folder" if config.engine == "edge" else "qdrant-client local mode")
     print(f"\nstorage vs quality ({engine}; search_ef={config.search_ef}, rescore={config.rescore}, "
           f"oversampling={config.oversampling}; 'vs exact' = recall of exact full-size search):")

@@ -131,7 +131,7 @@ def plan_mini_batch(
         fixed, per_row = measure_memory(model, seq_length, device, probe_sizes, forward_fn or default_forward)
         method: Literal["measured", "estimated"] = "measured"
     else:
-        fixed, per_row = estimate_memory(model, seq_length, activation_dtype)
+        fixed, per_row = estimate_memory(model, seq_length, activation_dtype, device)
         method = "estimated"
     fixed += optimizer_bytes
     size = fit_mini_batch(fixed, per_row, device_memory_bytes * (1 - headroom))
@@ -211,27 +211,46 @@ def probe_peak(model: nn.Module, batch_size: int, seq_length: int, device: torch
     return peak
 
 
-def estimate_memory(model: nn.Module, seq_length: int, activation_dtype: torch.dtype | None) -> tuple[float, float]:
+# Attention implementations whose kernels recompute the (s, s) probabilities in backward instead
+# of storing them (PyTorch SDPA's flash / memory-efficient kernels, FlashAttention).
+FUSED_ATTENTION = frozenset({"sdpa", "flash_attention_2", "flash_attention_3"})
+
+
+def estimate_memory(model: nn.Module, seq_length: int, activation_dtype: torch.dtype | None,
+                    device: torch.device | str | None = None) -> tuple[float, float]:
     """``(fixed, per_row)`` bytes from the configuration of a BERT-style encoder.
 
-    Per layer and row, with ``s`` tokens, hidden size ``h``, feed-forward size ``f``, ``a`` heads
-    and ``e`` bytes per activation, backward keeps ``10*s*h*e + 2*s*f*e + 3*a*s^2*e`` bytes: the
-    inputs of the four projections and two layer norms, queries, keys and values, the attention
-    probabilities before and after dropout, the feed-forward activations, and three dropout
-    masks (counted at ``e`` bytes, as on CPU; CUDA stores them in 1 byte). The embeddings and
-    the pooling add about ``4*s*h*e``. This is an upper bound: fused attention kernels do not
-    store the ``s^2`` probabilities.
+    Per layer and row, with ``s`` tokens, hidden size ``h``, feed-forward size ``f``, ``a`` heads,
+    ``e`` bytes per activation, ``p`` per parameter and ``m`` per dropout mask (1 on CUDA, ``e`` on
+    CPU), backward keeps ``6*s*h*e + 2*s*f*e + 2*s*h*p + 2*s*h*m`` bytes: the inputs of the four
+    projections, queries, keys and values, the feed-forward activations, the inputs of the two
+    layer norms (in the parameters' dtype: autocast runs them in float32) and two dropout masks;
+    plus, where the
+    attention is not fused, the ``a*s^2`` probabilities (``e`` bytes), with attention dropout also
+    their mask and the dropped copy (``a*s^2*(m + e)``). A fused kernel (``sdpa`` on CUDA, or on
+    CPU without attention dropout; FlashAttention) keeps only ``a*s`` float32 log-sum-exps and
+    recomputes the rest. The embeddings and the pooling add about ``4*s*h*p``.
+
+    Args:
+        model: a Hugging Face encoder, or an embedder around one.
+        seq_length: the padded length of each row.
+        activation_dtype: the dtype of activations (default: the parameters' dtype).
+        device: where the model trains (default: where its parameters are).
     """
     config = model_config(model)
     params = list(model.parameters())
+    device = torch.device(device) if device is not None else params[0].device
     h = config.hidden_size
     f = getattr(config, "intermediate_size", None) or 4 * h
     a = getattr(config, "num_attention_heads", 1)
     layers = getattr(config, "num_hidden_layers", 1)
     e = torch.empty((), dtype=activation_dtype or params[0].dtype).element_size()
+    m = 1 if device.type == "cuda" else e  # CUDA keeps dropout masks as bool, CPU in the activation dtype
     s = seq_length
-    per_layer = (10 * s * h + 2 * s * f + 3 * a * s * s) * e
-    embeddings_and_pooling = 4 * s * h * e
+    # Under autocast the layer norms and the embeddings still run in the parameters' dtype.
+    p = params[0].element_size()
+    per_layer = (6 * s * h + 2 * s * f) * e + 2 * s * h * p + 2 * s * h * m + attention_bytes(config, s, e, m, device)
+    embeddings_and_pooling = 4 * s * h * p
     if is_gradient_checkpointing(model):
         # Only each layer's input is kept; one layer at a time is recomputed in full.
         per_row = layers * s * h * e + per_layer + embeddings_and_pooling
@@ -240,6 +259,16 @@ def estimate_memory(model: nn.Module, seq_length: int, activation_dtype: torch.d
     weights = sum(p.numel() * p.element_size() for p in params)
     gradients = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
     return float(weights + gradients), float(per_row)
+
+
+def attention_bytes(config: Any, s: int, e: int, m: int, device: torch.device) -> int:
+    """What one layer's attention keeps per row beyond its queries, keys and values (see above)."""
+    a = getattr(config, "num_attention_heads", 1)
+    dropout = float(getattr(config, "attention_probs_dropout_prob", getattr(config, "attention_dropout", 0.1)) or 0.0)
+    implementation = getattr(config, "_attn_implementation", None) or "eager"
+    if implementation in FUSED_ATTENTION and (device.type == "cuda" or dropout == 0.0):
+        return a * s * 4  # the log-sum-exp of each query row, in float32
+    return a * s * s * (e + ((m + e) if dropout > 0 else 0))
 
 
 def is_gradient_checkpointing(model: nn.Module) -> bool:
