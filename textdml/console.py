@@ -9,6 +9,7 @@ Evaluation lines go through ``tqdm.write``, which prints above an active bar ins
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Mapping
 
 from tqdm.auto import tqdm
@@ -53,18 +54,57 @@ def quiet_progress_bars(quiet: bool = True) -> Iterator[None]:
         (hub_utils.enable_progress_bars if was_hub else hub_utils.disable_progress_bars)()
 
 
+SIZED_METRIC = re.compile(r"^(?:(?P<prefix>.+)_)?dim(?P<dim>\d+)_(?P<metric>.+)$")
+
+
+def split_sizes(results: Mapping[str, float]) -> tuple[dict[str, float], dict[int, dict[str, float]]]:
+    """Full-size metrics, and the Matryoshka ones (``<name>_dim<d>_<metric>``) by size under their full-size name.
+
+    Example:
+        >>> split_sizes({"ndcg@10": 0.8, "dim64_ndcg@10": 0.7})
+        ({'ndcg@10': 0.8}, {64: {'ndcg@10': 0.7}})
+    """
+    full: dict[str, float] = {}
+    sized: dict[int, dict[str, float]] = {}
+    for name, value in results.items():
+        match = SIZED_METRIC.match(name)
+        if match is None:
+            full[name] = value
+            continue
+        prefix = match["prefix"]
+        sized.setdefault(int(match["dim"]), {})[f"{prefix}_{match['metric']}" if prefix else match["metric"]] = value
+    return full, sized
+
+
+def format_value(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else f"{value}"
+
+
 def format_evaluation(step: int, results: Mapping[str, float], primary: str | None = None, limit: int = 8) -> str:
     """One line for one evaluation: the primary metric first, then up to ``limit`` others.
+
+    Matryoshka sizes (``eval.truncate_dims``) add one part to the same line: the primary metric
+    at each size, largest first, so that a per-size evaluation still prints a single line.
 
     Example:
         >>> format_evaluation(75, {"recall@1": 0.5, "ndcg@10": 0.75}, primary="ndcg@10")
         'eval step 75: ndcg@10 0.7500 | recall@1 0.5000'
+        >>> format_evaluation(75, {"ndcg@10": 0.75, "dim64_ndcg@10": 0.7, "dim32_ndcg@10": 0.6}, primary="ndcg@10")
+        'eval step 75: ndcg@10 0.7500 | ndcg@10 by size 64 0.7000, 32 0.6000'
     """
-    names = [primary] if primary in results else []
-    names += [name for name in results if name != primary][: max(0, limit - len(names))]
-    parts = [f"{name} {results[name]:.4f}" if isinstance(results[name], float) else f"{name} {results[name]}"
-             for name in names]
-    more = len(results) - len(names)
+    full, sized = split_sizes(results)
+    if primary is not None and primary not in full:  # the primary metric may itself be a sized one
+        full, sized = dict(results), {}
+    names = [primary] if primary in full else []
+    names += [name for name in full if name != primary][: max(0, limit - len(names))]
+    parts = [f"{name} {format_value(full[name])}" for name in names]
+    shown = len(names)
+    headline = names[0] if names else None
+    by_size = [(dim, sized[dim][headline]) for dim in sorted(sized, reverse=True) if headline in sized[dim]]
+    if by_size:
+        parts.append(f"{headline} by size " + ", ".join(f"{dim} {format_value(value)}" for dim, value in by_size))
+        shown += len(by_size)
+    more = len(results) - shown
     return f"eval step {step}: " + " | ".join(parts) + (f" (+{more} more in metrics.jsonl)" if more > 0 else "")
 
 
