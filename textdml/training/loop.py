@@ -82,7 +82,7 @@ def resolve_train_set(dataset: Dataset | IterableDataset, data: DataConfig, loss
                       loss_name: str) -> ColumnRoles:
     columns = list(dataset.column_names or dataset.features or [])
     list_columns = [c for c in columns if is_list_column(dataset, c)]
-    roles = resolve_roles(columns, loss_name, loss_kinds, data.columns, list_columns)
+    roles = resolve_roles(columns, loss_name, loss_kinds, data.columns, list_columns, source=f"train data {data.path!r}")
     check_text_columns(dataset, roles, source=f"train data {data.path!r}")
     return roles
 
