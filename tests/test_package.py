@@ -39,6 +39,15 @@ def test_public_api_is_importable_from_the_package():
     assert set(textdml.__all__) <= set(dir(textdml))
 
 
+def test_hard_negative_mining_is_importable_from_the_package():
+    # The README's mining section calls it from the package root.
+    from textdml import mine_hard_negatives
+    from textdml.mining.hard_negatives import mine_hard_negatives as defined
+
+    assert mine_hard_negatives is defined
+    assert "mine_hard_negatives" in textdml.__all__
+
+
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         textdml.Nope  # noqa: B018

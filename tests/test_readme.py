@@ -53,3 +53,27 @@ def test_readme_python_block_runs_as_printed(index, tmp_path):
     if "Trainer" in block:
         assert "torch.Size([1, 384])" in done.stdout
     assert not (ROOT / "runs" / "coming_from_st").exists() and not (ROOT / "runs" / "readme_qdrant").exists()
+
+
+BARE_EXTRA_INSTALL = re.compile(r"pip install (?!-c )[^`\n]*-e \"?\.\[")
+
+
+def test_install_section_names_the_setup_script_for_every_extra():
+    import tomllib
+
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]) - {"dev"}
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Install"):readme.index("\n## ", readme.index("## Install") + 1)]
+    for extra in extras:
+        assert f"bash scripts/setup.sh {extra}" in section, extra
+    assert "pip install -c constraints.txt" in section
+
+
+def test_no_recipe_or_readme_suggests_a_bare_pip_install_of_an_extra():
+    # A bare `pip install -e ".[vision]"` swaps the CPU PyTorch for a CUDA build (issue 20).
+    files = [ROOT / "README.md", *(ROOT / "recipes").rglob("*.yaml"), *(ROOT / "scripts").glob("*.py")]
+    for path in files:
+        for line in path.read_text().splitlines():
+            if "not with a bare" in line:  # the README's warning itself
+                continue
+            assert not BARE_EXTRA_INSTALL.search(line), f"{path.relative_to(ROOT)}: {line.strip()}"

@@ -39,6 +39,8 @@ _EXPORTS: dict[str, str] = {
     "InformationRetrievalEvaluator": "textdml.evaluation.retrieval",
     "LabelledRetrievalEvaluator": "textdml.evaluation.build",
     "build_evaluator": "textdml.evaluation.build",
+    # mining
+    "mine_hard_negatives": "textdml.mining.hard_negatives",
     # Qdrant
     "open_client": "textdml.index.qdrant",
     "index_documents": "textdml.index.qdrant",
@@ -58,6 +60,7 @@ __all__ = [
     "RunConfig", "ModelConfig", "DataConfig", "EvalConfig", "TrainingConfig", "IndexConfig", "ConfigError",
     "load_run_config",
     "InformationRetrievalEvaluator", "LabelledRetrievalEvaluator", "build_evaluator",
+    "mine_hard_negatives",
     "open_client", "index_documents", "search",
     "losses", "miners", "distances", "evaluation",
 ]
@@ -77,6 +80,7 @@ if TYPE_CHECKING:  # static tools see the real names; nothing is imported at run
     from textdml.evaluation.build import LabelledRetrievalEvaluator, build_evaluator
     from textdml.evaluation.retrieval import InformationRetrievalEvaluator
     from textdml.index.qdrant import index_documents, open_client, search
+    from textdml.mining.hard_negatives import mine_hard_negatives
     from textdml.models.dual_encoder import DualEncoder, create_dual_encoder
     from textdml.models.embedder import Embedder
     from textdml.models.loading import load_model

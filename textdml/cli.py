@@ -132,6 +132,8 @@ def add_debug_argument(parser: argparse.ArgumentParser, default: Any) -> None:
     # SUPPRESS on the verbs: `textdml --debug train` and `textdml train --debug` both work.
     parser.add_argument("--debug", action="store_true", default=default,
                         help="show the full traceback of an error instead of one line")
+    parser.add_argument("--verbose", action="store_true", default=default,
+                        help="keep other libraries' progress bars, logs and FutureWarnings (also TEXTDML_VERBOSE=1)")
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -149,6 +151,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     args = verb_parsers[argv[0]].parse_intermixed_args(argv[1:])
     args.verb = argv[0]
     args.debug = getattr(args, "debug", False)  # the verb's --debug defaults to SUPPRESS
+    args.verbose = getattr(args, "verbose", False)
     return args
 
 
@@ -363,10 +366,16 @@ def run_check(config: RunConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from textdml.console import cli_console
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for noisy in ("httpx", "transformers", "datasets", "accelerate"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parse_arguments(argv)
+    with cli_console(args.verbose):  # one line per warning; other libraries quiet unless --verbose
+        return run_verb(args)
+
+
+def run_verb(args: argparse.Namespace) -> int:
+    """Run the parsed ``textdml <verb>``; a user's error is one line on stderr and exit status 2."""
     from textdml.redaction import environment_secrets, mask_logs
 
     # Secret values (environment, then the config's): masked in logs, the error line and tracebacks.

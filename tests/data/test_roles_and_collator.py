@@ -41,6 +41,33 @@ def test_misnamed_mapping_names_the_column():
         resolve_roles(["query", "answer"], "info_nce", ALL_KINDS, {"anchor": "querry", "positive": "answer"})
 
 
+def test_misnamed_mapping_suggests_the_closest_column():
+    with pytest.raises(ValueError, match=r"^train data 'qa.jsonl': .*'querry'.*did you mean 'query'\?"):
+        resolve_roles(["query", "answer"], "info_nce", ALL_KINDS, {"anchor": "querry", "positive": "answer"},
+                      source="train data 'qa.jsonl'")
+
+
+def test_missing_role_suggests_a_near_column_and_the_mapping():
+    with pytest.raises(ValueError, match=r"did you mean 'anchors'\? map it with `columns: \{anchor: anchors\}`"):
+        resolve_roles(["anchors", "positive"], "info_nce", ALL_KINDS)
+    with pytest.raises(ValueError, match=r"did you mean 'positives'\? map it with `columns: \{positive: positives\}`"):
+        resolve_roles(["anchor", "positives"], "info_nce", ALL_KINDS)
+
+
+def test_wrong_column_says_train_or_eval_data_and_the_file(tmp_path):
+    from textdml.config import DataConfig, EvalConfig
+    from textdml.evaluation.build import build_evaluator
+    from textdml.training.loop import resolve_train_set
+
+    path = tmp_path / "pairs.jsonl"
+    Dataset.from_dict({"question": ["a", "b"], "answer": ["c", "d"]}).to_json(str(path))
+    data = DataConfig(path=str(path), columns={"anchor": "questoin", "positive": "answer"})
+    with pytest.raises(ValueError, match=rf"^train data '{path}'.*did you mean 'question'"):
+        resolve_train_set(load_data(str(path)), data, ("pairs",), "info_nce")
+    with pytest.raises(ValueError, match=rf"^eval data '{path}'.*did you mean 'question'"):
+        build_evaluator(EvalConfig(data=data))
+
+
 def test_loss_that_cannot_train_on_the_kind():
     with pytest.raises(ValueError, match="loss 'proxy_anchor' trains on .*labelled.* make it pairs"):
         resolve_roles(["anchor", "positive"], "proxy_anchor", ("labelled",))

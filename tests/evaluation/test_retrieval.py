@@ -291,6 +291,14 @@ def test_the_fake_encoder_follows_the_protocol():
     assert isinstance(HashingEncoder(), SupportsEncode)
 
 
+def test_format_table_puts_matryoshka_sizes_in_columns():
+    lines = format_table({"ndcg@10": 0.9, "recall@1": 0.5, "dim64_ndcg@10": 0.8, "dim64_recall@1": 0.4,
+                          "dim32_ndcg@10": 0.7, "dim32_recall@1": 0.3}).splitlines()
+    assert [line.split() for line in lines] == [["metric", "value", "dim64", "dim32"],
+                                                ["ndcg@10", "0.9000", "0.8000", "0.7000"],
+                                                ["recall@1", "0.5000", "0.4000", "0.3000"]]
+
+
 def test_format_table_aligns_columns():
     lines = format_table({"wordnet_recall@1": 0.5, "ndcg@10": 0.123456}).splitlines()
     assert lines[0].split() == ["metric", "value"]

@@ -74,6 +74,29 @@ def test_truncate_dim_keeps_the_first_coordinates(prompted: Embedder, tmp_path, 
                                                                      convert_to_numpy=True), atol=1e-5)
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_truncate_dim_at_load_matches_sentence_transformers(tiny_model_dir, tmp_path, normalize: bool) -> None:
+    # SentenceTransformer(path, truncate_dim=8): every encode returns 8-d vectors (not re-normalised).
+    Embedder.from_pretrained(tiny_model_dir, normalize=normalize).save_pretrained(tmp_path / "m")
+    model = Embedder.from_pretrained(tmp_path / "m", truncate_dim=8)
+    st_model = SentenceTransformer(str(tmp_path / "m"), device="cpu", truncate_dim=8)
+    ours = model.encode(TEXTS)
+    assert ours.shape == (3, 8)
+    np.testing.assert_allclose(ours, st_model.encode(TEXTS, convert_to_numpy=True), atol=1e-5)
+    np.testing.assert_allclose(model.encode(TEXTS, normalize=True),
+                               st_model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True), atol=1e-5)
+    assert model.get_sentence_embedding_dimension() == st_model.get_sentence_embedding_dimension() == 8
+    assert model.encode(TEXTS, truncate_dim=4).shape == (3, 4)  # the call's own size wins, as in ST
+    from textdml.models.identity import model_identity
+
+    assert model_identity(model).vector_size == 8  # an index sizes its collection for what encode returns
+
+
+def test_truncate_dim_at_load_outside_the_embedding_is_an_error(tiny_model_dir) -> None:
+    with pytest.raises(ValueError, match="truncate_dim must be in 1..32"):
+        Embedder.from_pretrained(tiny_model_dir, truncate_dim=64)
+
+
 def test_truncate_dim_outside_the_embedding_is_an_error(prompted: Embedder) -> None:
     with pytest.raises(ValueError, match="truncate_dim must be in 1..32"):
         prompted.encode(TEXTS, truncate_dim=64)

@@ -82,3 +82,24 @@ def test_quiet_progress_bars_restores_the_libraries_settings():
 @pytest.mark.parametrize("limit,expected", [(8, "eval step 3: b 2.0000 | a 1.0000"), (1, "eval step 3: b 2.0000 (+1 more in metrics.jsonl)")])
 def test_format_evaluation_puts_the_primary_metric_first(limit, expected):
     assert format_evaluation(3, {"a": 1.0, "b": 2.0}, primary="b", limit=limit) == expected
+
+
+def test_matryoshka_sizes_print_on_the_evaluation_line():
+    results = {"wordnet_ndcg@10": 0.8, "wordnet_recall@1": 0.5,
+               "wordnet_dim128_ndcg@10": 0.7, "wordnet_dim128_recall@1": 0.4,
+               "wordnet_dim64_ndcg@10": 0.6, "wordnet_dim64_recall@1": 0.3}
+    line = format_evaluation(5, results, primary="wordnet_ndcg@10")
+    assert line == ("eval step 5: wordnet_ndcg@10 0.8000 | wordnet_recall@1 0.5000 | wordnet_ndcg@10 by size "
+                    "128 0.7000, 64 0.6000 (+2 more in metrics.jsonl)")
+
+
+def test_matryoshka_evaluation_during_training_is_one_line(tiny_model_dir, tmp_path, capfd):
+    evaluator = InformationRetrievalEvaluator({f"q{i}": f"question {i}" for i in range(8)},
+                                              {f"d{i}": f"answer {i}" for i in range(8)},
+                                              {f"q{i}": {f"d{i}"} for i in range(8)}, truncate_dims=[16, 8])
+    train(config(tiny_model_dir, tmp_path, "training.show_progress_bar=false", "training.eval_steps=1"),
+          evaluator=evaluator)
+    out = capfd.readouterr().out
+    lines = [line for line in out.splitlines() if "eval step" in line or "dim16" in line or "dim8" in line]
+    assert len(lines) == 2, out
+    assert all(" by size 16 " in line and ", 8 " in line for line in lines)

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from textdml.registry import closest_names, did_you_mean
+
 ROLES = ("anchor", "positive", "negative", "label", "score", "group")
 
 # What each input kind needs, in words for error messages.
@@ -51,6 +53,7 @@ def resolve_roles(
     input_kinds: Iterable[str],
     rename: dict[str, str] | None = None,
     list_columns: Iterable[str] = (),
+    source: str = "the dataset",
 ) -> ColumnRoles:
     """Map columns to roles and check that the loss can train on them.
 
@@ -60,6 +63,7 @@ def resolve_roles(
         input_kinds: what the loss accepts (``BaseLoss.input_kinds``).
         rename: role -> column, e.g. ``{"anchor": "question", "positive": "answer"}``.
         list_columns: columns whose values are lists (a list column ``negative``).
+        source: which data the columns are from, for error messages (``"train data 'pairs.jsonl'"``).
     """
     columns = list(column_names)
     rename = dict(rename or {})
@@ -68,8 +72,8 @@ def resolve_roles(
             raise ValueError(f"columns: unknown role {role!r}; roles are {', '.join(ROLES)}")
         if column not in columns:
             raise ValueError(
-                f"columns: role {role!r} is mapped to column {column!r}, which the dataset does not have "
-                f"(columns found: {columns})"
+                f"{source}: columns: role {role!r} is mapped to column {column!r}, which it does not have; "
+                f"{did_you_mean(column, columns)} (columns found: {columns})"
             )
     role_of = {column: role for role, column in rename.items()}
 
@@ -88,7 +92,7 @@ def resolve_roles(
 
     kinds = list(input_kinds)
     if anchor is None:
-        raise ValueError(missing_message("anchor", columns, loss_name, kinds))
+        raise ValueError(missing_message("anchor", columns, loss_name, kinds, source))
     if positive is not None and score is not None and not negatives:
         kind = "scores"
     elif positive is not None and negatives:
@@ -102,10 +106,10 @@ def resolve_roles(
     elif "texts" in kinds:  # unsupervised losses (contrastive tension, TSDAE) need only sentences
         kind = "texts"
     else:
-        raise ValueError(missing_message("positive' or 'label", columns, loss_name, kinds))
+        raise ValueError(missing_message("positive", columns, loss_name, kinds, source, also="label"))
     if kind not in kinds:
         raise ValueError(
-            f"loss {loss_name!r} trains on {' or '.join(f'{k} [{KIND_COLUMNS[k]}]' for k in kinds)}, "
+            f"{source}: loss {loss_name!r} trains on {' or '.join(f'{k} [{KIND_COLUMNS[k]}]' for k in kinds)}, "
             f"but the dataset's columns {columns} make it {kind} [{KIND_COLUMNS[kind]}]. "
             f"Pick a loss for {kind} or map the columns with `columns: {{role: column}}`."
         )
@@ -128,9 +132,15 @@ def find_negative_columns(columns: list[str], rename: dict[str, str], role_of: d
     return [column for _, column in sorted(found)]
 
 
-def missing_message(role: str, columns: list[str], loss_name: str, kinds: list[str]) -> str:
+def missing_message(role: str, columns: list[str], loss_name: str, kinds: list[str], source: str = "the dataset",
+                    also: str | None = None) -> str:
+    """No column plays ``role`` (or ``also``): say which data, which columns it has, and the closest one."""
+    roles = f"'{role}'" + (f" or '{also}'" if also else "")
+    close = [(wanted, column) for wanted in (role, also) if wanted for column in closest_names(wanted, columns)]
+    hint = (f"did you mean {close[0][1]!r}? map it with `columns: {{{close[0][0]}: {close[0][1]}}}`" if close
+            else "rename columns in the data or map them in the recipe, e.g. "
+            "`columns: {anchor: question, positive: answer}`")
     return (
-        f"the dataset has no column for role '{role}' (columns found: {columns}); loss {loss_name!r} trains on "
-        f"{' or '.join(f'{k} [{KIND_COLUMNS[k]}]' for k in kinds)}. Rename columns in the data or map them in the "
-        f"recipe, e.g. `columns: {{anchor: question, positive: answer}}`."
+        f"{source} has no column for role {roles} (columns found: {columns}); loss {loss_name!r} trains on "
+        f"{' or '.join(f'{k} [{KIND_COLUMNS[k]}]' for k in kinds)}: {hint}"
     )

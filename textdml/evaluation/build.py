@@ -72,8 +72,9 @@ def evaluator_from_dataset(dataset: Dataset, config: EvalConfig, name: str = "")
     columns = config.data.columns if config.data is not None else {}
     if "image" in dataset.column_names or "image" in columns:
         return build_image_evaluator(dataset, config, name)
+    source = f"eval data {config.data.path!r}" if config.data is not None else "the eval data"
     roles = resolve_roles(dataset.column_names, "evaluation",
-                          ("pairs", "triplets", "scored_pairs", "scores", "labelled"), columns)
+                          ("pairs", "triplets", "scored_pairs", "scores", "labelled"), columns, source=source)
     if roles.kind == "scores":
         from textdml.evaluation.similarity import EmbeddingSimilarityEvaluator
 

@@ -127,17 +127,30 @@ def prefix_metrics(metrics: Mapping[str, float], name: str) -> dict[str, float]:
 
 
 def format_table(results: Mapping[str, float]) -> str:
-    """An aligned two-column text table of metric -> value (4 decimals), in the order given.
+    """An aligned text table of metric -> value (4 decimals), in the order given.
+
+    Matryoshka metrics (``<name>_dim<d>_<metric>``) become columns, one per size, so each metric
+    stays one row however many sizes were scored.
 
     Example:
         >>> print(format_table({"recall@1": 0.5, "ndcg@10": 0.75}))
         metric      value
         recall@1   0.5000
         ndcg@10    0.7500
+        >>> print(format_table({"ndcg@10": 0.75, "dim64_ndcg@10": 0.5}))
+        metric      value   dim64
+        ndcg@10    0.7500  0.5000
     """
-    width = max([len("metric"), *(len(name) for name in results)])
-    lines = [f"{'metric':<{width}}  {'value':>6}"]
-    lines += [f"{name:<{width}}  {value:>6.4f}" for name, value in results.items()]
+    from textdml.console import split_sizes
+
+    full, sized = split_sizes(results)
+    dims = sorted(sized, reverse=True)
+    names = list(dict.fromkeys([*full, *(name for d in dims for name in sized[d])]))
+    width = max([len("metric"), *(len(name) for name in names)])
+    lines = [f"{'metric':<{width}}  {'value':>6}" + "".join(f"  {f'dim{d}':>6}" for d in dims)]
+    for name in names:
+        cells = [full.get(name), *(sized[d].get(name) for d in dims)]
+        lines.append(f"{name:<{width}}" + "".join(f"  {'':>6}" if v is None else f"  {v:>6.4f}" for v in cells))
     return "\n".join(lines)
 
 

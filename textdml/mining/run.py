@@ -72,7 +72,8 @@ def mine_for_run(config: RunConfig, model: Any, output_dir: str | Path | None = 
     data = config.train
     pairs = load_data(data.path, split=data.split, name=data.name, data_files=data.data_files,
                       max_rows=data.max_rows, **data.options)
-    roles = resolve_roles(list(pairs.column_names), "mining", ("pairs",), data.columns)
+    roles = resolve_roles(list(pairs.column_names), "mining", ("pairs",), data.columns,
+                          source=f"train data {data.path!r}")
     corpus = load_corpus(mine.corpus, mine.corpus_column) if mine.corpus is not None else None
     out = Path(output_dir or mine.output_dir or Path(config.training.output_dir) / "mined")
     with contextlib.ExitStack() as stack:

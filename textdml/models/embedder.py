@@ -104,6 +104,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         name: str | None = None,
         prompts: dict[str, str] | None = None,
         default_prompt_name: str | None = None,
+        truncate_dim: int | None = None,
     ):
         super().__init__()
         self.transformer = transformer
@@ -128,6 +129,9 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             raise ValueError(f"default_prompt_name {default_prompt_name!r} is not one of the prompts "
                              f"{sorted(self.prompts)}")
         self.default_prompt_name = default_prompt_name
+        self.truncate_dim = truncate_dim
+        if truncate_dim is not None:
+            self.check_truncate_dim(truncate_dim)
         self._weights_hash = WeightsHashCache()
 
     # ------------------------------------------------------------------ construction
@@ -144,6 +148,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         trust_remote_code: bool = False,
         dtype: torch.dtype | None = None,
         prompts: dict[str, str] | None = None,
+        truncate_dim: int | None = None,
     ) -> Embedder:
         """Load a sentence-transformers folder, a textdml save or a plain Hugging Face model.
 
@@ -151,6 +156,8 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         pooling unless ``pooling`` says otherwise. Explicit arguments override saved settings;
         ``dense_dim`` adds a new (randomly initialised) projection. ``prompts`` replace the saved
         ones; prompts given for a model saved without any are a warning (it never saw them).
+        ``truncate_dim`` makes ``encode`` return the first ``truncate_dim`` coordinates by default,
+        as ``SentenceTransformer(..., truncate_dim=...)`` does (training still sees the full vectors).
         """
         folder = resolve_model_folder(str(name_or_path))
         modules_file = folder / "modules.json"
@@ -198,6 +205,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             name=saved_name or name,
             prompts=saved_prompts if prompts is None else prompts,
             default_prompt_name=default_prompt_name,
+            truncate_dim=truncate_dim,
         )
         # The hash stored at save names these weights as long as loading did not change them.
         if saved.get("weights_sha256") and dtype is None and dense_dim is None and pooling is None:
@@ -212,6 +220,14 @@ class Embedder(SentenceTransformerCompat, nn.Module):
     @property
     def embedding_dim(self) -> int:
         return self.dense.linear.out_features if self.dense is not None else self.transformer.config.hidden_size
+
+    def get_sentence_embedding_dimension(self) -> int:
+        """The size of the vectors ``encode`` returns: ``truncate_dim`` when set (sentence-transformers' name)."""
+        return self.truncate_dim if self.truncate_dim is not None else self.embedding_dim
+
+    def check_truncate_dim(self, truncate_dim: int) -> None:
+        if not 0 < truncate_dim <= self.embedding_dim:
+            raise ValueError(f"truncate_dim must be in 1..{self.embedding_dim} (the embedding size), got {truncate_dim}")
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Tokenise with dynamic padding to the longest text (truncated at ``max_seq_length``)."""
@@ -263,7 +279,8 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         ``prompt`` (a text) or ``prompt_name`` (a key of ``prompts``; default
         ``default_prompt_name``) goes before every text. ``truncate_dim`` keeps the first
         coordinates of each vector (a Matryoshka-trained model); as in sentence-transformers the
-        model's own normalisation is not redone after the cut (``normalize=True`` does it).
+        model's own normalisation is not redone after the cut (``normalize=True`` does it); it
+        defaults to the model's ``truncate_dim`` (set in ``from_pretrained``).
         sentence-transformers' keyword arguments work too (``convert_to_tensor``,
         ``normalize_embeddings``; see ``textdml.models.st_compat``), so its evaluators run on an
         ``Embedder`` as they are.
@@ -275,8 +292,9 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         prefix = self.prompt_text(prompt_name, prompt)
         if prefix:
             texts = [prefix + text for text in texts]
-        if truncate_dim is not None and not 0 < truncate_dim <= self.embedding_dim:
-            raise ValueError(f"truncate_dim must be in 1..{self.embedding_dim} (the embedding size), got {truncate_dim}")
+        truncate_dim = self.truncate_dim if truncate_dim is None else truncate_dim
+        if truncate_dim is not None:
+            self.check_truncate_dim(truncate_dim)
 
         def embed(features: dict[str, torch.Tensor]) -> torch.Tensor:
             return self({k: v.to(self.device) for k, v in features.items()})

@@ -127,8 +127,10 @@ class ModelIdentity:
 def model_identity(model: Any, truncate_dim: int | None = None) -> ModelIdentity:
     """The :class:`ModelIdentity` of any encoder following ``SupportsEncode`` (``identity()`` gives
     the name and weights hash; the rest are the model's attributes), with its vectors cut to
-    ``truncate_dim`` when given."""
+    ``truncate_dim`` when given, else to the model's own ``truncate_dim`` (what its ``encode`` returns)."""
     base = model.identity()
+    if truncate_dim is None:
+        truncate_dim = getattr(model, "truncate_dim", None)
     return ModelIdentity(
         model_name=str(base["model_name"]),
         weights_sha256=str(base["weights_sha256"]),

@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ def resolve_train_set(dataset: Dataset | IterableDataset, data: DataConfig, loss
                       loss_name: str) -> ColumnRoles:
     columns = list(dataset.column_names or dataset.features or [])
     list_columns = [c for c in columns if is_list_column(dataset, c)]
-    roles = resolve_roles(columns, loss_name, loss_kinds, data.columns, list_columns)
+    roles = resolve_roles(columns, loss_name, loss_kinds, data.columns, list_columns, source=f"train data {data.path!r}")
     check_text_columns(dataset, roles, source=f"train data {data.path!r}")
     return roles
 
@@ -345,7 +346,6 @@ def run_training(config: RunConfig, model: Any, loss: Any, miner: Any, data: Tra
 def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data: TrainingData,
                    evaluator: Evaluator | None, accelerator: Accelerator, stamp: RunStamp,
                    callback_list: CallbackList, hub_token: str | None) -> TrainResult:
-    from textdml.models.adapters import save_model
     from textdml.training import run_info, trackers
 
     t = config.training
@@ -504,9 +504,40 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
         log.saved(path, "checkpoint", state)
         accelerator.end_training()
         raise TrainingInterrupted(signum, path, message) from err
+    except BaseException:
+        stop.restore()
+        raise
+    progress.close()
+    stop.notice = "finishing the final model, then stopping"
+    # The signal handler stays on through the final evaluation and save: a first Ctrl-C / SIGTERM
+    # lets final/ finish (the whole model, seconds away) and then stops, skipping the push and the
+    # report; a second stops at once, leaving the previous final/ (if any) whole.
+    try:
+        final_dir = finish_run(config, evaluator, unwrapped, task, data, accelerator, state, log, diagnostics,
+                               best_dir, step_seconds, hub_token, stop)
+        signum = stop.requested(accelerator)
     finally:
         stop.restore()
-    progress.close()
+    if signum is not None:
+        message = (f"{signal.Signals(signum).name} received while saving the final model: {final_dir} is complete; "
+                   "stopped before " + ("the push and " if t.push_to_hub else "") + "the run report")
+        logger.warning(message)
+        accelerator.end_training()
+        raise TrainingInterrupted(signum, None, message)
+    accelerator.end_training()
+    return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
+
+
+def finish_run(config: RunConfig, evaluator: Evaluator | None, unwrapped: Any, task: torch.nn.Module,
+               data: TrainingData, accelerator: Accelerator, state: TrainerState, log: MetricLog,
+               diagnostics: RunDiagnostics, best_dir: Path, step_seconds: float, hub_token: str | None,
+               stop: StopRequest) -> Path:
+    """After the last step: the final evaluation, final/ (atomic), the cards, the report and the push."""
+    from textdml.models.adapters import save_model
+    from textdml.training import run_info
+
+    t = config.training
+    output_dir = Path(t.output_dir)
     if evaluator is not None and (not t.eval_steps or state.global_step % t.eval_steps):
         run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator,
                        t.save_adapter)
@@ -523,15 +554,15 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
                                                            "textdml_dual_adapter.json")):
             write_model_card(best_dir, config, unwrapped.loss, log.records, summary=summary)
         log.saved(final_dir, "final", state)
-        diagnostics.finish(final_embedder)
-        if t.push_to_hub:
+        if stop.signum is None:  # a stop request skips what comes after the model itself
+            diagnostics.finish(final_embedder)
+        if t.push_to_hub and stop.signum is None:
             from textdml.hub.push import push_to_hub
 
             pushed = push_to_hub(final_dir, t.push_to_hub, private=t.hub_private, token=hub_token)
             logger.info("pushed the final model to %s", pushed.url)
     accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return TrainResult(final_dir, best_dir if best_dir.exists() else None, state.global_step, log.records, step_seconds)
+    return final_dir
 
 
 def mine_before_training(config: RunConfig, embedder: Embedder, accelerator: Accelerator) -> Dataset:

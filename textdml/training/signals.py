@@ -53,6 +53,8 @@ class StopRequest:
         self.signum: int | None = None
         self.forced = False  # a second signal: stop at once, no checkpoint
         self.previous: dict[int, Any] = {}
+        # What the first signal does, as the warning tells it (the loop changes it for the final save).
+        self.notice = "stopping after this step with a checkpoint"
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -71,12 +73,16 @@ class StopRequest:
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:  # the second one: stop now, the way the signal would have
             self.forced = True
+            previous = self.previous.get(signum)
             self.restore()
+            if previous is signal.SIG_IGN or previous is None:
+                # Inherited as ignored (a background job of a script): re-raising it would lose it.
+                raise KeyboardInterrupt
             signal.raise_signal(signum)
             return
         self.signum = signum
-        logger.warning("%s received: stopping after this step with a checkpoint (send it again to stop at once, "
-                       "without one)", signal.Signals(signum).name)
+        logger.warning("%s received: %s (send it again to stop at once, without one)", signal.Signals(signum).name,
+                       self.notice)
 
     def requested(self, accelerator: Any = None) -> int | None:
         """The signal to stop on, agreed by all processes (one that got it stops them all, at the same step)."""
