@@ -154,6 +154,7 @@ def test_a_signal_right_after_the_optimizer_step_checkpoints_that_step(tiny_mode
         raise RuntimeError("the signal reached the default handler")
 
     previous = signal.signal(signal.SIGTERM, unhandled) if signum == signal.SIGTERM else None
+    sigint_before = signal.getsignal(signal.SIGINT)  # SIG_IGN where pytest was started in the background
     try:
         monkeypatch.setattr(loop, "create_optimizer", signalling_optimizer)
         run = tmp_path / "run"
@@ -163,7 +164,7 @@ def test_a_signal_right_after_the_optimizer_step_checkpoints_that_step(tiny_mode
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     assert stopped.value.signum == signum and stopped.value.checkpoint.name == "checkpoint-3"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is sigint_before  # handlers restored
     monkeypatch.setattr(loop, "create_optimizer", create_optimizer)
     train(make_config(tiny_model_dir, run, *overrides, "training.resume_from_checkpoint=latest"),
           train_dataset=pairs_dataset())
