@@ -399,7 +399,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
     if accelerator.log_with:
         accelerator.init_trackers(t.tracker_project, trackers.flat_hyperparameters(config_dict),
                                   trackers.init_kwargs([str(x) for x in accelerator.log_with], output_dir.name,
-                                                       t.tracker_kwargs))
+                                                       t.tracker_kwargs, state.global_step if checkpoint else None))
     log = MetricLog(output_dir, accelerator.is_main_process, accelerator, callback_list)
     if accelerator.is_main_process:  # a resumed run logs its steps after the checkpoint anew
         log.records = run_folder.truncate_metrics(log.path, state.global_step)
