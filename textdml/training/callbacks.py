@@ -69,7 +69,7 @@ def create_callbacks(targets: list[str], given: Iterable[Callback] = ()) -> Call
     built = []
     for i, target in enumerate(targets):
         try:
-            obj = import_target(target)
+            obj = import_target(target, f"training.callbacks[{i}]")
         except (ImportError, AttributeError, ValueError) as err:
             raise ValueError(f"training.callbacks[{i}]: cannot import {target!r} ({err}); give a dotted path "
                              "like my_package.callbacks.MyCallback") from err
