@@ -73,7 +73,8 @@ def test_every_model_loading_path_announces_remote_code(tiny_model_dir, tmp_path
         else:
             create_tower({"kind": "embedder", "name_or_path": str(model), "trust_remote_code": True}, "text")
     (warning,) = code_warnings(caplog)
-    assert warning.startswith("trust_remote_code=true: loading") and "configuration_tiny.py, modeling_tiny.py" in warning
+    assert warning.startswith("trust_remote_code=true: loading")
+    assert "configuration_tiny.py, modeling_tiny.py" in warning
 
 
 @pytest.fixture
@@ -147,7 +148,7 @@ def test_a_regularizer_target_that_is_not_one_is_refused_before_it_is_called():
 
     imported = importlib.import_module("tests.models.test_remote_code")
     imported.CALLED.clear()
-    with pytest.raises(ValueError, match=r"embedding_regularizer.target 'tests.models.test_remote_code.not_a_regularizer' "
-                                         "is not a BaseRegularizer subclass"):
+    with pytest.raises(ValueError, match=r"embedding_regularizer.target 'tests.models.test_remote_code."
+                                         "not_a_regularizer' is not a BaseRegularizer subclass"):
         as_regularizer({"target": "tests.models.test_remote_code.not_a_regularizer"}, "loss 'x': embedding_regularizer")
     assert imported.CALLED == []

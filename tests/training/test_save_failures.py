@@ -13,7 +13,8 @@ import torch
 from textdml.cli import main
 from textdml.training.checkpoint import resolve_checkpoint
 
-TORCH_WRITE_FAILURE = "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: file write failed"
+TORCH_WRITE_FAILURE = ("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0: "
+                       "file write failed")
 Usage = namedtuple("Usage", "total used free")
 
 

@@ -132,7 +132,8 @@ def test_tensorboard_scalars_after_a_resume_replace_the_killed_runs(tiny_model_d
           train_dataset=pairs_dataset())
     accumulator = EventAccumulator(str(run / "tensorboard" / "tiny")).Reload()
     logged = [(e.step, round(e.value, 4)) for e in accumulator.Scalars("loss")]
-    resumed = [(r["step"], round(r["loss"], 4)) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    resumed = [(r["step"], round(r["loss"], 4)) for r in records]
     assert logged == resumed and [step for step, _ in logged] == [1, 2, 3, 4, 5, 6, 7]
 
 
@@ -155,7 +156,8 @@ def test_a_callback_path_that_is_not_a_callback_is_refused_before_it_is_called()
     imported.CALLED.clear()
     with pytest.raises(ValueError, match=r"training.callbacks\[1\]: 'tests.training.test_trackers.not_a_callback' is "
                                          r"a function, not a class; name a subclass of textdml.training.callbacks"):
-        create_callbacks(["tests.training.test_trackers.RecordingCallback", "tests.training.test_trackers.not_a_callback"])
+        create_callbacks(["tests.training.test_trackers.RecordingCallback",
+                          "tests.training.test_trackers.not_a_callback"])
     assert imported.CALLED == []
     with pytest.raises(ValueError, match=r"training.callbacks\[0\]: 'collections.OrderedDict' is a class but not a "
                                          "Callback subclass"):

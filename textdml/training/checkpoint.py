@@ -99,7 +99,8 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainerSt
             for pickled in sorted(partial.glob("*.pkl")):
                 if not loads_as_plain_data(pickled):
                     raise TypeError(f"{pickled.name}: a state registered for checkpointing is not plain data "
-                                    "(tensors, numbers, strings, containers), so resuming would have to run pickled code")
+                                    "(tensors, numbers, strings, containers), so resuming would have to run "
+                                    "pickled code")
             if config_dict is not None:
                 write_json_atomic(partial / RUN_CONFIG, config_dict)
             (partial / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
@@ -117,7 +118,8 @@ def intact_note(output_dir: Path) -> str:
     found = checkpoint_dirs(output_dir)
     if not found:
         return "no earlier checkpoint was touched"
-    return f"the last complete checkpoint {str(found[-1])!r} is intact (training.resume_from_checkpoint=latest resumes it)"
+    return (f"the last complete checkpoint {str(found[-1])!r} is intact (training.resume_from_checkpoint=latest "
+            "resumes it)")
 
 
 def check_free_space(output_dir: Path, target: Path) -> None:
