@@ -80,11 +80,18 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
-def import_target(target: str) -> Any:
-    """Import ``pkg.module.Attr`` and return ``Attr``."""
+def import_target(target: str, setting: str = "target") -> Any:
+    """Import ``pkg.module.Attr`` and return ``Attr``.
+
+    ``setting`` (the config key, e.g. ``loss.target``) names the warning that code outside textdml
+    and its libraries is about to run (:func:`textdml.models.remote_code.warn_target_code`).
+    """
+    from textdml.models.remote_code import warn_target_code
+
     module_name, _, attr = target.rpartition(".")
     if not module_name:
         raise ValueError(f"target {target!r} must be a dotted path like 'my_pkg.losses.MyLoss'")
+    warn_target_code(target, setting)
     module = importlib.import_module(module_name)
     try:
         return getattr(module, attr)
@@ -107,7 +114,7 @@ def import_component_class(target: str, section: str) -> type:
     if not isinstance(target, str):
         raise ValueError(f"{section}.target must be a dotted class path like 'my_pkg.losses.MyLoss', got {target!r}")
     try:
-        obj = import_target(target)
+        obj = import_target(target, f"{section}.target")
     except ImportError as err:
         raise ValueError(f"{section}.target {target!r}: cannot import it ({err}); check the module path") from err
     if not inspect.isclass(obj):

@@ -100,6 +100,34 @@ def test_output_folder_holds_the_table_and_settings_and_resumes(saved_model, pai
         mine_hard_negatives(pairs, model, corpus=corpus, num_negatives=3, output_dir=tmp_path, show_progress_bar=False)
 
 
+def test_settings_file_of_a_resumed_mining_counts_the_whole_table(saved_model, pairs, corpus, tmp_path,
+                                                                   monkeypatch) -> None:
+    import textdml.mining.hard_negatives as mining
+
+    model = Embedder.from_pretrained(saved_model)
+    options = {"corpus": corpus, "num_negatives": 2, "absolute_margin": 0.0, "range_max": 10, "shard_size": 8,
+               "show_progress_bar": False}
+    mine_hard_negatives(pairs, model, output_dir=tmp_path / "unbroken", **options)
+    real, calls = mining.mine_shard, {"n": 0}
+
+    def dies_on_third_shard(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mining, "mine_shard", dies_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        mine_hard_negatives(pairs, model, output_dir=tmp_path / "resumed", **options)
+    mine_hard_negatives(pairs, model, output_dir=tmp_path / "resumed", **options)
+    mine_hard_negatives(pairs, model, output_dir=tmp_path / "resumed", **options)  # all shards saved: none mined
+    unbroken, resumed = (json.loads((tmp_path / run / "mining_settings.json").read_text())
+                         for run in ("unbroken", "resumed"))
+    counts = ("rows", "dropped_rows", "skipped_candidates")
+    assert unbroken["skipped_candidates"]["absolute_margin"] > 0 and unbroken["dropped_rows"] > 0
+    assert {k: resumed[k] for k in counts} == {k: unbroken[k] for k in counts}
+
+
 def test_rows_without_enough_candidates_are_dropped_and_counted(saved_model, pairs, corpus, tmp_path) -> None:
     mined = mine_hard_negatives(pairs, Embedder.from_pretrained(saved_model), corpus=corpus, max_score=-0.5,
                                 output_dir=tmp_path, show_progress_bar=False)
@@ -174,3 +202,18 @@ def test_corpus_too_small_is_an_error(saved_model) -> None:
     tiny = Dataset.from_dict({"anchor": ["a cat", "a dog"], "positive": ["cat text", "dog text"]})
     with pytest.raises(ValueError, match="too few to mine 3 negatives"):
         mine_hard_negatives(tiny, Embedder.from_pretrained(saved_model), show_progress_bar=False)
+
+
+@pytest.mark.parametrize("path", ["no/such/cross_encoder", "./missing_ce", "missing_ce"])
+def test_missing_cross_encoder_path_is_one_clear_line(path: str, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=rf"cross-encoder path '{path}' does not exist; pass the folder") as caught:
+        CrossEncoderScorer(path)
+    assert "Repo id" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_embedding_model_is_not_taken_as_a_cross_encoder(tiny_model_dir, saved_model) -> None:
+    # Neither a plain encoder nor a sentence-transformers folder has a classification head: no random one.
+    for folder in (tiny_model_dir, saved_model):
+        with pytest.raises(ValueError, match=rf"cross-encoder '{folder}' has no classification head .*classifier"):
+            CrossEncoderScorer(folder)

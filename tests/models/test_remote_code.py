@@ -1,15 +1,19 @@
-"""``model.trust_remote_code: true`` names the files that will run, and the card says they were saved (issue 16)."""
+"""``model.trust_remote_code: true`` names the files that will run, and the card says they were saved (issue 16);
+every path that loads a model or a dotted target warns with the same helper (issue 20)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import shutil
+import sys
 
+import pytest
 from datasets import Dataset
 
 from textdml.config import load_run_config
 from textdml.models.remote_code import auto_map_files, remote_code_files
+from textdml.registry import import_component_class
 from textdml.training.loop import train
 
 
@@ -51,3 +55,100 @@ def test_remote_code_is_announced_and_stated_in_the_card(tiny_model_dir, tmp_pat
     card = (result.final_model / "README.md").read_text()
     assert "## Custom code" in card and "`modeling_tiny.py`" in card and "trust_remote_code=True" in card
     assert (result.final_model / "modeling_tiny.py").exists()
+
+
+def code_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "trust it as you would a program you install" in r.getMessage()]
+
+
+@pytest.mark.parametrize("path", ["Embedder.from_pretrained", "embedder tower"])
+def test_every_model_loading_path_announces_remote_code(tiny_model_dir, tmp_path, caplog, path):
+    from textdml.models import Embedder
+    from textdml.models.dual_encoder import create_tower
+
+    model = remote_code_model(tiny_model_dir, tmp_path / "remote_tiny")
+    with caplog.at_level(logging.WARNING, logger="textdml"):
+        if path == "Embedder.from_pretrained":
+            Embedder.from_pretrained(model, trust_remote_code=True)
+        else:
+            create_tower({"kind": "embedder", "name_or_path": str(model), "trust_remote_code": True}, "text")
+    (warning,) = code_warnings(caplog)
+    assert warning.startswith("trust_remote_code=true: loading")
+    assert "configuration_tiny.py, modeling_tiny.py" in warning
+
+
+@pytest.fixture
+def model_folder_code(tiny_model_dir, tmp_path, monkeypatch):
+    """A model folder with code, on sys.path (as the working directory is for ``python -m textdml``)."""
+    from textdml.models import remote_code
+
+    folder = remote_code_model(tiny_model_dir, tmp_path / "code_tiny")
+    (folder / "hooks.py").write_text(
+        "from textdml.regularizers.base import BaseRegularizer\nfrom textdml.training.callbacks import Callback\n\n\n"
+        "class Hook(Callback):\n    pass\n\n\nclass Penalty(BaseRegularizer):\n    def compute(self, x):\n"
+        "        return x.sum() * 0\n")
+    (folder / "fails.py").write_text("raise ImportError('the module ran')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(remote_code, "_warned_targets", set())
+    yield folder
+    for name in [name for name in sys.modules if name.split(".")[0] == "code_tiny"]:  # each test its own folder
+        del sys.modules[name]
+
+
+def build_from_target(path: str, target: str) -> None:
+    from textdml.regularizers.base import as_regularizer
+    from textdml.training.callbacks import create_callbacks
+
+    if path == "loss.target":
+        load_run_config(None, ["train.path=x.jsonl", f"loss={{target: {target}}}"])
+    elif path == "image tower":
+        import_component_class(target, "image tower")
+    elif path == "training.callbacks":
+        create_callbacks([target])
+    else:
+        as_regularizer({"target": target}, "loss 'x': embedding_regularizer")
+
+
+TARGETS = {"loss.target": "code_tiny.modeling_tiny.TinyModel", "image tower": "code_tiny.modeling_tiny.TinyModel",
+           "training.callbacks": "code_tiny.hooks.Hook", "regularizer": "code_tiny.hooks.Penalty"}
+
+
+@pytest.mark.parametrize("path", list(TARGETS))
+def test_a_target_from_a_model_folder_announces_the_code_it_runs(model_folder_code, caplog, path):
+    with caplog.at_level(logging.WARNING, logger="textdml"):
+        build_from_target(path, TARGETS[path])
+    (warning,) = code_warnings(caplog)
+    module = TARGETS[path].rsplit(".", 1)[0]
+    assert f"'{TARGETS[path]}' imports and runs {module} ({model_folder_code / module.split('.')[1]}.py)" in warning
+    assert f"code that came with the model folder {model_folder_code}" in warning
+
+
+def test_the_target_warning_comes_before_the_import_and_not_for_library_code(model_folder_code, caplog):
+    with caplog.at_level(logging.WARNING, logger="textdml"), pytest.raises(ValueError, match="the module ran"):
+        import_component_class("code_tiny.fails.Thing", "loss")
+    assert len(code_warnings(caplog)) == 1  # logged although the import failed: before any of it ran
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="textdml"):
+        import_component_class("textdml.losses.info_nce.InfoNCELoss", "loss")
+        import_component_class("torch.nn.Linear", "loss")
+    assert code_warnings(caplog) == []
+
+
+CALLED: list[str] = []
+
+
+def not_a_regularizer(**kwargs):
+    CALLED.append("called")
+
+
+def test_a_regularizer_target_that_is_not_one_is_refused_before_it_is_called():
+    import importlib
+
+    from textdml.regularizers.base import as_regularizer
+
+    imported = importlib.import_module("tests.models.test_remote_code")
+    imported.CALLED.clear()
+    with pytest.raises(ValueError, match=r"embedding_regularizer.target 'tests.models.test_remote_code."
+                                         "not_a_regularizer' is not a BaseRegularizer subclass"):
+        as_regularizer({"target": "tests.models.test_remote_code.not_a_regularizer"}, "loss 'x': embedding_regularizer")
+    assert imported.CALLED == []

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 
 import pytest
 
@@ -115,3 +116,51 @@ def test_hyperparameters_are_flat_scalars():
                                                        "tracker_kwargs": {"wandb": {"key": "k"}}},
                                           "miner": None, "index": {"api_key": "secret"}})
     assert flat == {"training.batch_size": 8, "training.report_to": "['mlflow']", "miner": "None"}
+
+
+def test_tensorboard_scalars_after_a_resume_replace_the_killed_runs(tiny_model_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.training.loop_inputs import make_config
+
+    run = tmp_path / "run"
+    overrides = ("training.max_steps=7", "training.save_steps=4", "training.save_total_limit=5",
+                 "training.report_to=tensorboard", "training.tracker_project=tiny")
+    train(make_config(tiny_model_dir, run, *overrides), train_dataset=pairs_dataset())
+    shutil.rmtree(run / "final")  # as if killed after step 7 was logged: steps 5..7 are logged twice
+    train(make_config(tiny_model_dir, run, *overrides, "training.resume_from_checkpoint=latest"),
+          train_dataset=pairs_dataset())
+    accumulator = EventAccumulator(str(run / "tensorboard" / "tiny")).Reload()
+    logged = [(e.step, round(e.value, 4)) for e in accumulator.Scalars("loss")]
+    records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    resumed = [(r["step"], round(r["loss"], 4)) for r in records]
+    assert logged == resumed and [step for step, _ in logged] == [1, 2, 3, 4, 5, 6, 7]
+
+
+CALLED: list[str] = []
+
+
+def not_a_callback():
+    """Named in training.callbacks: must be refused without being called."""
+    CALLED.append("called")
+    return RecordingCallback()
+
+
+AN_INSTANCE = RecordingCallback()
+
+
+def test_a_callback_path_that_is_not_a_callback_is_refused_before_it_is_called():
+    from textdml.training.callbacks import create_callbacks
+
+    imported = importlib.import_module("tests.training.test_trackers")  # the module the dotted paths reach
+    imported.CALLED.clear()
+    with pytest.raises(ValueError, match=r"training.callbacks\[1\]: 'tests.training.test_trackers.not_a_callback' is "
+                                         r"a function, not a class; name a subclass of textdml.training.callbacks"):
+        create_callbacks(["tests.training.test_trackers.RecordingCallback",
+                          "tests.training.test_trackers.not_a_callback"])
+    assert imported.CALLED == []
+    with pytest.raises(ValueError, match=r"training.callbacks\[0\]: 'collections.OrderedDict' is a class but not a "
+                                         "Callback subclass"):
+        create_callbacks(["collections.OrderedDict"])
+    built = create_callbacks(["tests.training.test_trackers.AN_INSTANCE"]).callbacks
+    assert built == [imported.AN_INSTANCE]

@@ -286,16 +286,18 @@ def mine_hard_negatives(
             shard_file = None if shard_dir is None else shard_dir / f"shard-{shard:05d}.parquet"
             queries = task.queries[start : start + shard_size]
             if shard_file is not None and shard_file.exists():
-                part = Dataset.from_parquet(str(shard_file)).to_dict()
+                part = read_shard(shard_file)
+                saved = json.loads(shard_file.with_suffix(".rng.json").read_text())
                 # Random sampling goes on from where an unbroken run would have left the generator.
-                generator.setstate(to_state(json.loads(shard_file.with_suffix(".rng.json").read_text())["state"]))
+                generator.setstate(to_state(saved["state"]))
+                skipped = saved.get("skipped", {})  # so that the settings file counts the whole table
             else:
                 part, skipped = mine_shard(task, start, queries, model, searcher, corpus_vectors, corpus_keys,
                                            settings, range_max, cross_encoder, generator, batch_size)
-                for reason, count in skipped.items():
-                    skipped_total[reason] = skipped_total.get(reason, 0) + count
                 if shard_file is not None:
-                    write_shard(shard_file, part, generator)
+                    write_shard(shard_file, part, generator, skipped)
+            for reason, count in skipped.items():
+                skipped_total[reason] = skipped_total.get(reason, 0) + count
             for key in rows:
                 rows[key].extend(part[key])
             progress.update(len(queries))
@@ -437,15 +439,23 @@ def prepare_output(out: Path, fingerprint: str) -> Path:
     return shard_dir
 
 
-def write_shard(path: Path, rows: dict[str, list], generator: random.Random) -> None:
+def write_shard(path: Path, rows: dict[str, list], generator: random.Random, skipped: dict[str, int]) -> None:
+    """Save a mined shard with what resuming needs: the generator after it and its skipped-candidate counts."""
     from datasets import Dataset
 
     state = generator.getstate()
     rng_file = path.with_suffix(".rng.json")
-    write_json_atomic(rng_file, {"state": [state[0], list(state[1]), state[2]]})
+    write_json_atomic(rng_file, {"state": [state[0], list(state[1]), state[2]], "skipped": skipped})
     tmp = path.with_suffix(".tmp")
     Dataset.from_dict(rows).to_parquet(str(tmp))
     tmp.replace(path)  # a shard exists whole or not at all
+
+
+def read_shard(path: Path) -> dict[str, list]:
+    """A saved shard's rows; pyarrow directly, because ``datasets`` refuses a shard whose rows were all dropped."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pydict()
 
 
 def to_state(saved: list) -> tuple:

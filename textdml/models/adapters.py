@@ -255,6 +255,10 @@ def load_adapter_transformer(folder: str | Path, trust_remote_code: bool = False
             f"model there, or edit base_model_name_or_path in {Path(folder) / ADAPTER_CONFIG}"
         ) from err
     base_folder = transformer_folder(base_folder)
+    if trust_remote_code:
+        from textdml.models.remote_code import warn_remote_code
+
+        warn_remote_code(str(base_folder))
     transformer = AutoModel.from_pretrained(base_folder, trust_remote_code=trust_remote_code,
                                             **({"dtype": dtype} if dtype else {}))
     return PeftModel.from_pretrained(transformer, str(folder), is_trainable=is_trainable)

@@ -173,6 +173,10 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         if is_adapter_folder(transformer_dir):  # a PEFT adapter save: its base + the adapter, kept apart
             transformer = load_adapter_transformer(transformer_dir, trust_remote_code, dtype)
         else:
+            if trust_remote_code:
+                from textdml.models.remote_code import warn_remote_code
+
+                warn_remote_code(str(transformer_dir))
             transformer = AutoModel.from_pretrained(
                 transformer_dir, trust_remote_code=trust_remote_code, **({"dtype": dtype} if dtype else {})
             )

@@ -66,7 +66,10 @@ def as_regularizer(spec: BaseRegularizer | dict[str, Any] | str, where: str) -> 
                          f"(one of {', '.join(REGULARIZERS.names())}), got {spec!r}")
     kwargs = {k: v for k, v in spec.items() if k not in ("name", "target")}
     if "target" in spec:
-        cls = import_target(spec["target"])
+        cls = import_target(spec["target"], f"{where}.target")
+        if not (isinstance(cls, type) and issubclass(cls, BaseRegularizer)):  # checked before anything is called
+            raise ValueError(f"{where}.target {spec['target']!r} is not a BaseRegularizer subclass; name a subclass "
+                             "of textdml.regularizers.base.BaseRegularizer")
     elif spec["name"] not in REGULARIZERS:
         raise ValueError(f"{where}: unknown regularizer {spec['name']!r}: "
                          f"{did_you_mean(str(spec['name']), REGULARIZERS.names())}")

@@ -87,11 +87,7 @@ def create_model(config: ModelConfig) -> Any:
 
 
 def create_embedder(config: ModelConfig) -> Embedder:
-    if config.trust_remote_code:
-        from textdml.models.remote_code import warn_remote_code
-
-        warn_remote_code(config.name_or_path)
-    embedder = Embedder.from_pretrained(
+    embedder = Embedder.from_pretrained(  # which warns about trust_remote_code's files
         config.name_or_path, pooling=config.pooling, normalize=config.normalize,
         max_seq_length=config.max_seq_length, dense_dim=config.dense_dim, similarity=config.similarity,
         trust_remote_code=config.trust_remote_code, dtype=getattr(torch, config.dtype) if config.dtype else None,

@@ -69,9 +69,23 @@ def create_callbacks(targets: list[str], given: Iterable[Callback] = ()) -> Call
     built = []
     for i, target in enumerate(targets):
         try:
-            cls = import_target(target)
+            obj = import_target(target, f"training.callbacks[{i}]")
         except (ImportError, AttributeError, ValueError) as err:
             raise ValueError(f"training.callbacks[{i}]: cannot import {target!r} ({err}); give a dotted path "
                              "like my_package.callbacks.MyCallback") from err
-        built.append(cls())
+        built.append(build_callback(obj, f"training.callbacks[{i}]", target))
     return CallbackList([*given, *built])
+
+
+def build_callback(obj: Any, key: str, target: str) -> Callback:
+    """A ``Callback`` instance as is, a ``Callback`` subclass built with no arguments; anything else is refused
+    before it is called (a dotted path may name any callable, ``os.system`` included)."""
+    import inspect
+
+    if isinstance(obj, Callback):
+        return obj
+    if not (inspect.isclass(obj) and issubclass(obj, Callback)):
+        kind = "a class but not a Callback subclass" if inspect.isclass(obj) else f"a {type(obj).__name__}, not a class"
+        raise ValueError(f"{key}: {target!r} is {kind}; name a subclass of textdml.training.callbacks.Callback "
+                         "(it is built with no arguments)")
+    return obj()

@@ -37,6 +37,7 @@ from textdml.training.callbacks import Callback, CallbackList, create_callbacks
 from textdml.training.checkpoint import (
     TrainerState,
     checkpoint_dirs,
+    guard_write,
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
@@ -399,7 +400,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
     if accelerator.log_with:
         accelerator.init_trackers(t.tracker_project, trackers.flat_hyperparameters(config_dict),
                                   trackers.init_kwargs([str(x) for x in accelerator.log_with], output_dir.name,
-                                                       t.tracker_kwargs))
+                                                       t.tracker_kwargs, state.global_step if checkpoint else None))
     log = MetricLog(output_dir, accelerator.is_main_process, accelerator, callback_list)
     if accelerator.is_main_process:  # a resumed run logs its steps after the checkpoint anew
         log.records = run_folder.truncate_metrics(log.path, state.global_step)
@@ -547,7 +548,8 @@ def finish_run(config: RunConfig, evaluator: Evaluator | None, unwrapped: Any, t
     if accelerator.is_main_process:
         from textdml.hub.model_card import write_model_card
 
-        with run_folder.atomic_folder(final_dir) as folder:  # a kill mid-save never leaves a partial final/
+        with guard_write(final_dir, "final model", output_dir), \
+                run_folder.atomic_folder(final_dir) as folder:  # a kill mid-save never leaves a partial final/
             save_model(final_embedder, folder, keep_adapter=t.save_adapter)
             write_model_card(folder, config, unwrapped.loss, log.records, summary=summary)
         if any((best_dir / marker).exists() for marker in ("modules.json", "textdml_dual_encoder.json",
@@ -672,7 +674,7 @@ def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState
             state.best_metric, state.best_step = results[metric], state.global_step
             from textdml.models.adapters import save_model
 
-            with run_folder.atomic_folder(best_dir) as folder:
+            with guard_write(best_dir, "best model", best_dir.parent), run_folder.atomic_folder(best_dir) as folder:
                 save_model(embedder, folder, keep_adapter=keep_adapter)
             log.saved(best_dir, "best", state)
     accelerator.wait_for_everyone()

@@ -75,14 +75,22 @@ def flat_hyperparameters(config: dict[str, Any], prefix: str = "") -> dict[str, 
     return flat
 
 
-def init_kwargs(trackers: list[str], run_name: str, user_kwargs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per-tracker init arguments: the run name where the tracker takes one, then the user's own."""
+def init_kwargs(trackers: list[str], run_name: str, user_kwargs: dict[str, dict[str, Any]],
+                resumed_step: int | None = None) -> dict[str, dict[str, Any]]:
+    """Per-tracker init arguments: the run name where the tracker takes one, then the user's own.
+
+    ``resumed_step``: the step of the checkpoint a run resumes from. TensorBoard then purges what
+    the stopped run logged after it (``purge_step``), so the resumed steps replace those scalars
+    instead of being drawn as a second curve over them.
+    """
     unknown = [name for name in user_kwargs if name not in TRACKERS]
     if unknown:
         raise ValueError(f"training.tracker_kwargs: unknown tracker {unknown[0]!r}: {did_you_mean(unknown[0], list(TRACKERS))}")
     kwargs = {}
     for name in trackers:
         kwargs[name] = {RUN_NAME_KEYWORD[name]: run_name} if name in RUN_NAME_KEYWORD else {}
+        if name == "tensorboard" and resumed_step:
+            kwargs[name]["purge_step"] = resumed_step + 1  # the checkpoint's own step was logged before it was saved
         kwargs[name].update(user_kwargs.get(name) or {})
     return kwargs
 
