@@ -39,6 +39,21 @@ def comma_list(kind: type, flag: str, choices: tuple[str, ...] | None = None) ->
     return parse
 
 
+def positive_int(flag: str) -> Any:
+    """An argparse type for a count that must be at least 1 (``--top-k 0`` would silently return nothing)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textdml", description="Deep metric learning for text embeddings.")
     add_debug_argument(parser, False)
@@ -73,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="query text (repeatable); with an image-text model it returns images")
     search.add_argument("--image", action="append", default=[],
                         help="query image path (repeatable; image-text models): returns captions")
-    search.add_argument("--top-k", type=int, default=5)
+    search.add_argument("--top-k", type=positive_int("--top-k"), default=5, help="hits per query (default 5)")
     search.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
                         help="only documents whose payload field has this value (repeatable: all must match)")
     search.add_argument("--force", action="store_true", help="search a collection indexed by another model")
@@ -210,13 +225,15 @@ def load_index_section(path: str | None, overrides: list[str]) -> RunConfig:
 
 
 def run_collections(config: RunConfig, collection: str | None, delete: str | None, force: bool) -> None:
-    from textdml.index.versions import delete_version, format_versions, list_versions
+    from textdml.index.versions import delete_version, format_versions, list_versions, versions_of
 
     with open_index(config, create=False) as engine:
         if delete is not None:
             delete_version(engine, delete, force=force)
             print(f"deleted {delete}")
-        print(format_versions(list_versions(engine, collection)))
+        # After a delete, a collection without versions left is no mistyped name.
+        known = collection is None or delete is not None
+        print(format_versions(list_versions(engine, collection) if known else versions_of(engine, collection)))
 
 
 def run_rollback(config: RunConfig, collection: str, to: str | None) -> str:
