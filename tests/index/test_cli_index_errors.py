@@ -112,3 +112,54 @@ def test_hub_failures_without_textdml_message_get_hub_advice():
 
     message = explain(OfflineModeIsEnabled("Cannot reach https://huggingface.co/api/models/x: offline mode is enabled"))
     assert "Hugging Face Hub" in message and "index.url" not in message and "local folder" in message
+
+
+PROMPTS = {"query": "query: ", "document": "passage: "}
+
+
+def test_recipe_prompts_reach_index_and_search(recipe, tiny_model_dir, tmp_path, capsys):
+    import numpy as np
+
+    from textdml.cli import run_search
+    from textdml.config import load_run_config
+    from textdml.index import open_client
+    from textdml.index.documents import point_id
+    from textdml.models import Embedder
+
+    plain, docs = recipe
+    with_prompts = tmp_path / "prompts.yaml"
+    with_prompts.write_text(plain.read_text() + f"model: {{prompts: {json.dumps(PROMPTS)}}}\n")
+    code, _, err = run(capsys, "index", "--config", with_prompts, "--model", tiny_model_dir, "--data", docs)
+    assert code == 0, err
+    model = Embedder.from_pretrained(tiny_model_dir)
+
+    def unit(texts):
+        vectors = np.asarray(model.encode(texts, convert_to="numpy"), dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    with open_client(path=tmp_path / "idx", create=False) as engine:
+        (stored,) = engine.retrieve(engine.resolve("docs"), [point_id("d0")], with_vectors=True)
+        assert engine.collection_info(engine.resolve("docs")).metadata["identity"]["prompts"] == PROMPTS
+    stored = np.asarray(stored.vector, dtype=np.float32)
+    assert np.allclose(stored, unit(["passage: document number 0"])[0], atol=1e-5)  # the document prompt
+    assert not np.allclose(stored, unit(["document number 0"])[0], atol=1e-3)
+
+    hits = run_search(load_run_config(str(with_prompts), []), str(tiny_model_dir), ["number 0"], top_k=6)
+    scores = {hit.doc_id: hit.score for hit in hits[0][1]}
+    query = unit(["query: number 0"])[0]  # the query prompt
+    expected = {f"d{i}": float(unit([f"passage: document number {i}"])[0] @ query) for i in range(6)}
+    assert scores == pytest.approx(expected, abs=1e-4)
+    code, _, err = run(capsys, "search", "--config", plain, "--model", tiny_model_dir, "--query", "x")
+    assert code == 2 and "prompts" in error_line(err, "search")  # without the prompts: other vectors, refused
+
+
+def test_prompts_for_an_image_text_model_are_an_error(recipe, tmp_path, capsys, monkeypatch):
+    from tests.fakes_vision import ColourDualEncoder
+    import textdml.models.loading
+
+    monkeypatch.setattr(textdml.models.loading, "load_model", lambda path: ColourDualEncoder())
+    plain, docs = recipe
+    with_prompts = tmp_path / "prompts.yaml"
+    with_prompts.write_text(plain.read_text() + f"model: {{prompts: {json.dumps(PROMPTS)}}}\n")
+    code, _, err = run(capsys, "index", "--config", with_prompts, "--model", "colour", "--data", docs)
+    assert code == 2 and "model.prompts is set, but colour is an image-text model" in error_line(err, "index")
