@@ -206,3 +206,45 @@ def test_kill_9_while_indexing_pairs_then_rerun_has_every_pair_once(tmp_path, en
         assert report.version == version and report.skipped == stored and engine.aliases() == {"pairs": version}
         ids = [record.payload["id"] for record in engine.iterate(version)]
         assert sorted(ids) == sorted(row["id"] for row in rows)
+
+
+def test_a_missing_image_file_names_its_row_and_creates_no_version(tmp_path, engine):
+    rows = write_colour_images(tmp_path / "img")
+    missing = str(tmp_path / "img" / "gone.png")
+    rows[5] = {**rows[5], "image": missing}
+    with pytest.raises(ValueError, match=rf"row 5: 'image': image file '{missing}' does not exist"):
+        index(ColourDualEncoder(), rows, engine, batch_size=4)
+    assert engine.list_collections() == [] and engine.aliases() == {}  # checked before a version was created
+    with pytest.raises(ValueError, match=r"row 5: 'image': image file .*gone.png' does not exist"):
+        index(ColourDualEncoder(), iter(rows), engine, batch_size=4)  # a stream: checked chunk by chunk
+    assert list_versions(engine) == [] and engine.aliases() == {}  # its version was removed, not left building
+
+
+def test_a_file_that_is_no_image_names_its_row(tmp_path, engine):
+    rows = write_colour_images(tmp_path / "img")
+    (tmp_path / "img" / "notes.png").write_text("not an image")
+    rows[2] = {**rows[2], "image": str(tmp_path / "img" / "notes.png")}
+    with pytest.raises(ValueError, match=r"row 2: 'image': cannot read the image file .*notes.png"):
+        index(ColourDualEncoder(), rows, engine)
+    assert engine.list_collections() == []
+
+
+def test_a_missing_image_file_through_the_cli_is_one_line(tmp_path, monkeypatch, capsys):
+    import json
+
+    import textdml.models.loading
+    from textdml.cli import main
+
+    rows = write_colour_images(tmp_path / "img")
+    rows[3] = {**rows[3], "image": "img/missing.png"}
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"train: {{path: {data}}}\nindex: {{collection: pairs, path: {tmp_path / 'idx'}}}\n")
+    monkeypatch.setattr(textdml.models.loading, "load_model", lambda path: ColourDualEncoder())
+    assert main(["index", "--config", str(recipe), "--model", "colour", "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == ("textdml index: error: row 3: 'image': image file 'img/missing.png' does not exist (relative "
+                   "paths are read from the current folder); fix the path or drop the row")
+    assert main(["collections", f"index.path={tmp_path / 'idx'}"]) == 0
+    assert "no versioned collection" in capsys.readouterr().out
