@@ -154,9 +154,10 @@ def test_a_text_search_of_an_image_text_collection_says_what_it_holds(tmp_path, 
         search(HashingEncoder(embedding_dim=3), engine, "pairs", "red")
 
 
-def test_rows_need_image_paths_and_a_bad_row_leaves_no_version(engine):
+def test_rows_need_image_paths_and_a_bad_row_leaves_no_version(tmp_path, engine):
+    image = write_colour_images(tmp_path / "img", per_colour=1)[0]["image"]
     with pytest.raises(ValueError, match="row 1: 'image' must be an image file path.*got int; set image_field="):
-        index(ColourDualEncoder(), [{"id": "0", "image": "x.png", "text": "x"}, {"id": "1", "image": 3, "text": "x"}],
+        index(ColourDualEncoder(), [{"id": "0", "image": image, "text": "x"}, {"id": "1", "image": 3, "text": "x"}],
               engine)
     assert engine.list_collections() == [] and engine.aliases() == {}
 

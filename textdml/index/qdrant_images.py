@@ -37,10 +37,7 @@ def image_text_source(model: Any, image_field: str, text_field: str, encode_batc
     spec = VectorSpec(int(model.embedding_dim), "cosine")  # both towers' outputs are L2-normalised
 
     def check_row(payload: dict[str, Any], row_number: int) -> None:
-        if not isinstance(payload.get(image_field), str):
-            raise ValueError(f"row {row_number}: {image_field!r} must be an image file path to store in the payload, "
-                             f"got {type(payload.get(image_field)).__name__}; set image_field= to the column of paths")
-        check_image_file(payload[image_field], image_field, row_number)
+        check_image_file(payload.get(image_field), image_field, row_number)
 
     def embed(payloads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         images = model.encode_images([payload[image_field] for payload in payloads], batch_size=encode_batch_size,
@@ -52,11 +49,14 @@ def image_text_source(model: Any, image_field: str, text_field: str, encode_batc
     return VectorSource({name: spec for name in VECTOR_NAMES}, embed, check_row, {"image_field": image_field}, "pair")
 
 
-def check_image_file(path: str, image_field: str, row_number: int) -> None:
+def check_image_file(path: Any, image_field: str, row_number: int) -> None:
     """The row's image must be a readable image file: a ``ValueError`` naming the file and the row, raised
     before anything of its chunk is encoded (so the run's version is removed, not left ``building``)."""
     from PIL import Image, UnidentifiedImageError
 
+    if not isinstance(path, str):
+        raise ValueError(f"row {row_number}: {image_field!r} must be an image file path to store in the payload, "
+                         f"got {type(path).__name__}; set image_field= to the column of paths")
     where = f"row {row_number}: {image_field!r}"
     if not os.path.isfile(path):
         raise ValueError(f"{where}: image file {path!r} does not exist"
@@ -81,8 +81,7 @@ def check_image_files(rows: Any, image_field: str) -> None:
     else:
         return
     for row_number, path in enumerate(paths):
-        if isinstance(path, str):  # other values: the row check names them
-            check_image_file(path, image_field, row_number)
+        check_image_file(path, image_field, row_number)
 
 
 def index_image_text(model: Any, rows: Iterable[Mapping[str, Any]], engine: VectorEngine, collection: str,
