@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from textdml.index.disk import check_free_space
 from textdml.index.documents import (
     MODEL_HASH_KEY,
     MODEL_NAME_KEY,
@@ -257,12 +258,13 @@ def index_rows(
     started = time.perf_counter()
     with engine.writing():
         metadata = {**new_metadata(collection, identity, id_field, text_field), **source.metadata}
+        expected = len(documents) if isinstance(documents, Sized) else None
         if versioned:
             target, created = open_version(engine, collection, identity, source.vectors, options, metadata,
-                                           force=force, fresh=recreate, replacing=replacing)
+                                           force=force, fresh=recreate, replacing=replacing, expected_points=expected)
         else:
             target, created = open_in_place(engine, collection, identity, source.vectors, options, metadata,
-                                            force=force, recreate=recreate)
+                                            force=force, recreate=recreate, expected_points=expected)
         try:
             written, skipped, seen, fields = stream_into(source, documents, engine, target, identity, id_field,
                                                          text_field, batch_size, show_progress_bar)
@@ -294,9 +296,9 @@ def index_rows(
 
 def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity, vectors: Mapping[str, VectorSpec],
                  options: CollectionOptions, metadata: Mapping[str, Any], force: bool, fresh: bool,
-                 replacing: str | None = None) -> tuple[str, bool]:
-    """The version to write: an unfinished one of this model to resume, or a new one. Returns
-    ``(name, created)``."""
+                 replacing: str | None = None, expected_points: int | None = None) -> tuple[str, bool]:
+    """The version to write: an unfinished one of this model to resume, or a new one (when the disk has
+    room for ``expected_points``). Returns ``(name, created)``."""
     if engine.collection_exists(collection):
         raise ValueError(f"{collection!r} is a plain (unversioned) collection in {engine.location}: index it in place "
                          "(versioned=False, --no-version), or pick another index.collection for versioned indexing")
@@ -320,14 +322,21 @@ def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
     if resumed is not None:
         logger.info("resuming the unfinished version %s", resumed)
         return resumed, False
+    check_room(engine, vectors, expected_points)
     name = version_name(collection, identity)
     engine.create_collection(name, vectors, options, metadata)
     return name, True
 
 
+def check_room(engine: VectorEngine, vectors: Mapping[str, VectorSpec], points: int | None) -> None:
+    """A new collection in a local folder must fit on its disk (see :mod:`textdml.index.disk`)."""
+    if engine.local_folder is not None:
+        check_free_space(engine.local_folder, points, sum(spec.size for spec in vectors.values()))
+
+
 def open_in_place(engine: VectorEngine, collection: str, identity: ModelIdentity, vectors: Mapping[str, VectorSpec],
                   options: CollectionOptions, metadata: Mapping[str, Any], force: bool,
-                  recreate: bool) -> tuple[str, bool]:
+                  recreate: bool, expected_points: int | None = None) -> tuple[str, bool]:
     if collection in engine.aliases():
         raise ValueError(f"{collection!r} is an alias of versioned collections: writing in place would change the "
                          "live version under its readers; index a new version instead (versioned=True)")
@@ -338,6 +347,7 @@ def open_in_place(engine: VectorEngine, collection: str, identity: ModelIdentity
         check_same_model(engine.collection_info(collection, count=False).metadata, identity, collection, force,
                          "index")
         return collection, False
+    check_room(engine, vectors, expected_points)
     engine.create_collection(collection, vectors, options, {**metadata, "versioned": False})
     return collection, True
 
