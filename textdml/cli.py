@@ -39,6 +39,21 @@ def comma_list(kind: type, flag: str, choices: tuple[str, ...] | None = None) ->
     return parse
 
 
+def positive_int(flag: str) -> Any:
+    """An argparse type for a count that must be at least 1 (``--top-k 0`` would silently return nothing)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="textdml", description="Deep metric learning for text embeddings.")
     add_debug_argument(parser, False)
@@ -73,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="query text (repeatable); with an image-text model it returns images")
     search.add_argument("--image", action="append", default=[],
                         help="query image path (repeatable; image-text models): returns captions")
-    search.add_argument("--top-k", type=int, default=5)
+    search.add_argument("--top-k", type=positive_int("--top-k"), default=5, help="hits per query (default 5)")
     search.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
                         help="only documents whose payload field has this value (repeatable: all must match)")
     search.add_argument("--force", action="store_true", help="search a collection indexed by another model")
@@ -171,12 +186,11 @@ def run_eval(config: RunConfig, model_path: str, through_index: bool = False, fo
              dims: list[int] | None = None, quantizations: list[str] | None = None) -> dict[str, float]:
     from textdml.evaluation.build import build_evaluator
     from textdml.evaluation.retrieval import format_table
-    from textdml.models.loading import load_model
 
     evaluator = build_evaluator(config.eval)
     if evaluator is None:
         raise ConfigError("the recipe has no eval.data: name held-out data to evaluate on")
-    model = load_model(model_path)
+    model = load_cli_model(config, model_path)
     results = evaluator(model)
     print(format_table(results))  # the one table: evaluators log their results at debug level only
     if through_index:
@@ -190,6 +204,24 @@ def run_eval(config: RunConfig, model_path: str, through_index: bool = False, fo
         results.update({f"storage/dim{row.dim}_{row.quantization}_{name}": value
                         for row in rows for name, value in row.metrics.items()})
     return results
+
+
+def load_cli_model(config: RunConfig, model_path: str) -> Any:
+    """The model ``--model`` names, with the recipe's ``model.prompts`` when it gives them: prompts
+    change the vectors, so documents are indexed with the "document" prompt and queries searched with
+    the "query" prompt, as in training."""
+    from textdml.models.loading import load_model
+
+    model = load_model(model_path)
+    prompts = config.model.prompts
+    if prompts is not None:
+        if hasattr(model, "encode_images"):
+            raise ConfigError(f"model.prompts is set, but {model_path} is an image-text model, which encodes "
+                              "texts without prompts: drop model.prompts")
+        model.prompts = dict(prompts)
+        if getattr(model, "default_prompt_name", None) not in model.prompts:
+            model.default_prompt_name = None  # a saved default that the new prompts no longer have
+    return model
 
 
 def open_index(config: RunConfig, create: bool = True):
@@ -213,13 +245,15 @@ def load_index_section(path: str | None, overrides: list[str]) -> RunConfig:
 
 
 def run_collections(config: RunConfig, collection: str | None, delete: str | None, force: bool) -> None:
-    from textdml.index.versions import delete_version, format_versions, list_versions
+    from textdml.index.versions import delete_version, format_versions, list_versions, versions_of
 
     with open_index(config, create=False) as engine:
         if delete is not None:
             delete_version(engine, delete, force=force)
             print(f"deleted {delete}")
-        print(format_versions(list_versions(engine, collection)))
+        # After a delete, a collection without versions left is no mistyped name.
+        known = collection is None or delete is not None
+        print(format_versions(list_versions(engine, collection) if known else versions_of(engine, collection)))
 
 
 def run_rollback(config: RunConfig, collection: str, to: str | None) -> str:
@@ -236,10 +270,9 @@ def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool |
     from textdml.data.loading import load_data
     from textdml.evaluation.build import load_eval_dataset, retrieval_task_from_pairs
     from textdml.index.qdrant import collection_options, index_documents
-    from textdml.models.loading import load_model
 
     idx = config.index
-    model = load_model(model_path)
+    model = load_cli_model(config, model_path)
     import torch
 
     if torch.cuda.is_available():  # encoding is the slow half of indexing
@@ -282,13 +315,12 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
                images: list[str] | None = None, filters: list[str] | None = None, force: bool = False) -> list:
     from textdml.index.filters import parse_filters
     from textdml.index.qdrant import search, search_options
-    from textdml.models.loading import load_model
 
     if not queries and not images:
         raise ConfigError("give at least one --query/--text or --image")
     query_filter = parse_filters(filters or [])
     client = open_index(config, create=False)  # before loading the model: a mistyped path fails fast
-    model, collection = load_model(model_path), config.index.collection
+    model, collection = load_cli_model(config, model_path), config.index.collection
     dual = hasattr(model, "encode_images")
     if images and not dual:
         raise ConfigError(f"{model_path} is a text model: --image needs an image-text model")
@@ -321,12 +353,9 @@ def run_mine(config: RunConfig, model_path: str | None, output: str | None, forc
 
     from textdml.mining.hard_negatives import SETTINGS_FILE
     from textdml.mining.run import mine_for_run
-    from textdml.models.loading import load_model
     from textdml.training.build import create_model
 
-    model = load_model(model_path) if model_path else create_model(config.model)
-    if config.model.prompts is not None and model_path:
-        model.prompts = dict(config.model.prompts)
+    model = load_cli_model(config, model_path) if model_path else create_model(config.model)
     mined = mine_for_run(config, model, output, show_progress_bar=config.training.show_progress_bar, force=force)
     folder = Path(output or (config.mine.output_dir if config.mine else None) or
                   Path(config.training.output_dir) / "mined")

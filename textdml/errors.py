@@ -52,6 +52,11 @@ def explain(err: BaseException) -> str | None:
                 (c.filename for c in chain if isinstance(c, OSError) and c.filename), None)
             return (f"disk full{f' writing {str(where)!r}' if where else ''}: free space on that disk or point "
                     "training.output_dir (or index.path) at one with room; the last complete checkpoint is intact")
+    if any(map(is_hub_failure, chain)):  # the Hub, not Qdrant: "check index.url" would send the user astray
+        if isinstance(err, (ValueError, OSError)) and "Hugging Face Hub" in str(err):
+            return one_line(err)  # textdml's own message names the model and the fix
+        return (f"a model or file could not be fetched from the Hugging Face Hub ({first_line(chain[-1])}): it is "
+                "not in the local cache; give a local folder, or run online (HF_HUB_OFFLINE unset) to download it")
     for cause in chain:
         if isinstance(cause, RuntimeError) and LOCKED in str(cause):
             folder = str(cause).split(" is already", 1)[0].removeprefix("Storage folder ").strip()
@@ -89,6 +94,11 @@ def request_url(err: BaseException) -> str | None:
     from textdml.redaction import redact_url
 
     return redact_url(str(url))
+
+
+def is_hub_failure(err: BaseException) -> bool:
+    """An error of huggingface_hub (offline mode, a file missing from the cache) or of a request to the Hub."""
+    return type(err).__module__.startswith("huggingface_hub") or "huggingface.co" in (request_url(err) or "")
 
 
 def is_disk_full(err: BaseException) -> bool:

@@ -87,19 +87,23 @@ def test_in_place_mode_writes_the_plain_collection_and_skips_unchanged_rows(tmp_
 
 
 @pytest.mark.parametrize("versioned", [True, False])
-def test_another_model_is_refused_on_index_and_search_unless_forced(tmp_path, engine, versioned):
+def test_another_model_is_refused_on_search_and_in_place_index_unless_forced(tmp_path, engine, versioned):
     rows = write_colour_images(tmp_path / "img")
     index(ColourDualEncoder(), rows, engine, versioned=versioned)
     other = OtherColourEncoder()
-    with pytest.raises(ValueError, match=r"indexed by colour-fake .* model given to index is colour-other"):
-        index(other, rows, engine, versioned=versioned)
+    if versioned:  # a new version may hold another model: it goes live only by a swap
+        assert not index(other, rows, engine, swap=False).live
+    else:
+        with pytest.raises(ValueError, match=r"indexed by colour-fake .* model given to index is colour-other"):
+            index(other, rows, engine, versioned=versioned)
     for search_by, query in ((search_images_by_text, ["red"]), (search_texts_by_image, [rows[0]["image"]])):
         with pytest.raises(ValueError, match=r"indexed by colour-fake .* model given to search is colour-other.*--force"):
             search_by(other, engine, "pairs", query)
         with pytest.warns(UserWarning, match="--force"):
             assert len(search_by(other, engine, "pairs", query, top_k=2, force=True)[0]) == 2
-    with pytest.warns(UserWarning, match="--force"):
-        index(other, rows, engine, versioned=versioned, force=True)
+    if not versioned:
+        with pytest.warns(UserWarning, match="--force"):
+            index(other, rows, engine, versioned=versioned, force=True)
 
 
 def test_an_unfinished_version_is_resumed_and_published_once_complete(tmp_path, engine):
@@ -150,9 +154,10 @@ def test_a_text_search_of_an_image_text_collection_says_what_it_holds(tmp_path, 
         search(HashingEncoder(embedding_dim=3), engine, "pairs", "red")
 
 
-def test_rows_need_image_paths_and_a_bad_row_leaves_no_version(engine):
+def test_rows_need_image_paths_and_a_bad_row_leaves_no_version(tmp_path, engine):
+    image = write_colour_images(tmp_path / "img", per_colour=1)[0]["image"]
     with pytest.raises(ValueError, match="row 1: 'image' must be an image file path.*got int; set image_field="):
-        index(ColourDualEncoder(), [{"id": "0", "image": "x.png", "text": "x"}, {"id": "1", "image": 3, "text": "x"}],
+        index(ColourDualEncoder(), [{"id": "0", "image": image, "text": "x"}, {"id": "1", "image": 3, "text": "x"}],
               engine)
     assert engine.list_collections() == [] and engine.aliases() == {}
 
@@ -202,3 +207,45 @@ def test_kill_9_while_indexing_pairs_then_rerun_has_every_pair_once(tmp_path, en
         assert report.version == version and report.skipped == stored and engine.aliases() == {"pairs": version}
         ids = [record.payload["id"] for record in engine.iterate(version)]
         assert sorted(ids) == sorted(row["id"] for row in rows)
+
+
+def test_a_missing_image_file_names_its_row_and_creates_no_version(tmp_path, engine):
+    rows = write_colour_images(tmp_path / "img")
+    missing = str(tmp_path / "img" / "gone.png")
+    rows[5] = {**rows[5], "image": missing}
+    with pytest.raises(ValueError, match=rf"row 5: 'image': image file '{missing}' does not exist"):
+        index(ColourDualEncoder(), rows, engine, batch_size=4)
+    assert engine.list_collections() == [] and engine.aliases() == {}  # checked before a version was created
+    with pytest.raises(ValueError, match=r"row 5: 'image': image file .*gone.png' does not exist"):
+        index(ColourDualEncoder(), iter(rows), engine, batch_size=4)  # a stream: checked chunk by chunk
+    assert list_versions(engine) == [] and engine.aliases() == {}  # its version was removed, not left building
+
+
+def test_a_file_that_is_no_image_names_its_row(tmp_path, engine):
+    rows = write_colour_images(tmp_path / "img")
+    (tmp_path / "img" / "notes.png").write_text("not an image")
+    rows[2] = {**rows[2], "image": str(tmp_path / "img" / "notes.png")}
+    with pytest.raises(ValueError, match=r"row 2: 'image': cannot read the image file .*notes.png"):
+        index(ColourDualEncoder(), rows, engine)
+    assert engine.list_collections() == []
+
+
+def test_a_missing_image_file_through_the_cli_is_one_line(tmp_path, monkeypatch, capsys):
+    import json
+
+    import textdml.models.loading
+    from textdml.cli import main
+
+    rows = write_colour_images(tmp_path / "img")
+    rows[3] = {**rows[3], "image": "img/missing.png"}
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"train: {{path: {data}}}\nindex: {{collection: pairs, path: {tmp_path / 'idx'}}}\n")
+    monkeypatch.setattr(textdml.models.loading, "load_model", lambda path: ColourDualEncoder())
+    assert main(["index", "--config", str(recipe), "--model", "colour", "--data", str(data)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == ("textdml index: error: row 3: 'image': image file 'img/missing.png' does not exist (relative "
+                   "paths are read from the current folder); fix the path or drop the row")
+    assert main(["collections", f"index.path={tmp_path / 'idx'}"]) == 0
+    assert "no versioned collection" in capsys.readouterr().out

@@ -65,15 +65,30 @@ def test_rollback_of_an_unknown_collection_lists_what_exists(engine):
         rollback(engine, "nope")
 
 
-def test_a_model_of_another_size_is_refused_naming_both_sizes(engine):
+def test_a_new_version_may_hold_another_model_without_force(engine):
+    """Blue/green: the new model's version is built beside the live one; checks stay where vectors meet."""
     first = index(engine, rows())
-    with pytest.raises(ValueError, match=r"size=8, distance=cosine vectors but collection 'docs'.*holds size=16"):
-        index(engine, rows(), encoder=HashingEncoder(embedding_dim=8))
-    assert engine.aliases() == {COLLECTION: first.version} and engine.count(first.version) == 30
-    assert len(engine.list_collections()) == 1  # nothing was created
-    with pytest.warns(UserWarning, match="--force"):
-        forced = index(engine, rows(), encoder=HashingEncoder(embedding_dim=8), force=True)
-    assert engine.aliases() == {COLLECTION: forced.version}
+    other = HashingEncoder(embedding_dim=8, seed=3, model_name="fake/other")
+    green = index(engine, rows(), encoder=other, swap=False)
+    assert not green.live and engine.aliases() == {COLLECTION: first.version}
+    with pytest.raises(ValueError, match=r"size=8 vectors but collection 'docs' .* holds size=16"):
+        search(other, engine, COLLECTION, "cat")
+    same_size = HashingEncoder(seed=3, model_name="fake/same-size")
+    index(engine, rows(), encoder=same_size, swap=False)
+    with pytest.raises(ValueError, match=r"indexed by fake/hashing-encoder .* model given to search is fake/same-size"):
+        search(same_size, engine, COLLECTION, "cat")
+    assert rollback(engine, COLLECTION, to=green.version) == green.version
+    assert len(search(other, engine, COLLECTION, "cat", top_k=2)[0]) == 2
+    with pytest.raises(ValueError, match=r"size=16 vectors but collection 'docs' .* holds size=8"):
+        search(HashingEncoder(), engine, COLLECTION, "cat")
+    blue = index(engine, rows())  # and back, still without force
+    assert engine.aliases() == {COLLECTION: blue.version} and blue.replaced == green.version
+
+
+def test_writing_in_place_with_another_model_is_still_refused(engine):
+    index(engine, rows(), versioned=False)
+    with pytest.raises(ValueError, match=r"indexed by fake/hashing-encoder.*fake/other.*--force"):
+        index(engine, rows(), encoder=HashingEncoder(seed=3, model_name="fake/other"), versioned=False)
 
 
 def test_search_with_another_model_names_both_and_force_goes_on(engine):

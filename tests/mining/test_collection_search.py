@@ -83,7 +83,7 @@ def test_a_collection_of_another_model_is_an_error_unless_forced(engine, saved_m
                                                                  corpus) -> None:
     theirs, ours = Embedder.from_pretrained(other_model), Embedder.from_pretrained(saved_model)
     mine_hard_negatives(pairs, theirs, corpus=corpus, collection="train-docs", engine=engine, show_progress_bar=False)
-    both = rf"indexed by .* \(sha256 {theirs.weights_sha256()[:8]}.*given to mine is .* \(sha256 {ours.weights_sha256()[:8]}"
+    both = rf"indexed by .*[(;] sha256 {theirs.weights_sha256()[:8]}.*given to mine is .*[(;] sha256 {ours.weights_sha256()[:8]}"
     with pytest.raises(ValueError, match=both + r".*pass --force"):
         mine_hard_negatives(pairs, ours, corpus=corpus, collection="train-docs", engine=engine, show_progress_bar=False)
     with pytest.warns(UserWarning, match=both + r".*going on because of --force"):

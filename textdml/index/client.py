@@ -94,6 +94,7 @@ class ClientEngine(VectorEngine):
                              f"server); got path={path!r}, url={url!r}")
         self.url = url
         self.upload_parallel = upload_parallel
+        self._folder: Path | None = None
         if url is not None:
             api_key = api_key or os.environ.get(API_KEY_ENV) or None
             warn_if_key_in_clear(url, api_key)
@@ -114,6 +115,7 @@ class ClientEngine(VectorEngine):
             self.client = QdrantClient(location=":memory:")
             return
         folder = Path(path)
+        self._folder = folder
         from textdml.index.edge import MARKER_FILE, describe_folder
 
         if (folder / MARKER_FILE).exists():
@@ -134,6 +136,7 @@ class ClientEngine(VectorEngine):
         """An engine around a ``QdrantClient`` made elsewhere (the API before engines took one)."""
         engine = cls.__new__(cls)
         engine.client, engine.url, engine.upload_parallel, engine._location = client, None, 1, location
+        engine._folder = None
         return engine
 
     def __repr__(self) -> str:  # never shows the key
@@ -142,6 +145,10 @@ class ClientEngine(VectorEngine):
     @property
     def location(self) -> str:
         return self._location
+
+    @property
+    def local_folder(self) -> Path | None:
+        return self._folder
 
     # ------------------------------------------------------------------ collections
     def list_collections(self) -> list[str]:

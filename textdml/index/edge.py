@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import math
 import os
 import shutil
@@ -52,6 +53,8 @@ from textdml.index.engine import (
     VectorSpec,
 )
 from textdml.index.filters import to_edge_filter
+
+logger = logging.getLogger(__name__)
 
 MARKER_FILE = "textdml_index.json"
 ALIASES_FILE = "aliases.json"
@@ -147,6 +150,10 @@ class EdgeEngine(VectorEngine):
     @property
     def location(self) -> str:
         return str(self.path)
+
+    @property
+    def local_folder(self) -> Path | None:
+        return self.path
 
     def _dir(self, name: str) -> Path:
         if not name or "/" in name or name.startswith(".") or name in (ALIASES_FILE, MARKER_FILE):
@@ -345,10 +352,32 @@ class EdgeEngine(VectorEngine):
             raise IndexLockedError(f"the index {self.location} is locked: another process is writing to it. Wait "
                                    "for it to finish (nothing is corrupted), or index into another index.path") from err
         try:
+            self.remove_stale_folders()
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
+
+    def remove_stale_folders(self) -> list[str]:
+        """Remove what killed runs left and no listing shows: a version folder without its shard config or
+        its textdml metadata (a run died, e.g. of SIGBUS on a full disk, while creating it: nothing can
+        resume it) and the trash of an interrupted delete. Run under the writer lock only, where no other
+        process can be creating a version; versions marked ``building`` stay, a run of their model resumes them."""
+        from textdml.index.versions import VERSION_PATTERN
+
+        removed, live = [], set(self.aliases().values())
+        for folder in sorted(self.path.iterdir()):
+            if not folder.is_dir() or folder.name in live:
+                continue
+            half_built = bool(VERSION_PATTERN.match(folder.name)) and not (
+                (folder / SHARD_CONFIG).exists() and (folder / METADATA_FILE).exists())
+            if half_built or folder.name.startswith(".deleting-"):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        if removed:
+            logger.warning("removed %d unfinished folder(s) that killed runs left in %s: %s", len(removed),
+                           self.location, ", ".join(removed))
+        return removed
 
     def close(self) -> None:
         for shard in self._shards.values():

@@ -16,6 +16,7 @@ import abc
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -259,6 +260,11 @@ class VectorEngine(abc.ABC):
         """Held for a whole indexing run; an engine where two writers would clash raises
         :class:`IndexLockedError` for the second one. A server orders writes itself: no lock."""
         return contextlib.nullcontext()
+
+    @property
+    def local_folder(self) -> Path | None:
+        """The folder on this machine that holds the data (its disk must have room), or None (a server, memory)."""
+        return None
 
     @property
     @abc.abstractmethod

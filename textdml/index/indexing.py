@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from textdml.index.disk import check_free_space
 from textdml.index.documents import (
     MODEL_HASH_KEY,
     MODEL_NAME_KEY,
@@ -175,8 +176,9 @@ def index_documents(
 
     Versioned (the default): the run writes a new version ``<collection>__<model>__<time>``,
     checks that it holds one point per document, builds HNSW once if it is large enough, and then
-    (``swap=True``) points the alias ``collection`` at it atomically. An unfinished version left by
-    a killed run of the same model is resumed instead of starting over. ``versioned=False`` writes
+    (``swap=True``) points the alias ``collection`` at it atomically. A new version may hold another
+    model than the live one (blue/green: index the new model, then swap); an unfinished version
+    left by a killed run of the same model is resumed instead of starting over. ``versioned=False`` writes
     into the plain collection ``collection`` in place, skipping documents stored unchanged.
 
     Each point's id is :func:`~textdml.index.documents.point_id` of the document id and its
@@ -196,15 +198,16 @@ def index_documents(
         show_progress_bar: tqdm bars for documents (docs/s) and the HNSW build.
         versioned: write a new version and move the alias (True) or write in place (False).
         swap: versioned: move the alias to the new version when it is complete.
-        force: go on although the collection was indexed by another model.
+        force: in place: write although the collection was indexed by another model; versioned: a
+            new version of image-text points under a name of text points (or the reverse).
         options: HNSW, quantization, on-disk and payload-index settings of a new collection.
         encode_batch_size: texts per forward pass of the model.
         dim: store only the first ``dim`` coordinates of each vector (a Matryoshka-trained model),
             re-normalised to unit length; the collection records it, so search cuts its queries
             the same way. A new version may have another ``dim`` than the live one.
         replacing: versioned: the live version that earlier weights of the caller's own model wrote
-            (re-mining during training re-encodes with the weights as they learn); when it is the
-            live one, its other weights hash is no identity error. Any other live version still is.
+            (re-mining during training re-encodes with the weights as they learn); only the log line
+            about a change of model leaves it out.
 
     Returns:
         An :class:`IndexReport`.
@@ -212,8 +215,8 @@ def index_documents(
     Raises:
         ValueError: a row without the id or text field, with an empty text, or repeating an id
             (the message names the field and the 0-based row number; a versioned run then
-            removes its unfinished version, so nothing goes live); a collection of another vector
-            size or another model (unless ``force``); a ``dim`` below 1 or above the model's size.
+            removes its unfinished version, so nothing goes live); in place, a collection of another
+            vector size or model (unless ``force``); a ``dim`` below 1 or above the model's size.
     """
     if encode_batch_size < 1:
         raise ValueError(f"encode_batch_size must be >= 1, got {encode_batch_size}")
@@ -255,12 +258,13 @@ def index_rows(
     started = time.perf_counter()
     with engine.writing():
         metadata = {**new_metadata(collection, identity, id_field, text_field), **source.metadata}
+        expected = len(documents) if isinstance(documents, Sized) else None
         if versioned:
             target, created = open_version(engine, collection, identity, source.vectors, options, metadata,
-                                           force=force, fresh=recreate, replacing=replacing)
+                                           force=force, fresh=recreate, replacing=replacing, expected_points=expected)
         else:
             target, created = open_in_place(engine, collection, identity, source.vectors, options, metadata,
-                                            force=force, recreate=recreate)
+                                            force=force, recreate=recreate, expected_points=expected)
         try:
             written, skipped, seen, fields = stream_into(source, documents, engine, target, identity, id_field,
                                                          text_field, batch_size, show_progress_bar)
@@ -292,37 +296,47 @@ def index_rows(
 
 def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity, vectors: Mapping[str, VectorSpec],
                  options: CollectionOptions, metadata: Mapping[str, Any], force: bool, fresh: bool,
-                 replacing: str | None = None) -> tuple[str, bool]:
-    """The version to write: an unfinished one of this model to resume, or a new one. Returns
-    ``(name, created)``."""
+                 replacing: str | None = None, expected_points: int | None = None) -> tuple[str, bool]:
+    """The version to write: an unfinished one of this model to resume, or a new one (when the disk has
+    room for ``expected_points``). Returns ``(name, created)``."""
     if engine.collection_exists(collection):
         raise ValueError(f"{collection!r} is a plain (unversioned) collection in {engine.location}: index it in place "
                          "(versioned=False, --no-version), or pick another index.collection for versioned indexing")
     live = engine.aliases().get(collection)
     if live is not None:
+        # A new version may hold any model or vector size: that is what versions are for (index the
+        # new model beside the live one, then swap). Vectors are compared, and their model checked,
+        # where they meet: search, mining, a resumed version and in-place writes. Only a change
+        # between text and image-text points is refused: one alias would then answer two kinds of query.
         live_info = engine.collection_info(live, count=False)  # never lock the live shard its readers use
-        stored = live_info.metadata.get("identity")
-        same_model = bool(stored) and ModelIdentity.from_dict(stored).same_model(identity)
-        # The same model cut to another index.dim: a new version of another size is fine (same vector names).
-        resized = same_model and set(live_info.vectors) == set(vectors)
-        if dict(live_info.vectors) != dict(vectors) and not resized and not force:
+        if set(live_info.vectors) != set(vectors) and not force:
             raise ValueError(f"the model writes {describe_vectors(vectors)} vectors but collection {collection!r} "
-                             f"(live version {live!r}) holds {live_info.describe_vectors()}; pass --force "
-                             "(force=True) to index a new version anyway")
-        if not same_model and live != replacing:
-            check_same_model(live_info.metadata, identity, collection, force, "index")
+                             f"(live version {live!r}) holds {live_info.describe_vectors()}: text and image-text "
+                             "points under one name; pick another index.collection, or pass --force (force=True) "
+                             "to index a new version anyway")
+        stored = live_info.metadata.get("identity")
+        if stored and not ModelIdentity.from_dict(stored).same_vectors(identity) and live != replacing:
+            logger.info("collection %r: the live version %s was indexed by %s; the new version holds %s", collection,
+                        live, ModelIdentity.from_dict(stored).describe(), identity.describe())
     resumed = None if fresh else resumable_version(engine, collection, identity, vectors)
     if resumed is not None:
         logger.info("resuming the unfinished version %s", resumed)
         return resumed, False
+    check_room(engine, vectors, expected_points)
     name = version_name(collection, identity)
     engine.create_collection(name, vectors, options, metadata)
     return name, True
 
 
+def check_room(engine: VectorEngine, vectors: Mapping[str, VectorSpec], points: int | None) -> None:
+    """A new collection in a local folder must fit on its disk (see :mod:`textdml.index.disk`)."""
+    if engine.local_folder is not None:
+        check_free_space(engine.local_folder, points, sum(spec.size for spec in vectors.values()))
+
+
 def open_in_place(engine: VectorEngine, collection: str, identity: ModelIdentity, vectors: Mapping[str, VectorSpec],
                   options: CollectionOptions, metadata: Mapping[str, Any], force: bool,
-                  recreate: bool) -> tuple[str, bool]:
+                  recreate: bool, expected_points: int | None = None) -> tuple[str, bool]:
     if collection in engine.aliases():
         raise ValueError(f"{collection!r} is an alias of versioned collections: writing in place would change the "
                          "live version under its readers; index a new version instead (versioned=True)")
@@ -333,6 +347,7 @@ def open_in_place(engine: VectorEngine, collection: str, identity: ModelIdentity
         check_same_model(engine.collection_info(collection, count=False).metadata, identity, collection, force,
                          "index")
         return collection, False
+    check_room(engine, vectors, expected_points)
     engine.create_collection(collection, vectors, options, {**metadata, "versioned": False})
     return collection, True
 

@@ -90,6 +90,10 @@ def open_index(config: IndexConfig, create: bool = True) -> VectorEngine:
         return open_client(url=config.url, api_key=config.api_key, engine="client", timeout=config.timeout)
     if not config.path:
         raise ValueError("set index.path (a folder for the embedded index) or index.url (a Qdrant server)")
+    if config.api_key:  # never ignored in silence: the user believes the index is protected by it
+        raise ValueError(f"index.api_key is set, but the index is the embedded folder index.path={config.path!r}, "
+                         "which has no key: index.api_key authenticates to a Qdrant server; drop index.api_key, "
+                         "or set index.url to the server")
     return open_client(path=config.path, engine=config.engine, create=create)
 
 

@@ -11,6 +11,7 @@ Point ids, payloads and idempotent re-runs work as for text documents (``textdml
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -36,9 +37,7 @@ def image_text_source(model: Any, image_field: str, text_field: str, encode_batc
     spec = VectorSpec(int(model.embedding_dim), "cosine")  # both towers' outputs are L2-normalised
 
     def check_row(payload: dict[str, Any], row_number: int) -> None:
-        if not isinstance(payload.get(image_field), str):
-            raise ValueError(f"row {row_number}: {image_field!r} must be an image file path to store in the payload, "
-                             f"got {type(payload.get(image_field)).__name__}; set image_field= to the column of paths")
+        check_image_file(payload.get(image_field), image_field, row_number)
 
     def embed(payloads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         images = model.encode_images([payload[image_field] for payload in payloads], batch_size=encode_batch_size,
@@ -48,6 +47,41 @@ def image_text_source(model: Any, image_field: str, text_field: str, encode_batc
         return {"image": to_numpy(images), "text": texts}
 
     return VectorSource({name: spec for name in VECTOR_NAMES}, embed, check_row, {"image_field": image_field}, "pair")
+
+
+def check_image_file(path: Any, image_field: str, row_number: int) -> None:
+    """The row's image must be a readable image file: a ``ValueError`` naming the file and the row, raised
+    before anything of its chunk is encoded (so the run's version is removed, not left ``building``)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(path, str):
+        raise ValueError(f"row {row_number}: {image_field!r} must be an image file path to store in the payload, "
+                         f"got {type(path).__name__}; set image_field= to the column of paths")
+    where = f"row {row_number}: {image_field!r}"
+    if not os.path.isfile(path):
+        raise ValueError(f"{where}: image file {path!r} does not exist"
+                         + (" (relative paths are read from the current folder)" if not os.path.isabs(path) else "")
+                         + f"; fix the path or drop the row")
+    try:
+        with Image.open(path):  # reads the header only: cheap, and catches files that are no image
+            pass
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{where}: cannot read the image file {path!r} ({err}); replace it or drop the row") from err
+
+
+def check_image_files(rows: Any, image_field: str) -> None:
+    """Every image path of ``rows``, before a version is created, when the paths can be read cheaply
+    (a list of dicts, or a ``datasets.Dataset`` column); streams are checked chunk by chunk instead."""
+    if type(rows).__module__.startswith("datasets.") and type(rows).__name__ == "Dataset":
+        if image_field not in rows.column_names:
+            return  # the row check names the missing field
+        paths: Iterable[Any] = rows[image_field]
+    elif isinstance(rows, Sequence) and not isinstance(rows, (str, bytes)):
+        paths = (row.get(image_field) if isinstance(row, Mapping) else None for row in rows)
+    else:
+        return
+    for row_number, path in enumerate(paths):
+        check_image_file(path, image_field, row_number)
 
 
 def index_image_text(model: Any, rows: Iterable[Mapping[str, Any]], engine: VectorEngine, collection: str,
@@ -66,11 +100,13 @@ def index_image_text(model: Any, rows: Iterable[Mapping[str, Any]], engine: Vect
         rows stored unchanged are ``skipped``).
 
     Raises:
-        ValueError: a row without an image path, id or caption, or repeating an id (naming the
-            row); a collection of another layout or another model (unless ``force``).
+        ValueError: a row without an image path, id or caption, whose image file is missing or
+            unreadable, or repeating an id (naming the row and the file); a collection of another
+            layout (unless ``force``); in place, another model (unless ``force``).
     """
     if encode_batch_size < 1:
         raise ValueError(f"encode_batch_size must be >= 1, got {encode_batch_size}")
+    check_image_files(rows, image_field)
     source = image_text_source(model, image_field, text_field, encode_batch_size)
     return index_rows(source, model_identity(model), rows, engine, collection, id_field, text_field, batch_size,
                       recreate, show_progress_bar, versioned=versioned, swap=swap, force=force, options=options)

@@ -9,6 +9,7 @@ and re-normalised, so the user never gives the size twice.
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ def search(
     Returns:
         One list of :class:`SearchHit` per query (a single string query gives a list of one list).
     """
+    check_top_k(top_k)  # before the model encodes anything
     engine = as_engine(engine)
     target = open_target(engine, collection, model, force=force, filter=filter, id_field=id_field,
                          expected_dim=expected_dim)
@@ -131,6 +133,7 @@ def search(
 def search_vectors(engine: VectorEngine, target: Target, vectors: Any, top_k: int, filter: Any = None,
                    options: SearchOptions | None = None, exact: bool = False, batch_size: int = 64,
                    using: str = DEFAULT_VECTOR) -> list[list[SearchHit]]:
+    check_top_k(top_k)
     options = options or SearchOptions()
     if exact:
         options = SearchOptions(exact=True, ef=options.ef, rescore=options.rescore, oversampling=options.oversampling)
@@ -140,6 +143,16 @@ def search_vectors(engine: VectorEngine, target: Target, vectors: Any, top_k: in
                                   using=using, options=options)
         results += [[to_hit(record, target.id_field) for record in response] for response in responses]
     return results
+
+
+def check_top_k(top_k: int) -> None:
+    """0 hits would be an empty answer that looks like "nothing matched"; a negative count a crash in Qdrant."""
+    try:
+        count = operator.index(top_k)  # numpy integers too, but no floats or bools
+    except TypeError:
+        count = None
+    if count is None or isinstance(top_k, bool) or count < 1:
+        raise ValueError(f"top_k (--top-k) must be a positive integer (1 or more), got {top_k!r}")
 
 
 def warn_if_other_model(results: list[list[SearchHit]], weights_sha256: str, collection: str) -> None:

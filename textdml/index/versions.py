@@ -12,6 +12,7 @@ replaced; an unfinished version (a run killed mid-way) is resumed by the next ru
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,6 +89,23 @@ def list_versions(engine: VectorEngine, collection: str | None = None) -> list[V
         if collection is None or info.collection == collection:
             versions.append(info)
     return sorted(versions, key=lambda v: (v.collection, v.created, written_at(v.name), v.name))
+
+
+def versions_of(engine: VectorEngine, collection: str) -> list[VersionInfo]:
+    """The versions of ``collection``; an unknown name is an error that lists the collections there are
+    (an empty table would read as "it has no versions" when the name was mistyped)."""
+    everything = list_versions(engine)
+    versions = [v for v in everything if v.collection == collection]
+    if versions:
+        return versions
+    known = sorted({v.collection for v in everything})
+    if not known:
+        raise ValueError(f"no versioned collection {collection!r} in {engine.location}: it holds no versioned "
+                         "collection yet (run `textdml index` first)")
+    close = difflib.get_close_matches(collection, known, n=1)
+    raise ValueError(f"no versioned collection {collection!r} in {engine.location}"
+                     + (f": did you mean {close[0]!r}?" if close else "")
+                     + f"; versioned collections there: {', '.join(known)}")
 
 
 def written_at(name: str) -> str:

@@ -94,7 +94,7 @@ class CollectionSearcher:
         """What decides the candidates (part of the mining fingerprint): name, search mode, vectors' model."""
         return {"name": self.collection, "engine": self.engine.kind, "exact": self.options.exact,
                 "ef": None if self.options.exact else self.options.ef,
-                "model": self.identity.to_dict() if self.identity else None}
+                "model": self.identity.to_dict(with_source=False) if self.identity else None}
 
     def record(self) -> dict[str, Any]:
         """:meth:`settings` plus which version was searched, for the settings file beside the table."""

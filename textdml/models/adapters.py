@@ -143,12 +143,41 @@ def save_adapter(embedder: Embedder, folder: Path) -> Path:
     if adapter_method(embedder.transformer) == "dora":
         logger.warning("%s: a DoRA adapter loads in textdml; sentence-transformers / transformers misread its "
                        "magnitude vectors, so for them write the merged model with `textdml merge`", folder)
-    base = embedder.transformer.peft_config["default"].base_model_name_or_path
+    local_base = embedder.transformer.peft_config["default"].base_model_name_or_path
+    # peft records the folder the base was read from (a site-packages or cache path on this machine);
+    # the adapter names the Hub id that folder is a copy of, so it loads anywhere (here, offline too:
+    # the id resolves to that same cache or package folder).
+    base = hub_copy_of(local_base) or local_base
+    if base != local_base:
+        config_file = folder / ADAPTER_CONFIG
+        adapter_config = json.loads(config_file.read_text())
+        config_file.write_text(json.dumps({**adapter_config, "base_model_name_or_path": base}, indent=2) + "\n")
     textdml_file = folder / "textdml_config.json"
     textdml_config = json.loads(textdml_file.read_text()) if textdml_file.exists() else {}
     textdml_config["adapter"] = {"base_model": base, "method": adapter_method(embedder.transformer)}
     textdml_file.write_text(json.dumps(textdml_config, indent=2) + "\n")
     return folder
+
+
+def hub_copy_of(path: str | None) -> str | None:
+    """The Hub id whose unchanged copy ``path`` is (a Hugging Face cache snapshot, or a folder an
+    installed package ships); None for any other folder, e.g. a fine-tuned one, whose own config may
+    name the base it came from but whose weights are not the base's."""
+    if not path:
+        return None
+    from textdml.hub.base_model import CACHE_FOLDER
+    from textdml.models.packaged import PACKAGED_MODELS, packaged_model_folder
+
+    resolved = Path(path).expanduser().resolve()
+    for part in reversed(resolved.parts):
+        match = CACHE_FOLDER.match(part)
+        if match:
+            return f"{match.group(1)}/{match.group(2)}"
+    for hub_id in PACKAGED_MODELS:
+        shipped = packaged_model_folder(hub_id)
+        if shipped is not None and resolved in (shipped.resolve(), transformer_folder(shipped).resolve()):
+            return hub_id
+    return None
 
 
 def save_dual_adapter(model: nn.Module, folder: Path) -> Path:

@@ -132,6 +132,8 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         self.truncate_dim = truncate_dim
         if truncate_dim is not None:
             self.check_truncate_dim(truncate_dim)
+        # The folder or Hub id a fine-tuned model was loaded from, when `name` is its base (see from_pretrained).
+        self.source: str | None = None
         self._weights_hash = WeightsHashCache()
 
     # ------------------------------------------------------------------ construction
@@ -211,6 +213,8 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             default_prompt_name=default_prompt_name,
             truncate_dim=truncate_dim,
         )
+        if saved_name and saved_name != name:  # a textdml save of a model trained from saved_name
+            model.source = name
         # The hash stored at save names these weights as long as loading did not change them.
         if saved.get("weights_sha256") and dtype is None and dense_dim is None and pooling is None:
             model._weights_hash.trust(model.state_dict(), saved["weights_sha256"])

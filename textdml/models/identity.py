@@ -79,6 +79,9 @@ class ModelIdentity:
     normalize: bool | None = None
     prompts: dict[str, str] = field(default_factory=dict)
     truncate_dim: int | None = None
+    # Where a fine-tuned model was loaded from (its folder, or its Hub id once pushed) when
+    # ``model_name`` names the base it was trained from; informative only, never compared.
+    source: str | None = None
 
     @property
     def vector_size(self) -> int:
@@ -90,8 +93,13 @@ class ModelIdentity:
         """The first 8 hex digits of the weights hash (collection version names carry it)."""
         return self.weights_sha256[:8]
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, with_source: bool = True) -> dict[str, Any]:
+        """The fields; ``source`` only when set and asked for (fingerprints leave it out: a moved folder
+        holds the same model)."""
+        data = asdict(self)
+        if data["source"] is None or not with_source:
+            del data["source"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelIdentity:
@@ -99,12 +107,13 @@ class ModelIdentity:
                    embedding_dim=int(data.get("embedding_dim", 0)), similarity=str(data.get("similarity")),
                    normalize=data.get("normalize"), prompts=dict(data.get("prompts") or {}),
                    # Collections indexed before index.dim existed hold full-size vectors.
-                   truncate_dim=None if data.get("truncate_dim") is None else int(data["truncate_dim"]))
+                   truncate_dim=None if data.get("truncate_dim") is None else int(data["truncate_dim"]),
+                   source=None if data.get("source") is None else str(data["source"]))
 
     def differences(self, other: ModelIdentity) -> list[str]:
         """``field 'mine' vs 'theirs'`` for each field that differs (the weights hash counts, the
         source name is informative only when the weights also agree: a moved folder is the same model)."""
-        mine, theirs = self.to_dict(), other.to_dict()
+        mine, theirs = self.to_dict(with_source=False), other.to_dict(with_source=False)
         return [f"{key} {mine[key]!r} vs {theirs[key]!r}" for key in mine if mine[key] != theirs[key]]
 
     def same_vectors(self, other: ModelIdentity) -> bool:
@@ -117,8 +126,17 @@ class ModelIdentity:
         return self.same_vectors(replace(other, truncate_dim=self.truncate_dim))
 
     def describe(self) -> str:
+        """``runs/x/final (fine-tuned from org/base; sha256 1a2b3c4d, 384-d, cosine)``, or ``org/model (sha256 ...)``.
+
+        Example:
+            >>> ModelIdentity("org/base", "ab" * 32, 8, "cosine", source="runs/x/final").describe()
+            'runs/x/final (fine-tuned from org/base; sha256 abababab, 8-d, cosine)'
+        """
         size = f"{self.embedding_dim}-d" + (f" cut to {self.truncate_dim}" if self.truncate_dim is not None else "")
-        return f"{self.model_name} (sha256 {self.short_id}, {size}, {self.similarity})"
+        details = f"sha256 {self.short_id}, {size}, {self.similarity}"
+        if self.source and self.source != self.model_name:
+            return f"{self.source} (fine-tuned from {self.model_name}; {details})"
+        return f"{self.model_name} ({details})"
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -139,4 +157,5 @@ def model_identity(model: Any, truncate_dim: int | None = None) -> ModelIdentity
         normalize=getattr(model, "normalize", None),
         prompts=dict(getattr(model, "prompts", None) or {}),
         truncate_dim=truncate_dim,
+        source=getattr(model, "source", None),
     )
