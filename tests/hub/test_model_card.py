@@ -128,6 +128,7 @@ def test_a_run_evaluated_on_start_shows_base_against_trained_under_its_name(tiny
     text = (run / "final" / "README.md").read_text()
     assert text.split("---\n", 2)[2].lstrip().startswith("# demo: tiny BERT fine-tuned on pairs")
     assert front_matter(text)["model-index"][0]["name"] == "demo: tiny BERT fine-tuned on pairs"
+    assert 'SentenceTransformer("path/to/demo-tiny-bert-fine-tuned-on-pairs")' in text  # no colon or space
     base, trained = evaluations[0]["eval_ndcg@10"], evaluations[1]["eval_ndcg@10"]
     assert "| metric | base model | trained | change |" in text
     assert f"| NDCG@10 | {base:.4f} | {trained:.4f} | {trained - base:+.4f} |" in text

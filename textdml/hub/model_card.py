@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,6 +177,11 @@ def metric_display_name(metric: str) -> str:
 def metric_type(metric: str) -> str:
     """``ndcg@10`` -> ``ndcg_at_10``: the model-index ``type``, as MTEB results on the Hub spell it."""
     return metric.replace("@", "_at_")
+
+
+def repo_slug(name: str) -> str:
+    """A repository-like name for a run name: ``quickstart: MiniLM on WordNet`` -> ``quickstart-minilm-on-wordnet``."""
+    return "-".join(re.findall(r"[a-z0-9._]+", name.lower())) or "textdml-model"
 
 
 def run_name(config: RunConfig) -> str:
@@ -511,7 +517,7 @@ def create_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]
     data = card_data(config, loss, records, summary, folder)
     dual = config.model.kind == "dual"
     kind = "An image-text" if dual else "A sentence"
-    repo = repo_id or f"path/to/{data.model_name}"
+    repo = repo_id or f"path/to/{repo_slug(data.model_name)}"
     body = [
         f"# {data.model_name}", "",
         f"{kind} embedding model trained with [textdml](https://pypi.org/project/textdml/) from "
