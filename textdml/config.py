@@ -108,6 +108,8 @@ class EvalConfig:
 @dataclass
 class TrainingConfig:
     output_dir: str = "runs/textdml"
+    # The run's name in the model card, the report and the trackers (default: output_dir's folder name).
+    run_name: str | None = None
     epochs: int = 1
     max_steps: int | None = None
     batch_size: int = 32
@@ -143,6 +145,9 @@ class TrainingConfig:
     compile: bool = False
     logging_steps: int = 10
     eval_steps: int | None = None
+    # Evaluate the starting model too (logged at step 0): the report and the card then compare it with
+    # the trained one. Costs one evaluation; never a candidate for the best model.
+    eval_on_start: bool = False
     save_steps: int | None = None
     save_total_limit: int | None = 2
     metric_for_best_model: str | None = None

@@ -71,6 +71,24 @@ def quiet_progress_bars(quiet: bool = True) -> Iterator[None]:
             _quiet_depth -= 1
 
 
+@contextlib.contextmanager
+def own_bars_shown(show: bool = True) -> Iterator[None]:
+    """Within, textdml's own bars (encoding, indexing) are drawn again inside ``quiet_progress_bars``.
+
+    For work before the training bar opens or after it closes (an evaluation of the starting or the
+    final model): minutes with no bar at all would look like a hang. ``show=False`` changes nothing.
+    """
+    global _quiet_depth
+    if not show:
+        yield
+        return
+    depth, _quiet_depth = _quiet_depth, 0
+    try:
+        yield
+    finally:
+        _quiet_depth = depth
+
+
 def is_verbose(flag: bool = False) -> bool:
     """``--verbose`` or ``TEXTDML_VERBOSE=1``: the other libraries' bars, logs and FutureWarnings stay on."""
     return flag or os.environ.get("TEXTDML_VERBOSE", "").lower() in ("1", "true", "yes", "on")

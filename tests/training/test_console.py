@@ -10,7 +10,7 @@ from datasets import Dataset
 from transformers.utils import logging as transformers_logging
 
 from textdml.config import load_run_config
-from textdml.console import bars_silenced, format_evaluation, quiet_progress_bars
+from textdml.console import bars_silenced, format_evaluation, own_bars_shown, quiet_progress_bars
 from textdml.evaluation.build import LabelledRetrievalEvaluator
 from textdml.evaluation.retrieval import InformationRetrievalEvaluator
 from textdml.training.loop import train
@@ -103,3 +103,14 @@ def test_matryoshka_evaluation_during_training_is_one_line(tiny_model_dir, tmp_p
     lines = [line for line in out.splitlines() if "eval step" in line or "dim16" in line or "dim8" in line]
     assert len(lines) == 2, out
     assert all(" by size 16 " in line and ", 8 " in line for line in lines)
+
+
+def test_evaluations_outside_the_training_bar_draw_their_own_bars():
+    """eval_on_start and the final evaluation run with no training bar on screen: their encoding bars show."""
+    with quiet_progress_bars():
+        assert bars_silenced()
+        with own_bars_shown(True):
+            assert not bars_silenced()
+        with own_bars_shown(False):  # training.show_progress_bar=false stays quiet
+            assert bars_silenced()
+        assert bars_silenced()

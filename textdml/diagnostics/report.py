@@ -151,7 +151,7 @@ def render(data: dict[str, Any]) -> str:
         notes.append("No eval-set snapshot in diagnostics/: similarity histograms and the projection are missing.")
     if data["preflight"] is not None:
         sections.append(preflight_table(data["preflight"]))
-    title = f"textdml run: {data['run_dir'].name}"
+    title = f"textdml run: {(config.get('training') or {}).get('run_name') or data['run_dir'].name}"
     summary = run_summary(config, train, last_step, total, data["finished"])
     body = "\n".join([f"<h1>{html.escape(title)}</h1>", summary,
                       *[f"<p class=\"note\">{html.escape(n)}</p>" for n in notes], *sections])
@@ -181,7 +181,8 @@ def run_summary(config: dict[str, Any], train: list[dict[str, Any]], last_step: 
 def metrics_table(evals: list[dict[str, Any]]) -> str:
     first, last = evals[0], evals[-1]
     keys = numeric_keys(evals, "eval_")
-    head = f"<tr><th>metric</th><th>step {first['step']}</th>" + (
+    start = " (before training)" if first["step"] == 0 else ""  # training.eval_on_start: the starting model
+    head = f"<tr><th>metric</th><th>step {first['step']}{start}</th>" + (
         f"<th>step {last['step']}</th>" if last is not first else "") + "</tr>"
     rows = "".join(
         f"<tr><td>{html.escape(k.removeprefix('eval_'))}</td><td>{first.get(k, float('nan')):.4f}</td>"

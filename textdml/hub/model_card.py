@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,10 @@ TEXTDML_CITATION = """@software{textdml,
 # Training settings that say where things were on the training machine, or may hold secrets.
 PRIVATE_TRAINING_KEYS = ("output_dir", "resume_from_checkpoint", "report_to", "tracker_project", "tracker_kwargs",
                          "callbacks", "num_workers", "show_progress_bar", "push_to_hub", "hub_private")
+# How the run was managed (where to resume, whether to replace a folder, what to draw): not how the model was trained.
+RUN_MANAGEMENT_KEYS = ("run_name", "overwrite_output_dir", "force_resume", "preflight", "report")
+# Metric name parts written in capitals on the card (ndcg@10 -> NDCG@10).
+METRIC_ACRONYMS = ("ndcg", "mrr", "map", "mse", "mae", "auc", "ap", "f1", "i2t", "t2i")
 VERSIONED_PACKAGES = ("textdml", "sentence-transformers", "transformers", "torch", "accelerate", "peft", "datasets",
                       "huggingface_hub", "open_clip_torch", "tokenizers")
 MAX_CURVE_ROWS = 20
@@ -137,12 +142,51 @@ def saved_text_model(folder: Path) -> dict[str, Any]:
     return info
 
 
+def evaluation_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if any(k.startswith("eval_") for k in r)]
+
+
+def eval_metrics(record: dict[str, Any]) -> dict[str, float]:
+    return {k.removeprefix("eval_"): v for k, v in record.items()
+            if k.startswith("eval_") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def final_evaluation(records: list[dict[str, Any]]) -> dict[str, float]:
-    evaluations = [r for r in records if any(k.startswith("eval_") for k in r)]
-    if not evaluations:
+    """The metrics of the last evaluation (the trained model's)."""
+    evaluations = evaluation_records(records)
+    return eval_metrics(evaluations[-1]) if evaluations else {}
+
+
+def start_evaluation(records: list[dict[str, Any]]) -> dict[str, float]:
+    """The metrics of the starting model (``training.eval_on_start``: logged at step 0), if it was evaluated."""
+    evaluations = evaluation_records(records)
+    if len(evaluations) < 2 or evaluations[0].get("step") != 0:
         return {}
-    return {k.removeprefix("eval_"): v for k, v in evaluations[-1].items()
-            if k.startswith("eval_") and isinstance(v, (int, float))}
+    return eval_metrics(evaluations[0])
+
+
+def metric_display_name(metric: str) -> str:
+    """``ndcg@10`` -> ``NDCG@10``, ``i2t_recall@1`` -> ``I2T Recall@1``: the model-index ``name``."""
+    def word(part: str) -> str:
+        head, at, tail = part.partition("@")
+        return (head.upper() if head in METRIC_ACRONYMS else head.capitalize()) + at + tail
+
+    return " ".join(word(part) for part in metric.split("_") if part)
+
+
+def metric_type(metric: str) -> str:
+    """``ndcg@10`` -> ``ndcg_at_10``: the model-index ``type``, as MTEB results on the Hub spell it."""
+    return metric.replace("@", "_at_")
+
+
+def repo_slug(name: str) -> str:
+    """A repository-like name for a run name: ``quickstart: MiniLM on WordNet`` -> ``quickstart-minilm-on-wordnet``."""
+    return "-".join(re.findall(r"[a-z0-9._]+", name.lower())) or "textdml-model"
+
+
+def run_name(config: RunConfig) -> str:
+    """``training.run_name``, else the run folder's name (the card's and the report's title)."""
+    return config.training.run_name or Path(config.training.output_dir).name or "textdml-model"
 
 
 def loss_curve(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -167,7 +211,7 @@ def card_data(config: RunConfig, loss: Any, records: list[dict[str, Any]], summa
     dual = config.model.kind == "dual"
     adapter = config.model.lora is not None
     kept_adapter = is_adapter_save(folder)
-    name = Path(config.training.output_dir).name or "textdml-model"
+    name = run_name(config)
     tags = ["textdml", f"loss:{type(loss).__name__}"]
     if summary is not None and summary.miner is not None:
         tags.append(f"miner:{type(summary.miner).__name__}")
@@ -182,7 +226,8 @@ def card_data(config: RunConfig, loss: Any, records: list[dict[str, Any]], summa
     eval_type = config.eval.data.path if config.eval.data and is_hub_dataset(config.eval.data.path) else eval_name
     eval_results = [
         EvalResult(task_type="zero-shot-image-classification" if "zero_shot" in metric else "information-retrieval",
-                   dataset_type=eval_type, dataset_name=eval_name, metric_type=metric, metric_value=round(value, 6),
+                   dataset_type=eval_type, dataset_name=eval_name, metric_type=metric_type(metric),
+                   metric_name=metric_display_name(metric), metric_value=round(value, 6),
                    dataset_split=config.eval.data.split if config.eval.data else None)
         for metric, value in results.items()
     ]
@@ -262,7 +307,7 @@ def model_details(config: RunConfig, folder: Path, summary: RunSummary | None) -
         lines += [f"**{method} adapters**{where} were trained instead of the full weights ({settings}targets: "
                   f"{targets}, through [peft](https://github.com/huggingface/peft)); "
                   + (ADAPTER_KEPT if kept else ADAPTER_MERGED), ""]
-    return lines
+    return [*lines, *architecture_section(config, folder)]
 
 
 def training_section(config: RunConfig, loss: Any, summary: RunSummary | None) -> list[str]:
@@ -273,6 +318,7 @@ def training_section(config: RunConfig, loss: Any, summary: RunSummary | None) -
         columns = ", ".join(f"{role}: `{column}`" for role, column in data.columns.items()) or "by name"
         lines.append(f"| {describe_dataset(data)} | {'streamed' if size is None else f'{size:,}'} | {columns} |")
     lines.append("")
+    lines += data_sample_section(summary)
     if config.eval.data is not None:
         size = f" ({summary.eval_size})" if summary is not None and summary.eval_size else ""
         lines += [f"Evaluation data: {describe_dataset(config.eval.data)}, split `{config.eval.data.split}`{size}.", ""]
@@ -281,11 +327,7 @@ def training_section(config: RunConfig, loss: Any, summary: RunSummary | None) -
     if config.miner:
         miner_name = type(summary.miner).__name__ if summary is not None and summary.miner is not None else "miner"
         lines.append(f"- miner: `{miner_name}` with `{settings(config.miner, summary.miner if summary else None)}`")
-    lines += ["", "### Hyperparameters", "", "| name | value |", "|---|---|"]
-    training = {k: v for k, v in redact(dict(vars(config.training))).items()
-                if k not in PRIVATE_TRAINING_KEYS and v is not None}
-    lines += [f"| {key} | {value} |" for key, value in training.items()]
-    lines.append("")
+    lines += ["", *hyperparameter_section(config)]
     if summary is not None:
         lines += ["### Time and hardware", "", f"- training time: {summary.train_runtime:.1f} s for "
                   f"{summary.global_step:,} steps (evaluation and saving not counted)", f"- hardware: {summary.hardware}"]
@@ -293,6 +335,102 @@ def training_section(config: RunConfig, loss: Any, summary: RunSummary | None) -
             lines.append(f"- {summary.peak_memory_kind}: {summary.peak_memory_bytes / 2**20:,.0f} MiB")
         lines.append("")
     return lines
+
+
+def applicable_settings(config: RunConfig) -> dict[str, Any]:
+    """The training settings that shaped this run: none about the machine, the run's management, or a
+    part the run did not use (``m_per_class`` without the m-per-class sampler, ...)."""
+    t = config.training
+    unused = set(PRIVATE_TRAINING_KEYS) | set(RUN_MANAGEMENT_KEYS)
+    if t.sampler != "m_per_class":
+        unused.add("m_per_class")
+    if not isinstance(config.train, list) or len(config.train) < 2:
+        unused.add("multi_dataset_strategy")
+    if not t.grad_cache:
+        unused.add("mini_batch_size")
+    if config.model.kind != "dual":
+        unused.update(("image_lr", "text_lr", "logit_scale_lr"))
+    if not t.save_steps:
+        unused.add("save_total_limit")
+    if config.eval.data is None:
+        unused.update(("eval_steps", "eval_on_start", "metric_for_best_model"))
+    if config.model.lora is None:
+        unused.add("save_adapter")
+    return {k: v for k, v in redact(dict(vars(t))).items() if k not in unused and v is not None}
+
+
+def hyperparameter_section(config: RunConfig) -> list[str]:
+    """The settings that differ from textdml's defaults, then the others folded away."""
+    from textdml.config import TrainingConfig
+
+    defaults = vars(TrainingConfig())
+    values = applicable_settings(config)
+    changed = {k: v for k, v in values.items() if k not in defaults or v != defaults[k]}
+    others = {k: v for k, v in values.items() if k not in changed}
+
+    def table(rows: dict[str, Any]) -> list[str]:
+        return ["| name | value |", "|---|---|", *[f"| {key} | {value} |" for key, value in rows.items()], ""]
+
+    lines = ["### Hyperparameters", ""]
+    if changed:
+        lines += ["Set for this run (the others are textdml's defaults):", "", *table(changed)]
+    if others:
+        lines += ["<details><summary>Default hyperparameters</summary>", "", *table(others), "</details>", ""]
+    return lines
+
+
+def data_sample_section(summary: RunSummary | None) -> list[str]:
+    """The first training rows and the tokens per text of each column, as sentence-transformers' cards show them."""
+    if summary is None or not (summary.train_samples or summary.token_stats):
+        return []
+    lines: list[str] = []
+    if summary.token_stats:
+        lines += [f"Tokens per text (first {summary.token_stat_rows:,} rows, before truncation):", "",
+                  "| column | min | mean | max |", "|---|---|---|---|"]
+        lines += [f"| `{column}` | {low} | {mean:.1f} | {high} |"
+                  for column, (low, mean, high) in summary.token_stats.items()]
+        lines.append("")
+    if summary.train_samples:
+        columns = list(dict.fromkeys(c for row in summary.train_samples for c in row))
+        lines += ["Samples:", "", "| " + " | ".join(f"`{c}`" for c in columns) + " |",
+                  "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(table_cell(row.get(c, "")) for c in columns) + " |"
+                  for row in summary.train_samples]
+        lines.append("")
+    return lines
+
+
+def table_cell(text: str) -> str:
+    """A value inside a Markdown table row: no pipe or line break may end the cell early."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def architecture_section(config: RunConfig, folder: Path) -> list[str]:
+    """The saved module stack (modules.json), as sentence-transformers prints a model."""
+    modules_file = folder / "modules.json"
+    if config.model.kind == "dual" or not modules_file.exists():
+        return []
+    lines = ["### Architecture", "", "```", "SentenceTransformer("]
+    for position, module in enumerate(json.loads(modules_file.read_text())):
+        kind = module["type"].rsplit(".", 1)[-1]
+        lines.append(f"  ({module.get('idx', position)}): {kind}({module_settings(folder, module)})")
+    return [*lines, ")", "```", ""]
+
+
+def module_settings(folder: Path, module: dict[str, Any]) -> str:
+    """A module's saved settings in one line (false switches left out, as they say nothing)."""
+    path = folder / module.get("path", "")
+    kind = module["type"].rsplit(".", 1)[-1]
+    values: dict[str, Any] = {}
+    if kind == "Transformer":
+        for name in ("sentence_bert_config.json", "config.json"):
+            data = json.loads((path / name).read_text()) if (path / name).exists() else {}
+            values |= {k: v for k, v in data.items() if k in ("max_seq_length", "do_lower_case")}
+            if data.get("architectures"):
+                values["architecture"] = data["architectures"][0]
+    elif (path / "config.json").exists():
+        values = {k: v for k, v in json.loads((path / "config.json").read_text()).items() if v is not False}
+    return json.dumps(values) if values else ""
 
 
 def settings(spec: dict[str, Any], component: Any = None) -> str:
@@ -317,13 +455,25 @@ def curve_section(records: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def evaluation_section(records: list[dict[str, Any]]) -> list[str]:
+def evaluation_section(records: list[dict[str, Any]], config: RunConfig | None = None) -> list[str]:
     results = final_evaluation(records)
     if not results:
         return []
-    lines = ["## Evaluation", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {metric} | {value:.4f} |" for metric, value in results.items()]
-    history = [r for r in records if any(k.startswith("eval_") for k in r)]
+    where = ""
+    if config is not None and config.eval.data is not None:
+        where = f" on {describe_dataset(config.eval.data)}, split `{config.eval.data.split}`"
+    lines = ["## Evaluation", ""]
+    base = start_evaluation(records)
+    if base:
+        final_step = evaluation_records(records)[-1].get("step")
+        lines += [f"The starting model (step 0) and the trained model (step {final_step}){where}:", "",
+                  "| metric | base model | trained | change |", "|---|---|---|---|"]
+        lines += [f"| {metric_display_name(m)} | {base[m]:.4f} | {v:.4f} | {v - base[m]:+.4f} |" if m in base
+                  else f"| {metric_display_name(m)} | | {v:.4f} | |" for m, v in results.items()]
+    else:
+        lines += [f"The trained model{where}:", "", "| metric | value |", "|---|---|"]
+        lines += [f"| {metric_display_name(metric)} | {value:.4f} |" for metric, value in results.items()]
+    history = [r for r in evaluation_records(records) if r.get("step") != 0 or not base]
     if len(history) > 1:
         metric = next(iter(results))
         lines += ["", f"`{metric}` during training: "
@@ -367,13 +517,13 @@ def create_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]
     data = card_data(config, loss, records, summary, folder)
     dual = config.model.kind == "dual"
     kind = "An image-text" if dual else "A sentence"
-    repo = repo_id or f"path/to/{data.model_name}"
+    repo = repo_id or f"path/to/{repo_slug(data.model_name)}"
     body = [
         f"# {data.model_name}", "",
         f"{kind} embedding model trained with [textdml](https://pypi.org/project/textdml/) from "
         f"{describe_base(config)} with `{type(loss).__name__}`.", "",
         *model_details(config, folder, summary), *usage_section(config, repo, folder),
-        *training_section(config, loss, summary), *curve_section(records), *evaluation_section(records),
+        *evaluation_section(records, config), *training_section(config, loss, summary), *curve_section(records),
         *custom_code_section(config, folder), *versions_section(), *citation_section(loss, summary),
     ]
     text = f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from textdml.config import DataConfig, RunConfig, TrainingConfig, to_dict
-from textdml.console import format_evaluation, quiet_progress_bars, write_line
+from textdml.console import format_evaluation, own_bars_shown, quiet_progress_bars, write_line
 from textdml.data.collator import RoleCollator
 from textdml.data.loading import check_text_columns, is_list_column, label_mapping, load_data
 from textdml.data.roles import ColumnRoles, resolve_roles
@@ -408,6 +408,10 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
     diagnostics = RunDiagnostics(config, unwrapped, data, evaluator, output_dir, accelerator, is_sharded(accelerator))
     diagnostics.start()
     best_dir = output_dir / "best"
+    if evaluator is not None and t.eval_on_start and state.global_step == 0:  # a resumed run has its step 0
+        with own_bars_shown(t.show_progress_bar and accelerator.is_main_process):  # no training bar yet
+            run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator,
+                           t.save_adapter, track_best=False)
     progress = tqdm(total=total_steps, initial=state.global_step, desc="Training", dynamic_ncols=True,
                     disable=not (t.show_progress_bar and accelerator.is_main_process))
     examples_since, clock = 0, time.perf_counter()
@@ -540,8 +544,9 @@ def finish_run(config: RunConfig, evaluator: Evaluator | None, unwrapped: Any, t
     t = config.training
     output_dir = Path(t.output_dir)
     if evaluator is not None and (not t.eval_steps or state.global_step % t.eval_steps):
-        run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator,
-                       t.save_adapter)
+        with own_bars_shown(t.show_progress_bar and accelerator.is_main_process):  # the training bar is closed
+            run_evaluation(evaluator, unwrapped.embedder, state, log, best_dir, t.metric_for_best_model, accelerator,
+                           t.save_adapter)
     final_dir = output_dir / "final"
     final_embedder = gathered_embedder(accelerator, task, config) if is_sharded(accelerator) else unwrapped.embedder
     summary = run_info.summarize_run(config, data, evaluator, unwrapped, accelerator, step_seconds, state.global_step)
@@ -654,7 +659,10 @@ def gathered_embedder(accelerator: Accelerator, task: torch.nn.Module, config: R
 
 
 def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState, log: MetricLog, best_dir: Path,
-                   metric: str | None, accelerator: Accelerator, keep_adapter: bool = False) -> dict[str, float]:
+                   metric: str | None, accelerator: Accelerator, keep_adapter: bool = False,
+                   track_best: bool = True) -> dict[str, float]:
+    """Evaluate, log ``eval_*`` at the current step, and keep ``best/`` (unless ``track_best`` is false:
+    the starting model of ``eval_on_start`` is not something the training produced)."""
     if is_sharded(accelerator):
         # A sharded model needs every process for each forward; evaluate the saved model instead.
         logger.warning("evaluation during training is skipped under FSDP / DeepSpeed: run `textdml eval` on the saved model")
@@ -664,10 +672,10 @@ def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState
         return {}
     results = evaluator(embedder)
     log.write({"step": state.global_step, **{f"eval_{k}": v for k, v in results.items()}}, state)
-    log.callbacks.on_evaluate(results, state)
     metric = metric or getattr(evaluator, "primary_metric", None)
     write_line(format_evaluation(state.global_step, results, metric))
-    if metric is not None:
+    log.callbacks.on_evaluate(results, state)  # after the line: what a callback prints comes next
+    if metric is not None and track_best:
         if metric not in results:
             raise KeyError(f"metric_for_best_model {metric!r} is not among the evaluation results {sorted(results)}")
         if state.best_metric is None or results[metric] > state.best_metric:

@@ -31,7 +31,8 @@ METRICS = "metrics.jsonl"
 # What a run writes into its folder; overwrite_output_dir clears exactly these, never anything else.
 RUN_ARTIFACTS = ("checkpoints", "final", "best", METRICS, "tensorboard", RUN_STAMP, RUN_CONFIG)
 # Dotted keys (or prefixes) that do not change the weights a run produces.
-OPERATIONAL = ("training.output_dir", "training.resume_from_checkpoint", "training.overwrite_output_dir",
+OPERATIONAL = ("training.output_dir", "training.run_name", "training.eval_on_start",
+               "training.resume_from_checkpoint", "training.overwrite_output_dir",
                "training.force_resume", "training.show_progress_bar", "training.num_workers",
                "training.logging_steps", "training.save_steps", "training.save_total_limit", "training.eval_steps",
                "training.metric_for_best_model", "training.preflight", "training.report", "training.report_to",

@@ -13,6 +13,10 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
+SAMPLE_ROWS = 3  # rows shown on the card, as sentence-transformers' cards show them
+SAMPLE_CHARS = 200  # a longer value is cut on the card
+STAT_ROWS = 1000  # rows tokenised for the token statistics: a sample, not the whole set
+
 
 @dataclass
 class RunSummary:
@@ -29,6 +33,10 @@ class RunSummary:
     peak_memory_bytes: int | None = None
     peak_memory_kind: str = ""  # what peak_memory_bytes measures
     widget_texts: list[str] = field(default_factory=list)  # an anchor, then candidate texts (the card's widget)
+    train_samples: list[dict[str, str]] = field(default_factory=list)  # the first rows of the (first) train set
+    # Tokens per text of each text column over the first STAT_ROWS rows: column -> (min, mean, max).
+    token_stats: dict[str, tuple[int, float, int]] = field(default_factory=dict)
+    token_stat_rows: int = 0
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -98,7 +106,9 @@ def summarize_run(config: Any, data: Any, evaluator: Any, task: Any, accelerator
     return RunSummary(train_rows=rows, eval_size=describe_eval_size(evaluator), miner=getattr(task, "miner", None),
                       trainable_parameters=trainable, total_parameters=total, train_runtime=train_runtime,
                       global_step=global_step, hardware=hardware_description(accelerator),
-                      peak_memory_bytes=memory, peak_memory_kind=kind, widget_texts=widget_texts(data))
+                      peak_memory_bytes=memory, peak_memory_kind=kind, widget_texts=widget_texts(data),
+                      train_samples=data_samples(data),
+                      **token_statistics(data, getattr(task.embedder, "tokenizer", None)))
 
 
 def widget_texts(data: Any, candidates: int = 3) -> list[str]:
@@ -106,9 +116,63 @@ def widget_texts(data: Any, candidates: int = 3) -> list[str]:
     roles = data.roles
     if getattr(roles, "kind", None) not in ("pairs", "triplets", "scored_pairs") or not roles.positive:
         return []
-    rows = list(data.dataset.take(candidates)) if hasattr(data.dataset, "take") and not hasattr(data.dataset, "select") \
-        else [data.dataset[i] for i in range(min(candidates, len(data.dataset)))]
+    rows = first_rows(data.dataset, candidates)
     if not rows:
         return []
     texts = [str(rows[0][roles.anchor]), *(str(row[roles.positive]) for row in rows)]
     return list(dict.fromkeys(texts))
+
+
+def first_rows(dataset: Any, count: int) -> list[dict[str, Any]]:
+    """The first ``count`` rows of a map-style or streaming data set."""
+    if hasattr(dataset, "take") and not hasattr(dataset, "select"):  # streaming: never read past them
+        return list(dataset.take(count))
+    return [dataset[i] for i in range(min(count, len(dataset)))]
+
+
+def shown_columns(roles: Any) -> list[str]:
+    """The columns the training read, in role order (texts, then label or score)."""
+    columns = [*getattr(roles, "text_columns", []), getattr(roles, "label", None), getattr(roles, "score", None)]
+    return list(dict.fromkeys(c for c in columns if c))
+
+
+def data_samples(data: Any, rows: int = SAMPLE_ROWS) -> list[dict[str, str]]:
+    """The first rows of the training data, each value as (cut) text, for the card's samples table."""
+    columns = shown_columns(data.roles)
+    if not columns:
+        return []
+    try:
+        records = first_rows(data.dataset, rows)
+    except Exception as err:  # noqa: BLE001 - the card goes without samples, the run does not fail
+        logger.debug("no training samples for the card: %s", err)
+        return []
+
+    def cut(value: Any) -> str:
+        text = str(value)
+        return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
+
+    return [{c: cut(record[c]) for c in columns if c in record} for record in records]
+
+
+def token_statistics(data: Any, tokenizer: Any, rows: int = STAT_ROWS) -> dict[str, Any]:
+    """``token_stats`` and ``token_stat_rows`` of the text columns (before truncation), or nothing.
+
+    Only for text models (``tokenizer`` given) on text columns; a column of lists (several negatives)
+    is skipped.
+    """
+    columns = getattr(data.roles, "text_columns", [])
+    if tokenizer is None or not columns:
+        return {}
+    try:
+        records = first_rows(data.dataset, rows)
+        stats = {}
+        for column in columns:
+            texts = [record[column] for record in records if isinstance(record.get(column), str)]
+            if not texts:
+                continue
+            lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]]
+            stats[column] = (min(lengths), sum(lengths) / len(lengths), max(lengths))
+    except Exception as err:  # noqa: BLE001 - the card goes without statistics, the run does not fail
+        logger.debug("no token statistics for the card: %s", err)
+        return {}
+    return {"token_stats": stats, "token_stat_rows": len(records)} if stats else {}
