@@ -22,7 +22,7 @@ fi
 # What moved since constraints.txt: the names to look at first when something breaks.
 moved=$("$TEXTDML_VENV/bin/pip" freeze --exclude-editable | grep -vE '^(torch|torchvision)==' \
   | sort | comm -13 <(grep -vE '^(#|$)' constraints.txt | sort) - | tr '\n' ' ')
-HF_HUB_OFFLINE=1 "$TEXTDML_VENV/bin/python" -m pytest -q -p no:cacheprovider -rf "$@" > "$log" 2>&1
+HF_HUB_OFFLINE=1 "$TEXTDML_VENV/bin/python" -m pytest -q -p no:cacheprovider -rfE "$@" > "$log" 2>&1
 status=$?
 if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then
   echo "newest-releases check: FAILED with the newest releases of: ${moved:-(nothing moved)}"
