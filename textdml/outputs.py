@@ -77,13 +77,18 @@ def check_replaceable(path: Path, command: str, *, force: bool, instead: str) ->
 def start_output_folder(path: Path, command: str, *, force: bool, instead: str) -> Path:
     """Check ``path`` (see ``check_replaceable``), then make it an empty folder marked as ``command``'s."""
     check_replaceable(path, command, force=force, instead=instead)
+    remove_path(path)
+    path.mkdir(parents=True)
+    (path / MARKER).write_text(json.dumps({"written_by": command, "files": None}) + "\n")
+    return path
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, a link (not what it points to) or a folder with all it holds; nothing if missing."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
-    path.mkdir(parents=True)
-    (path / MARKER).write_text(json.dumps({"written_by": command, "files": None}) + "\n")
-    return path
 
 
 def seal_output_folder(path: Path) -> None:

@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from textdml.outputs import remove_path
+
 logger = logging.getLogger(__name__)
 
 RUN_STAMP = "run.json"
@@ -213,13 +215,6 @@ def previous_run_restored_on_failure(output_dir: Path, is_main: bool) -> Iterato
         if is_main:
             restore_previous_run(output_dir)
         raise
-
-
-def remove_path(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
 
 
 def check_checkpoint_run(checkpoint: Path, fingerprint: str, identity: dict[str, Any], force: bool) -> None:
