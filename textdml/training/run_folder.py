@@ -183,7 +183,7 @@ def discard_previous_run(output_dir: Path) -> None:
     aside = output_dir / PREVIOUS
     if aside.exists():
         shutil.rmtree(aside)
-        logger.info("this run saved a checkpoint or its final model: deleted the previous run (%s)", aside)
+        logger.debug("this run saved a checkpoint or its final model: deleted the previous run (%s)", aside)
 
 
 def restore_previous_run(output_dir: Path) -> None:
