@@ -10,17 +10,11 @@ import threading
 
 import pytest
 
+from tests.cli_checks import AlwaysNanLoss, error_line
 from textdml.cli import main
-from textdml.losses.base import BaseLoss
 from textdml.registry import LOSSES
 
-
-@LOSSES.register("cli_test_nan")
-class AlwaysNanLoss(BaseLoss):
-    """Test-only loss: NaN from the first step."""
-
-    def compute_loss(self, embeddings, labels, ref_embeddings, ref_labels, same_set, indices):
-        return (embeddings @ ref_embeddings.T).mean() * float("nan")
+LOSSES.register("cli_test_nan")(AlwaysNanLoss)
 
 
 @pytest.fixture
@@ -47,14 +41,6 @@ def documents(tmp_path):
     path = tmp_path / "docs.jsonl"
     path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"document {i}"}) + "\n" for i in range(4)))
     return str(path)
-
-
-def error_line(capsys, verb: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    print(err[-1] if err else "")
-    assert err and err[-1].startswith(f"textdml {verb}: error: "), err
-    assert "Traceback" not in "\n".join(err)
-    return err[-1]
 
 
 def test_nan_loss_is_one_line(recipe, capsys):

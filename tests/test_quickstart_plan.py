@@ -1,4 +1,5 @@
-"""The quickstart says what it will do and about how long it will take, before it starts."""
+"""The quickstart says what it will do and about how long it will take, before it starts, and never
+replaces a run of other settings."""
 
 from __future__ import annotations
 
@@ -6,7 +7,20 @@ from types import SimpleNamespace
 
 import pytest
 
-from textdml.quickstart import PhaseLines, STEP_FACTOR, estimate_seconds, format_duration, print_plan, say
+from tests.cli_checks import error_line
+from textdml.cli import main
+from textdml.quickstart import (
+    STEP_FACTOR,
+    PhaseLines,
+    check_output_dir,
+    estimate_seconds,
+    format_duration,
+    print_plan,
+    quickstart_config,
+    say,
+)
+from textdml.training.loop import RunStamp
+from textdml.training.run_folder import write_run_files
 
 
 def test_the_estimate_scales_with_steps_batch_and_eval_size():
@@ -41,3 +55,21 @@ def test_phase_headers_come_after_the_base_evaluation_and_at_the_last_step(capsy
     assert out.index("[3/6]") < out.index("[4/6]")
     say("5/6", "x")
     assert capsys.readouterr().out == "\n[5/6] x\n"
+
+
+def test_a_short_quickstart_never_replaces_a_run_of_other_settings(tmp_path, capsys):
+    """Issue 20: `textdml quickstart --max-steps 10` silently replaced the full quickstart run."""
+    out = tmp_path / "quickstart"
+    full = quickstart_config(out)  # what `bash scripts/quickstart.sh` ran: its stamp, and a model
+    stamp = RunStamp.of(full)
+    write_run_files(out / "model", stamp.config_dict, stamp.fingerprint)
+    (out / "model" / "final").mkdir()
+    (out / "model" / "final" / "model.safetensors").write_bytes(b"the full run's weights")
+
+    assert main(["quickstart", "--max-steps", "10", "--output-dir", str(out)]) == 2  # before loading anything
+    line = error_line(capsys, "quickstart")
+    assert str(out) in line and "training.max_steps" in line and "--output-dir" in line and "--force" in line
+    assert (out / "model" / "final" / "model.safetensors").read_bytes() == b"the full run's weights"
+    check_output_dir(out, full, force=False)  # the same settings again: it trains again
+    check_output_dir(out, quickstart_config(out, 10), force=True)
+    check_output_dir(tmp_path / "short", quickstart_config(tmp_path / "short", 10), force=False)

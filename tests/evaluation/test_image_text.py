@@ -26,8 +26,10 @@ def test_recall_at_k_against_a_loop():
 def test_colour_model_retrieves_its_colour(tmp_path):
     rows = write_colour_images(tmp_path)
     images, texts = [r["image"] for r in rows], [f"a {r['label']} square" for r in rows]  # captions repeat
-    results = ImageTextRetrievalEvaluator(images, texts, name="toy")(ColourDualEncoder())
+    evaluator = ImageTextRetrievalEvaluator(images, texts, name="toy", ks=(1, 2))
+    results = evaluator(ColourDualEncoder())
     assert results["toy_i2t_recall@1"] == 1.0 and results["toy_t2i_recall@1"] == 1.0  # duplicates count
+    assert evaluator.metric_names == list(results)
 
 
 def test_zero_shot_and_labelled_images(tmp_path):
@@ -55,5 +57,5 @@ def test_labelled_image_data_gets_retrieval_and_zero_shot(tmp_path):
     Dataset.from_dict({"image": [r["image"] for r in rows], "label": [r["label"] for r in rows]}).to_json(str(path))
     evaluator = build_evaluator(EvalConfig(data=DataConfig(path=str(path))))
     results = evaluator(ColourDualEncoder())
-    assert evaluator.primary_metric == "recall@1"
+    assert evaluator.primary_metric == "recall@1" and evaluator.metric_names == list(results)
     assert results["recall@1"] == 1.0 and results["zero_shot_top1"] == 1.0

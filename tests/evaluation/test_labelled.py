@@ -123,3 +123,13 @@ def test_no_class_with_two_rows_gives_nan():
 def test_invalid_inputs_raise(distance, match):
     with pytest.raises(ValueError, match=match):
         labelled_retrieval_metrics(torch.randn(1, 3), [0], distance=distance)
+
+
+def test_the_labelled_evaluators_metric_names_are_the_keys_of_its_results():
+    from tests.fakes import HashingEncoder
+    from textdml.evaluation.build import LabelledRetrievalEvaluator
+
+    for name in ("", "held_out"):
+        evaluator = LabelledRetrievalEvaluator([f"word {i % 4} text {i}" for i in range(12)], [i % 4 for i in range(12)],
+                                               name=name)
+        assert evaluator.metric_names == list(evaluator(HashingEncoder()))

@@ -252,6 +252,13 @@ def test_evaluator_names_and_primary_metric(toy):
     assert results["wordnet_recall@10"] > 0.5  # the fake encoder does retrieve by shared words
 
 
+def test_metric_names_are_the_keys_of_the_results(toy):
+    """What training.metric_for_best_model is checked against before a run starts."""
+    for evaluator in (InformationRetrievalEvaluator(*toy, name="wordnet", k_values=(1, 3), truncate_dims=[4, 8]),
+                      InformationRetrievalEvaluator(*toy, truncate_dims=[8], mrr_at_k=5, map_at_k=7)):
+        assert evaluator.metric_names == list(evaluator(HashingEncoder()))
+
+
 def test_a_document_retrieves_itself():
     corpus = toy_corpus(num_docs=30)
     queries = {f"q{doc_id}": text for doc_id, text in corpus.items()}

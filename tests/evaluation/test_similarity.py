@@ -81,6 +81,9 @@ def test_build_evaluator_picks_it_for_scored_data():
     assert isinstance(evaluator, EmbeddingSimilarityEvaluator) and evaluator.primary_metric == "spearman_cosine"
     results = evaluator(HashingEncoder())
     assert set(results) == {"pearson_cosine", "spearman_cosine"} and all(np.isfinite(list(results.values())))
+    named = EmbeddingSimilarityEvaluator(["a", "b", "c"], ["b", "c", "a"], [1.0, 0.5, 0.0], name="sts",
+                                         similarities=("dot", "cosine"))
+    assert evaluator.metric_names == list(results) and named.metric_names == list(named(HashingEncoder()))
 
 
 def test_bad_inputs(monkeypatch, tmp_path):

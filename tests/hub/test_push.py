@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import fnmatch
 import json
+import shutil
 from pathlib import Path
 
 import huggingface_hub
 import pytest
 
+from tests.cli_checks import error_line
 from tests.hub.conftest import DUMMY_TOKEN, train_run
 from tests.models.test_dual_encoder import tiny_open_clip_arch  # noqa: F401  (a fixture)
 from textdml.cli import main
 from textdml.hub.push import push_to_hub
+from textdml.outputs import MARKER
 
 
 class FakeHub:
@@ -29,7 +33,10 @@ class FakeHub:
     def upload_folder(self, **kwargs):
         self.calls.append(("upload_folder", kwargs))
         folder = Path(kwargs["folder_path"])  # read now: a temporary staging folder is removed afterwards
-        self.uploaded = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        ignored = kwargs.get("ignore_patterns") or []  # as huggingface_hub filters them
+        files = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+        self.uploaded = {name: p.read_bytes() for name, p in files.items()
+                         if not any(fnmatch.fnmatch(name, pattern) for pattern in ignored)}
         return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{kwargs['repo_id']}/commit/1"})()
 
 
@@ -53,7 +60,7 @@ def test_push_sends_the_model_card_and_configs_but_no_run_files(run_dir, hub):
     assert upload["repo_id"] == "alice/tiny-model" and upload["revision"] == "v1" and upload["token"] == DUMMY_TOKEN
     assert {"model.safetensors", "modules.json", "config.json", "tokenizer.json", "README.md",
             "1_Pooling/config.json", "config_sentence_transformers.json"} <= set(hub.uploaded)
-    assert not any(n.startswith(("checkpoints", "tensorboard")) or n in ("metrics.jsonl", "run_config.json")
+    assert not any(n.startswith(("checkpoints", "tensorboard")) or n in ("metrics.jsonl", "run_config.json", MARKER)
                    for n in hub.uploaded)
     card = hub.uploaded["README.md"].decode()
     assert 'SentenceTransformer("alice/tiny-model")' in card and "path/to" not in card
@@ -67,7 +74,9 @@ def test_dry_run_writes_the_exact_folder_and_lists_it(run_dir, hub, capsys):
     assert "model.safetensors" in printed and "dry run: nothing was uploaded" in printed
     assert hub.calls == [] and (out / "model.safetensors").exists() and (out / "README.md").exists()
     push_to_hub(run_dir / "final", "alice/tiny-model")
-    assert set(hub.uploaded) == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    # The folder holds what is sent, plus the hidden marker by which a later push knows it as its own.
+    staged = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert set(hub.uploaded) == staged - {MARKER} and MARKER in staged
 
 
 def test_the_token_is_written_nowhere(tiny_model_dir, tmp_path, hub, monkeypatch):
@@ -168,7 +177,7 @@ def test_staging_never_empties_a_foreign_folder_and_a_dry_run_keeps_the_run(run_
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")
-    with pytest.raises(ValueError, match="holds something other than a staged model"):
+    with pytest.raises(FileExistsError, match="was not written by textdml push .*--output, or pass --force"):
         push_to_hub(run_dir / "final", "alice/tiny-model", dry_run=True, staging_dir=precious)
     assert (precious / "notes.txt").read_text() == "keep me"
     result = push_to_hub(run_dir / "final", "alice/tiny-model", dry_run=True)
@@ -182,3 +191,37 @@ def test_a_broken_card_is_named(run_dir, hub):
     with pytest.raises(ValueError, match=r"README.md is not a valid model card"):
         push_to_hub(run_dir / "final", "alice/tiny-model")
     assert hub.calls == []
+
+
+def test_a_dry_run_never_replaces_what_it_did_not_stage(run_dir, hub, tmp_path, capsys):
+    """Issue 20: --output naming another model folder (with a file of the user's) deleted it."""
+    other = tmp_path / "other-model"
+    shutil.copytree(run_dir / "final", other)
+    (other / "notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in other.rglob("*") if p.is_file()}
+    push = ["push", str(run_dir / "final"), "--repo-id", "alice/tiny-model", "--dry-run", "--output", str(other)]
+    assert main(push) == 2
+    line = error_line(capsys, "push")
+    assert str(other) in line and "was not written by textdml push" in line and "--force" in line
+    assert {p: p.read_bytes() for p in other.rglob("*") if p.is_file()} == before
+    assert main([*push, "--force"]) == 0  # asked for: replaced by the staged copy
+    assert not (other / "notes.txt").exists() and (other / MARKER).exists()
+    capsys.readouterr()
+    assert main(push) == 0  # its own staged folder: replaced again without --force
+
+    (other / "notes.txt").write_text("added after the dry run")
+    assert main(push) == 2 and "holds notes.txt, added or changed since textdml push wrote it" in error_line(capsys, "push")
+    (other / "notes.txt").unlink()
+    (other / "README.md").write_text("edited by hand")
+    assert main(push) == 2 and "holds README.md, added or changed" in error_line(capsys, "push")
+    assert (other / "README.md").read_text() == "edited by hand"
+
+
+@pytest.mark.parametrize("where", ["run", "model", "inside"])
+def test_staging_over_or_inside_the_model_is_refused_even_with_force(run_dir, hub, where, capsys):
+    output = {"run": run_dir, "model": run_dir / "final", "inside": run_dir / "final" / "staged"}[where]
+    weights = (run_dir / "final" / "model.safetensors").read_bytes()
+    assert main(["push", str(run_dir / "final"), "--repo-id", "alice/tiny-model", "--dry-run", "--output",
+                 str(output), "--force"]) == 2
+    assert "must be a folder apart from the model folder" in error_line(capsys, "push")
+    assert (run_dir / "final" / "model.safetensors").read_bytes() == weights and (run_dir / "metrics.jsonl").exists()

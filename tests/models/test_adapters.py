@@ -92,6 +92,35 @@ def test_merge_names_a_missing_base(tiny_model_dir, tmp_path):
         merge_adapter(tiny_model_dir, tmp_path / "merged")
 
 
+def test_merge_never_overwrites_what_it_did_not_write(tiny_model_dir, tmp_path, capsys):
+    """Issue 20: `textdml merge` wrote over another model's weights, or into the adapter folder."""
+    from tests.cli_checks import error_line
+    from textdml.cli import main
+
+    adapter = save_model(with_random_adapter(tiny_model_dir), tmp_path / "adapter", keep_adapter=True)
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    (other / "notes.txt").write_text("mine")
+    kept = {p: p.read_bytes() for root in (adapter, other) for p in root.rglob("*") if p.is_file()}
+    assert main(["merge", str(adapter), str(other)]) == 2
+    line = error_line(capsys, "merge")
+    assert str(other) in line and "was not written by textdml merge" in line and "--force" in line
+    for out in (adapter, adapter / "merged", tmp_path):  # the adapter folder, inside it, or holding it
+        assert main(["merge", str(adapter), str(out), "--force"]) == 2
+        assert "apart from the adapter folder" in error_line(capsys, "merge")
+    assert {p: p.read_bytes() for root in (adapter, other) for p in root.rglob("*") if p.is_file()} == kept
+
+    merged = tmp_path / "merged"
+    assert main(["merge", str(adapter), str(merged)]) == 0
+    assert main(["merge", str(adapter), str(merged)]) == 0  # its own earlier output is replaced
+    (merged / "notes.txt").write_text("added since")
+    assert main(["merge", str(adapter), str(merged)]) == 2 and "notes.txt, added or changed" in error_line(capsys, "merge")
+    assert main(["merge", str(adapter), str(other), "--force"]) == 0  # asked for
+    assert not (other / "notes.txt").exists()
+    np.testing.assert_allclose(Embedder.from_pretrained(other).encode(TEXTS),
+                               Embedder.from_pretrained(adapter).encode(TEXTS), atol=1e-5)
+
+
 def test_unknown_target_module_is_a_clear_error(tiny_model_dir):
     model = Embedder.from_pretrained(tiny_model_dir)
     with pytest.raises(ValueError, match="target_modules"):

@@ -93,3 +93,28 @@ def test_trainer_rejects_bad_arguments(tiny_embedder):
         Trainer(tiny_embedder, InfoNCELoss(), pairs(), args={"max_steps": 2})
     with pytest.raises(ValueError, match="no column for role 'anchor'"):
         Trainer(tiny_embedder, InfoNCELoss(), pairs(), args=TrainingConfig(max_steps=1)).train()
+
+
+def test_a_failing_trainer_run_leaves_the_run_it_would_replace(tiny_model_dir, tmp_path):
+    """Issue 20, through the Python API: overwrite_output_dir replaces the old run only once the new one saved."""
+    from tests.cli_checks import AlwaysNanLoss
+    from textdml.training.run_folder import PREVIOUS
+
+    columns = {"anchor": "question", "positive": "answer"}
+    Trainer(Embedder.from_pretrained(tiny_model_dir), InfoNCELoss(), pairs(), args=args(tmp_path, max_steps=2),
+            columns=columns).train()
+    before = weights(tmp_path)
+    again = {"max_steps": 2, "learning_rate": 5e-4, "overwrite_output_dir": True, "eval_steps": 1}
+    failing = [  # a metric textdml's evaluator does not compute fails before anything moves; the others fail later
+        ({"eval_dataset": pairs(8)}, {"metric_for_best_model": "ndcg@11"}, ValueError, "not among the evaluation"),
+        ({"evaluator": lambda model: {"score": 1.0}}, {"metric_for_best_model": "ndcg@10"}, KeyError, "'score'"),
+        ({"loss": AlwaysNanLoss()}, {"preflight": False}, ValueError, "the loss is nan at step 1"),
+    ]
+    for trainer_kwargs, settings, error, match in failing:
+        kwargs = {"loss": InfoNCELoss(), "columns": columns, **trainer_kwargs}
+        with pytest.raises(error, match=match):
+            Trainer(Embedder.from_pretrained(tiny_model_dir), train_dataset=pairs(),
+                    args=args(tmp_path, **again, **settings), **kwargs).train()
+        assert not (tmp_path / PREVIOUS).exists()
+        for key, value in weights(tmp_path).items():
+            assert torch.equal(value, before[key]), key

@@ -28,6 +28,9 @@ from textdml.diagnostics.snapshot import EvalSnapshot
 logger = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
+TITLE_START = "textdml run: "
+# How every report page begins: what `textdml report` may overwrite (see check_report_path).
+PAGE_START = f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{TITLE_START}'
 MAX_EVAL_PLOTS = 12
 MAX_COLOURED_GROUPS = 60  # above this a colour per class says nothing
 
@@ -93,17 +96,34 @@ def collect_report(run_dir: str | Path) -> dict[str, Any]:
     }
 
 
-def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
+def write_report(run_dir: str | Path, output: str | Path | None = None, force: bool = False) -> Path:
     """Write the HTML report of a run folder (default ``<run_dir>/report.html``); returns its path.
+
+    An existing ``output`` is overwritten only when it is a report page itself, or with ``force``.
 
     Raises:
         FileNotFoundError: the folder or its ``metrics.jsonl`` does not exist.
+        FileExistsError: ``output`` is something else than a report page (a model's weights...).
     """
+    path = Path(output) if output is not None else Path(run_dir) / REPORT_NAME
+    check_report_path(path, force)
     data = collect_report(run_dir)
-    page = render(data)
-    path = Path(output) if output is not None else data["run_dir"] / REPORT_NAME
-    path.write_text(page, encoding="utf-8")
+    path.write_text(render(data), encoding="utf-8")
     return path
+
+
+def check_report_path(path: Path, force: bool) -> None:
+    from textdml.outputs import refuse
+
+    if path.is_dir():
+        raise IsADirectoryError(f"report output {str(path)!r} is a folder: name a file, e.g. {path / REPORT_NAME}")
+    if path.exists() and not force and not is_report_page(path):
+        raise refuse(path, "exists and is not a report textdml wrote", "name another file with --output")
+
+
+def is_report_page(path: Path) -> bool:
+    with open(path, "rb") as file:
+        return file.read(len(PAGE_START)) == PAGE_START.encode()
 
 
 def figure(title: str, uri: str, caption: str = "") -> str:
@@ -151,11 +171,12 @@ def render(data: dict[str, Any]) -> str:
         notes.append("No eval-set snapshot in diagnostics/: similarity histograms and the projection are missing.")
     if data["preflight"] is not None:
         sections.append(preflight_table(data["preflight"]))
-    title = f"textdml run: {(config.get('training') or {}).get('run_name') or data['run_dir'].name}"
+    name = (config.get("training") or {}).get("run_name") or data["run_dir"].name
+    title = f"{TITLE_START}{name}"
     summary = run_summary(config, train, last_step, total, data["finished"])
     body = "\n".join([f"<h1>{html.escape(title)}</h1>", summary,
                       *[f"<p class=\"note\">{html.escape(n)}</p>" for n in notes], *sections])
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+    return (f"{PAGE_START}{html.escape(name)}</title>"
             f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 

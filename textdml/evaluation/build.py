@@ -41,7 +41,11 @@ class LabelledRetrievalEvaluator:
     primary_metric = "recall@1"
 
     def __init__(self, texts: list[str], labels: list[Any], name: str = "", batch_size: int = 64):
+        from textdml.evaluation.labelled import labelled_metric_names
+
         self.texts, self.labels, self.name, self.batch_size = texts, labels, name, batch_size
+        prefix = f"{name}_" if name else ""
+        self.metric_names = [f"{prefix}{key}" for key in labelled_metric_names()]
 
     def __call__(self, model: Any) -> dict[str, float]:
         import torch
@@ -115,6 +119,8 @@ class CombinedEvaluator:
     def __init__(self, evaluators: list[Any]):
         self.evaluators = evaluators
         self.primary_metric = evaluators[0].primary_metric
+        names = [getattr(evaluator, "metric_names", None) for evaluator in evaluators]
+        self.metric_names = None if None in names else [key for part in names for key in part]
 
     def __call__(self, model: Any) -> dict[str, float]:
         results: dict[str, float] = {}

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from textdml.evaluation.labelled import labelled_retrieval_metrics
+from textdml.evaluation.labelled import labelled_metric_names, labelled_retrieval_metrics
 
 
 def recall_at_k(scores: torch.Tensor, correct: torch.Tensor, ks: Sequence[int]) -> dict[int, float]:
@@ -37,6 +37,8 @@ class ImageTextRetrievalEvaluator:
             raise ValueError(f"need one caption per image, got {len(images)} images and {len(texts)} captions")
         self.images, self.texts, self.name, self.ks, self.batch_size = images, texts, name, tuple(ks), batch_size
         self.primary_metric = prefixed({"mean_recall": 0.0}, name).popitem()[0]
+        self.metric_names = list(prefixed(dict.fromkeys([*(f"{way}_recall@{k}" for way in ("i2t", "t2i") for k in self.ks),
+                                                         "mean_recall"]), name))
 
     def __call__(self, model: Any) -> dict[str, float]:
         image_vectors = F.normalize(model.encode_images(self.images, batch_size=self.batch_size, convert_to="torch"), dim=-1)
@@ -63,6 +65,7 @@ class ZeroShotEvaluator:
         self.classes = sorted(set(labels), key=str)
         self.class_names = class_names or {c: str(c) for c in self.classes}
         self.primary_metric = prefixed({"zero_shot_top1": 0.0}, name).popitem()[0]
+        self.metric_names = list(prefixed(dict.fromkeys(["zero_shot_top1", "zero_shot_top5"]), name))
 
     def __call__(self, model: Any) -> dict[str, float]:
         prompts = [template.format(self.class_names[c]) for c in self.classes for template in self.templates]
@@ -83,6 +86,7 @@ class LabelledImageEvaluator:
     def __init__(self, images: list[Any], labels: list[Any], name: str = "", batch_size: int = 64):
         self.images, self.labels, self.name, self.batch_size = images, labels, name, batch_size
         self.primary_metric = prefixed({"recall@1": 0.0}, name).popitem()[0]
+        self.metric_names = list(prefixed(dict.fromkeys(labelled_metric_names()), name))
 
     def __call__(self, model: Any) -> dict[str, float]:
         vectors = model.encode_images(self.images, batch_size=self.batch_size, convert_to="torch").float()

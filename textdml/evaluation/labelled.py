@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 Distance = Literal["cosine", "euclidean", "dot"]
+DEFAULT_KS = (1, 2, 4, 8)  # the K of Recall@K
 
 
 def as_class_ids(labels: torch.Tensor | np.ndarray | Sequence) -> torch.Tensor:
@@ -91,10 +92,15 @@ def clustering_nmi(embeddings: torch.Tensor, labels: torch.Tensor, seed: int) ->
 
 
 @torch.no_grad()
+def labelled_metric_names(ks: Sequence[int] = DEFAULT_KS, compute_nmi: bool = True) -> list[str]:
+    """The keys ``labelled_retrieval_metrics`` returns for these arguments."""
+    return [*(f"recall@{k}" for k in ks), "map@r", "r_precision", *(["nmi"] if compute_nmi else [])]
+
+
 def labelled_retrieval_metrics(
     embeddings: torch.Tensor | np.ndarray,
     labels: torch.Tensor | np.ndarray | Sequence,
-    ks: Sequence[int] = (1, 2, 4, 8),
+    ks: Sequence[int] = DEFAULT_KS,
     distance: Distance = "cosine",
     chunk_size: int = 4096,
     *,

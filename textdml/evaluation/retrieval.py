@@ -333,6 +333,16 @@ class InformationRetrievalEvaluator:
         self.primary_metric = f"{name}_ndcg@{ndcg_at_k}" if name else f"ndcg@{ndcg_at_k}"
 
     @property
+    def metric_names(self) -> list[str]:
+        """The keys ``__call__`` returns: ``training.metric_for_best_model`` is checked against them."""
+        names = query_metrics([], {""}, self.k_values, self.mrr_at_k, self.ndcg_at_k, self.map_at_k)
+        return [key for dim in [None, *self.truncate_dims] for key in prefix_metrics(names, self.size_name(dim))]
+
+    def size_name(self, dim: int | None) -> str:
+        """The prefix of the metrics of vectors cut to ``dim`` (None: full size)."""
+        return self.name if dim is None else "_".join(part for part in (self.name, f"dim{dim}") if part)
+
+    @property
     def max_k(self) -> int:
         return max(*self.k_values, self.mrr_at_k, self.ndcg_at_k, self.map_at_k)
 
@@ -346,8 +356,7 @@ class InformationRetrievalEvaluator:
         for dim, hits in self.search_at_sizes(model).items():
             metrics = compute_metrics(hits, self.relevant_docs, self.k_values, self.mrr_at_k, self.ndcg_at_k,
                                       self.map_at_k)
-            name = self.name if dim is None else "_".join(part for part in (self.name, f"dim{dim}") if part)
-            results.update(prefix_metrics(metrics, name))
+            results.update(prefix_metrics(metrics, self.size_name(dim)))
         logger.debug("Information retrieval %s (%d queries, %d documents):\n%s",
                     self.name, len(self.query_ids), len(self.corpus), format_table(results))
         return results

@@ -78,6 +78,7 @@ class EmbeddingSimilarityEvaluator:
         self.name, self.batch_size, self.similarities = name, batch_size, tuple(similarities)
         prefix = f"{name}_" if name else ""
         self.primary_metric = f"{prefix}spearman_{self.similarities[0]}"
+        self.metric_names = [f"{prefix}{kind}_{name_}" for name_ in self.similarities for kind in ("pearson", "spearman")]
 
     def __call__(self, model: Any) -> dict[str, float]:
         # Word-similarity sets repeat their words: embed each distinct text once.

@@ -3,7 +3,8 @@
 What is uploaded is first written to a staging folder: the model's weights (or its adapter),
 configs, tokenizer and card, without checkpoints, tracker logs or run files, with every local
 path replaced by a Hub id (the card's ``base_model``, an adapter's ``base_model_name_or_path``).
-``dry_run`` stops there and leaves that exact folder to look at. The token comes from where
+``dry_run`` stops there and leaves that exact folder to look at; its hidden ``.textdml-output``
+marker (never uploaded) lets a later push replace it, and nothing else. The token comes from where
 ``huggingface_hub`` keeps it (``HF_TOKEN``, ``hf auth login``) and is written nowhere.
 """
 
@@ -21,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from textdml.hub.base_model import hub_id_for, is_local_path, looks_like_hub_id, scrub_paths
+from textdml.outputs import MARKER, check_apart, seal_output_folder, start_output_folder
 
 logger = logging.getLogger(__name__)
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 # Training by-products that do not belong in a model repository.
 EXCLUDE = ("checkpoints", ".partial-*", "tensorboard", "mlruns", "wandb", "trackio", "metrics.jsonl",
-           "run_config.json", "__pycache__", ".cache", ".git", "*.lock", ".DS_Store")
+           "run_config.json", "__pycache__", ".cache", ".git", "*.lock", ".DS_Store", MARKER)
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml")
 # Vocabularies: their strings are tokens, never paths, and are left exactly as they are.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "special_tokens_map.json", "added_tokens.json")
@@ -80,17 +82,15 @@ def excluded(relative: str) -> bool:
     return any(fnmatch.fnmatch(part, pattern) for part in parts for pattern in EXCLUDE)
 
 
-def stage_folder(model_dir: Path, staging: Path, repo_id: str, base_model: str | None = None) -> list[tuple[str, int]]:
-    """Copy what belongs in the repository to ``staging`` and make it public-safe; returns its files."""
-    if staging.exists():
-        if staging.resolve() == model_dir.resolve() or model_dir.resolve() in staging.resolve().parents:
-            raise ValueError(f"the staging folder {staging} must be outside the model folder {model_dir}")
-        if any(staging.iterdir()) and not any((staging / marker).exists() for marker in MODEL_MARKERS):
-            # Only an earlier staged model is replaced: never empty a folder of something else.
-            raise ValueError(f"the staging folder {staging} exists and holds something other than a staged model: "
-                             "name a new or empty folder")
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+def stage_folder(model_dir: Path, staging: Path, repo_id: str, base_model: str | None = None,
+                 force: bool = False) -> list[tuple[str, int]]:
+    """Copy what belongs in the repository to ``staging`` and make it public-safe; returns its files.
+
+    ``staging`` is made anew: missing, empty, or a folder staged earlier (its marker lists every
+    file, unchanged since); anything else is refused unless ``force``.
+    """
+    check_apart(staging, model_dir, "staging folder", "model folder")
+    start_output_folder(staging, "textdml push", force=force, instead="name a new folder with --output")
     for path in sorted(model_dir.rglob("*")):
         relative = path.relative_to(model_dir).as_posix()
         if path.is_dir() or excluded(relative):
@@ -107,7 +107,9 @@ def stage_folder(model_dir: Path, staging: Path, repo_id: str, base_model: str |
             scrub_json_file(file)
     readme = staging / "README.md"
     readme.write_text(scrub_paths(readme.read_text(), [str(model_dir), str(model_dir.resolve()), str(Path.cwd())]))
-    return [(p.relative_to(staging).as_posix(), p.stat().st_size) for p in sorted(staging.rglob("*")) if p.is_file()]
+    seal_output_folder(staging)
+    return [(p.relative_to(staging).as_posix(), p.stat().st_size) for p in sorted(staging.rglob("*"))
+            if p.is_file() and p.name != MARKER]
 
 
 def scrub_json_file(file: Path) -> None:
@@ -215,7 +217,7 @@ def fix_card(staging: Path, repo_id: str, base: str | None) -> None:
 
 def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
                 token: str | None = None, dry_run: bool = False, staging_dir: str | os.PathLike | None = None,
-                commit_message: str | None = None, base_model: str | None = None) -> PushResult:
+                commit_message: str | None = None, base_model: str | None = None, force: bool = False) -> PushResult:
     """Upload a saved textdml / sentence-transformers model folder to ``repo_id`` on the Hub.
 
     Args:
@@ -228,6 +230,8 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = F
         staging_dir: where to stage (default a temporary folder, or ``<model_dir>-hub`` for a dry run).
         commit_message: the commit message (default "Upload <name> with textdml").
         base_model: the Hub id of the base model, when the card and adapter cannot tell it.
+        force: replace ``staging_dir`` (or ``<model_dir>-hub``) even when it holds something textdml
+            push did not stage there (a staged folder of an earlier push is replaced anyway).
 
     Returns:
         The staged folder, its files, and (unless a dry run) the commit URL.
@@ -246,7 +250,7 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = F
     else:
         staging = Path(tempfile.mkdtemp(prefix="textdml-push-")) / "repo"
     try:
-        files = stage_folder(model_dir, staging, repo_id, base_model)
+        files = stage_folder(model_dir, staging, repo_id, base_model, force)
         if found_token:
             leaking = [name for name, _ in files if (staging / name).suffix in TEXT_SUFFIXES
                        and found_token in (staging / name).read_text(errors="replace")]
@@ -260,7 +264,7 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = F
         if revision:
             huggingface_hub.create_branch(repo_id, branch=revision, exist_ok=True, token=found_token)
         commit = huggingface_hub.upload_folder(
-            repo_id=repo_id, folder_path=str(staging), revision=revision, token=found_token,
+            repo_id=repo_id, folder_path=str(staging), revision=revision, token=found_token, ignore_patterns=[MARKER],
             commit_message=commit_message or f"Upload {model_dir.name} with textdml",
         )
     finally:

@@ -303,15 +303,34 @@ def transformer_folder(folder: Path) -> Path:
     return folder
 
 
-def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
-    """Load an adapter save with its base, fold the adapter into the weights, write the full model."""
-    from textdml.models.embedder import Embedder
+def merge_adapter(adapter_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
+    """Load an adapter save with its base, fold the adapter into the weights, write the full model.
 
-    adapter_dir = Path(adapter_dir)
+    ``out_dir`` must be new, empty, or an earlier merge's output that nobody changed since (see
+    ``textdml.outputs``); ``force`` replaces whatever is there.
+    """
+    from textdml.outputs import check_apart, check_replaceable, seal_output_folder, start_output_folder
+
+    adapter_dir, out = Path(adapter_dir), Path(out_dir)
     if not adapter_dir.is_dir():
         raise FileNotFoundError(f"adapter folder {str(adapter_dir)!r} does not exist")
+    check_apart(out, adapter_dir, "merged model folder", "adapter folder")
+    replace = {"command": "textdml merge", "force": force, "instead": "name a new folder for the merged model"}
+    check_replaceable(out, **replace)  # before the slow load; the folder is replaced only after it
     if is_dual_adapter_folder(adapter_dir):
-        return save_model(load_dual_adapter(adapter_dir), Path(out_dir))
+        save_model(load_dual_adapter(adapter_dir), start_output_folder(out, **replace))
+    else:
+        merge_text_adapter(adapter_dir, out, replace)
+    seal_output_folder(out)
+    logger.info("merged the adapter of %s into its base; wrote %s", adapter_dir, out)
+    return out
+
+
+def merge_text_adapter(adapter_dir: Path, out: Path, replace: dict[str, Any]) -> None:
+    """``merge_adapter`` of an ``Embedder``'s adapter save: the merged model, its config and card."""
+    from textdml.models.embedder import Embedder
+    from textdml.outputs import start_output_folder
+
     if not is_adapter_folder(adapter_dir):
         raise ValueError(f"{adapter_dir} has no {ADAPTER_CONFIG}: it is not an adapter save (train with "
                          "model.lora and training.save_adapter=true)")
@@ -319,8 +338,7 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
         raise ValueError(f"{adapter_dir} is a PEFT adapter without a sentence-transformers modules.json: textdml "
                          "merges the adapter saves it writes (training.save_adapter=true)")
     embedder = Embedder.from_pretrained(adapter_dir)
-    out = Path(out_dir)
-    embedder.save_pretrained(out)  # merges the PeftModel
+    embedder.save_pretrained(start_output_folder(out, **replace))  # merges the PeftModel
     textdml_file = out / "textdml_config.json"
     textdml_config = json.loads(textdml_file.read_text())
     textdml_config["merged_from_adapter"] = {"base_model": adapter_base(adapter_dir)}
@@ -330,5 +348,3 @@ def merge_adapter(adapter_dir: str | Path, out_dir: str | Path) -> Path:
         from textdml.hub.model_card import merged_card
 
         (out / "README.md").write_text(merged_card(readme.read_text()))
-    logger.info("merged the adapter of %s into its base; wrote %s", adapter_dir, out)
-    return out

@@ -28,7 +28,7 @@ from accelerate import Accelerator
 from accelerate.utils.other import load as accelerate_load
 
 from textdml.errors import first_line, is_disk_full, is_kind
-from textdml.training.run_folder import RUN_CONFIG, write_json_atomic
+from textdml.training.run_folder import RUN_CONFIG, discard_previous_run, write_json_atomic
 
 STATE_FILE = "trainer_state.json"
 LOW_DISK_BYTES = 64 << 20  # a write that failed with less free space than this failed for lack of it
@@ -109,6 +109,7 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: TrainerSt
             partial.rename(final)
     if accelerator.is_main_process:
         rotate_checkpoints(output_dir, total_limit, keep)
+        discard_previous_run(output_dir)  # this run has a checkpoint: a run it replaces goes now
     accelerator.wait_for_everyone()
     return final
 

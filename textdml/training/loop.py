@@ -269,27 +269,30 @@ def train(
     """
     t = config.training
     hub_token = check_push_target(t)  # a bad repo id or a missing token fails now, not after the training
+    check_best_metric(t.metric_for_best_model, evaluator)
     accelerator = accelerator or create_accelerator(t)
     check_process_group(accelerator)
     stamp = stamp_run_folder(config, accelerator)  # before anything is loaded or written
-    set_seed(t.seed)
-    with quiet_progress_bars(not t.show_progress_bar):  # transformers' and datasets' loading bars too
-        embedder = embedder or create_model(config.model)
-        if t.save_adapter and is_dual_encoder(embedder):  # fail now, not at the final save
-            from textdml.models.adapters import check_reproducible_base
+    # A run replacing another (overwrite_output_dir) that fails before its first checkpoint puts it back.
+    with run_folder.previous_run_restored_on_failure(Path(t.output_dir), accelerator.is_main_process):
+        set_seed(t.seed)
+        with quiet_progress_bars(not t.show_progress_bar):  # transformers' and datasets' loading bars too
+            embedder = embedder or create_model(config.model)
+            if t.save_adapter and is_dual_encoder(embedder):  # fail now, not at the final save
+                from textdml.models.adapters import check_reproducible_base
 
-            check_reproducible_base(getattr(embedder, "base_spec", None) or {})
-        dual = is_dual_encoder(embedder)
-        loss_name = config.loss.get("name") or config.loss.get("target")
-        loss_cls_kinds = loss_input_kinds(config.loss)
-        prepare = prepare_image_data if dual else prepare_training_data
-        if config.mine is not None and train_dataset is None and not dual:
-            train_dataset = mine_before_training(config, embedder, accelerator)
-        data = prepare(config, embedder, loss_cls_kinds, loss_name, train_dataset)
-    loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
-                      num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
-    return run_training(config, embedder, loss, build_miner(config.miner), data, evaluator=evaluator,
-                        accelerator=accelerator, stamp=stamp, callbacks=callbacks, hub_token=hub_token)
+                check_reproducible_base(getattr(embedder, "base_spec", None) or {})
+            dual = is_dual_encoder(embedder)
+            loss_name = config.loss.get("name") or config.loss.get("target")
+            loss_cls_kinds = loss_input_kinds(config.loss)
+            prepare = prepare_image_data if dual else prepare_training_data
+            if config.mine is not None and train_dataset is None and not dual:
+                train_dataset = mine_before_training(config, embedder, accelerator)
+            data = prepare(config, embedder, loss_cls_kinds, loss_name, train_dataset)
+        loss = build_loss(config.loss, embedding_size=embedder.embedding_dim,
+                          num_classes=len(data.label_ids) if data.label_ids else None, model=embedder)
+        return run_training(config, embedder, loss, build_miner(config.miner), data, evaluator=evaluator,
+                            accelerator=accelerator, stamp=stamp, callbacks=callbacks, hub_token=hub_token)
 
 
 def check_push_target(t: TrainingConfig) -> str | None:
@@ -302,6 +305,20 @@ def check_push_target(t: TrainingConfig) -> str | None:
     return find_token(None)
 
 
+def check_best_metric(metric: str | None, evaluator: Evaluator | None) -> None:
+    """A ``metric_for_best_model`` the evaluator does not compute fails now, not at the first
+    evaluation, which may come after hours of training. textdml's evaluators list their
+    ``metric_names``; any other evaluator is checked at its first evaluation."""
+    names = getattr(evaluator, "metric_names", None)
+    if metric is not None and names is not None and metric not in names:
+        raise ValueError(unknown_metric_message(metric, names))
+
+
+def unknown_metric_message(metric: str, names: Any) -> str:
+    return (f"training.metric_for_best_model {metric!r} is not among the evaluation metrics {sorted(names)}: "
+            "pick one of them (or null for the evaluator's primary metric)")
+
+
 @dataclass
 class RunStamp:
     """What identifies a run in its folder: the redacted config, its identity and fingerprint."""
@@ -310,19 +327,27 @@ class RunStamp:
     identity: dict[str, Any]
     fingerprint: str
 
+    @classmethod
+    def of(cls, config: RunConfig) -> RunStamp:
+        config_dict = redact(to_dict(config))
+        identity = run_folder.run_identity(config_dict)
+        return cls(config_dict, identity, run_folder.config_fingerprint(identity))
+
 
 def stamp_run_folder(config: RunConfig, accelerator: Accelerator) -> RunStamp:
     """Check that ``training.output_dir`` holds this run only (see ``run_folder``) and stamp it."""
     t = config.training
     output_dir = Path(t.output_dir)
-    config_dict = redact(to_dict(config))
-    identity = run_folder.run_identity(config_dict)
-    fingerprint = run_folder.config_fingerprint(identity)
-    run_folder.prepare_run_folder(output_dir, fingerprint, identity, resume=t.resume_from_checkpoint,
+    stamp = RunStamp.of(config)
+    if accelerator.is_main_process:  # a run killed while replacing another one: keep it, or the other
+        run_folder.recover_previous_run(output_dir, saved=bool(checkpoint_dirs(output_dir)) or
+                                        (output_dir / "final").is_dir())
+    accelerator.wait_for_everyone()
+    run_folder.prepare_run_folder(output_dir, stamp.fingerprint, stamp.identity, resume=t.resume_from_checkpoint,
                                   overwrite=t.overwrite_output_dir, force_resume=t.force_resume,
                                   checkpoints=checkpoint_dirs(output_dir), is_main=accelerator.is_main_process)
     accelerator.wait_for_everyone()
-    return RunStamp(config_dict, identity, fingerprint)
+    return stamp
 
 
 def run_training(config: RunConfig, model: Any, loss: Any, miner: Any, data: TrainingData, *,
@@ -335,13 +360,17 @@ def run_training(config: RunConfig, model: Any, loss: Any, miner: Any, data: Tra
     """
     # The training bar is the only bar of a run (none with show_progress_bar=false): saving and
     # evaluating inside it draw no bars of their own, and each evaluation prints one line above it.
-    stamp = stamp or stamp_run_folder(config, accelerator)
-    if config.training.push_to_hub and hub_token is None:
-        hub_token = check_push_target(config.training)
-    callback_list = create_callbacks(config.training.callbacks, callbacks or [])
-    with quiet_progress_bars():
-        return _training_loop(config, model, loss, miner, data, evaluator, accelerator, stamp, callback_list,
-                              hub_token)
+    if stamp is None:  # the Trainer's path (train() checked and stamped before loading)
+        check_best_metric(config.training.metric_for_best_model, evaluator)
+        stamp = stamp_run_folder(config, accelerator)
+    output_dir = Path(config.training.output_dir)
+    with run_folder.previous_run_restored_on_failure(output_dir, accelerator.is_main_process):
+        if config.training.push_to_hub and hub_token is None:
+            hub_token = check_push_target(config.training)
+        callback_list = create_callbacks(config.training.callbacks, callbacks or [])
+        with quiet_progress_bars():
+            return _training_loop(config, model, loss, miner, data, evaluator, accelerator, stamp, callback_list,
+                                  hub_token)
 
 
 def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data: TrainingData,
@@ -406,6 +435,7 @@ def _training_loop(config: RunConfig, embedder: Any, loss: Any, miner: Any, data
         log.records = run_folder.truncate_metrics(log.path, state.global_step)
     unwrapped = accelerator.unwrap_model(task)
     diagnostics = RunDiagnostics(config, unwrapped, data, evaluator, output_dir, accelerator, is_sharded(accelerator))
+
     diagnostics.start()
     best_dir = output_dir / "best"
     if evaluator is not None and t.eval_on_start and state.global_step == 0:  # a resumed run has its step 0
@@ -561,6 +591,7 @@ def finish_run(config: RunConfig, evaluator: Evaluator | None, unwrapped: Any, t
                                                            "textdml_dual_adapter.json")):
             write_model_card(best_dir, config, unwrapped.loss, log.records, summary=summary)
         log.saved(final_dir, "final", state)
+        run_folder.discard_previous_run(output_dir)  # this run has its model: a run it replaces goes now
         if stop.signum is None:  # a stop request skips what comes after the model itself
             diagnostics.finish(final_embedder)
         if t.push_to_hub and stop.signum is None:
@@ -677,7 +708,7 @@ def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState
     log.callbacks.on_evaluate(results, state)  # after the line: what a callback prints comes next
     if metric is not None and track_best:
         if metric not in results:
-            raise KeyError(f"metric_for_best_model {metric!r} is not among the evaluation results {sorted(results)}")
+            raise KeyError(unknown_metric_message(metric, results))
         if state.best_metric is None or results[metric] > state.best_metric:
             state.best_metric, state.best_step = results[metric], state.global_step
             from textdml.models.adapters import save_model

@@ -3,8 +3,14 @@ checkpoint, atomic folder and file writes, and ``metrics.jsonl`` kept in step wi
 
 Two runs sharing a folder would mix: checkpoint rotation keeps the highest step numbers (another
 run's), and ``resume_from_checkpoint=latest`` would resume the other run. So a folder that holds
-another run is an error unless ``training.overwrite_output_dir=true`` (which clears what the old
-run left), and a checkpoint written by another config is refused unless ``training.force_resume=true``.
+another run is an error unless ``training.overwrite_output_dir=true``, and a checkpoint written by
+another config is refused unless ``training.force_resume=true``.
+
+``overwrite_output_dir`` replaces the old run only once the new one has something to show: what the
+old run wrote is moved into ``<output_dir>/.previous-run`` and deleted when the new run saves its
+first checkpoint (or its final model). A new run that fails before that (a typo in the loss, a
+missing file, a wrong column or metric name, a crash at step 1) puts the old run back; after a
+kill, the next start in the folder does.
 
 The fingerprint covers what changes the trained weights (model, data, loss, miner, optimisation);
 operational settings (where to save, how often to log, evaluate or checkpoint, progress bars,
@@ -23,13 +29,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from textdml.outputs import remove_path
+
 logger = logging.getLogger(__name__)
 
 RUN_STAMP = "run.json"
 RUN_CONFIG = "run_config.json"
 METRICS = "metrics.jsonl"
-# What a run writes into its folder; overwrite_output_dir clears exactly these, never anything else.
+# What a run writes into its folder: a folder holding one of these holds a run.
 RUN_ARTIFACTS = ("checkpoints", "final", "best", METRICS, "tensorboard", RUN_STAMP, RUN_CONFIG)
+# overwrite_output_dir replaces exactly these (the artifacts and the diagnostics), never anything else.
+RUN_FILES = (*RUN_ARTIFACTS, "diagnostics", "preflight.json", "report.html")
+PREVIOUS = ".previous-run"  # the replaced run, until the new one saves its first checkpoint
 # Dotted keys (or prefixes) that do not change the weights a run produces.
 OPERATIONAL = ("training.output_dir", "training.run_name", "training.eval_on_start",
                "training.resume_from_checkpoint", "training.overwrite_output_dir",
@@ -103,9 +114,19 @@ def check_output_dir(output_dir: Path) -> None:
                              "(it is created if missing)")
 
 
+def describe_other_run(output_dir: Path, fingerprint: str, identity: dict[str, Any]) -> str | None:
+    """What another config's run left in ``output_dir`` (``"final, metrics.jsonl; its config differs:
+    ..."``), or None when the folder holds no run, or one of this config."""
+    present = present_artifacts(output_dir)
+    stamp = read_json(output_dir / RUN_STAMP)
+    if not present or stamp is None or stamp.get("config_sha256") == fingerprint:
+        return None
+    return f"{', '.join(present)}; its config differs: {describe_differences(saved_identity(output_dir), identity)}"
+
+
 def prepare_run_folder(output_dir: Path, fingerprint: str, identity: dict[str, Any], *, resume: str | None,
                        overwrite: bool, force_resume: bool, checkpoints: list[Path], is_main: bool) -> None:
-    """Refuse (or, with ``overwrite``, clear) a folder that holds another run, before anything is written.
+    """Refuse (or, with ``overwrite``, set aside) a folder that holds another run, before anything is written.
 
     Args:
         output_dir: the run folder.
@@ -115,31 +136,26 @@ def prepare_run_folder(output_dir: Path, fingerprint: str, identity: dict[str, A
         overwrite: ``training.overwrite_output_dir``.
         force_resume: ``training.force_resume``.
         checkpoints: the complete checkpoints in the folder, oldest first.
-        is_main: only the main process deletes.
+        is_main: only the main process moves and deletes.
     """
     check_output_dir(output_dir)
     if is_main:
         remove_partials(output_dir)
-    stamp = read_json(output_dir / RUN_STAMP)
-    present = present_artifacts(output_dir)
-    if not present:
-        return
-    other = stamp is not None and stamp.get("config_sha256") != fingerprint
-    if other and not (resume is not None and checkpoints and force_resume):
+    other = describe_other_run(output_dir, fingerprint, identity)
+    if other is not None and not (resume is not None and checkpoints and force_resume):
         if overwrite:
-            clear_run(output_dir, is_main)
+            set_aside_run(output_dir, is_main)
             return
-        differs = describe_differences(saved_identity(output_dir), identity)
         raise RunFolderError(
-            f"training.output_dir {str(output_dir)!r} holds another run ({', '.join(present)}; its config differs: "
-            f"{differs}). Mixing them would rotate away this run's checkpoints and resume the other one: choose a "
-            "new training.output_dir, set training.overwrite_output_dir=true to delete the old run"
+            f"training.output_dir {str(output_dir)!r} holds another run ({other}). Mixing them would rotate away "
+            "this run's checkpoints and resume the other one: choose a new training.output_dir, set "
+            "training.overwrite_output_dir=true to replace the old run"
             + (", or training.force_resume=true to continue the old checkpoints with this config" if checkpoints
                and resume is not None else "")
         )
     if checkpoints and resume is None:
         if overwrite:
-            clear_run(output_dir, is_main)
+            set_aside_run(output_dir, is_main)
             return
         raise RunFolderError(
             f"training.output_dir {str(output_dir)!r} already holds checkpoints of this run (up to "
@@ -148,17 +164,57 @@ def prepare_run_folder(output_dir: Path, fingerprint: str, identity: dict[str, A
         )
 
 
-def clear_run(output_dir: Path, is_main: bool) -> None:
-    """Delete what a previous run wrote (only the names a run writes)."""
+def set_aside_run(output_dir: Path, is_main: bool) -> None:
+    """Move what the previous run wrote (only the names a run writes) into ``.previous-run``."""
     if not is_main:
         return
-    logger.warning("training.overwrite_output_dir: deleting the previous run in %s", output_dir)
-    for name in RUN_ARTIFACTS:
+    aside = output_dir / PREVIOUS
+    logger.warning("training.overwrite_output_dir: the previous run in %s is moved to %s and deleted when this run "
+                   "saves its first checkpoint", output_dir, aside)
+    aside.mkdir()
+    for name in RUN_FILES:
         path = output_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+        if path.exists() or path.is_symlink():
+            path.rename(aside / name)
+
+
+def discard_previous_run(output_dir: Path) -> None:
+    """This run saved a checkpoint or model: the run it replaces goes (main process only)."""
+    aside = output_dir / PREVIOUS
+    if aside.exists():
+        shutil.rmtree(aside)
+        logger.debug("this run saved a checkpoint or its final model: deleted the previous run (%s)", aside)
+
+
+def restore_previous_run(output_dir: Path) -> None:
+    """This run stopped before saving anything: remove what it wrote, put the previous run back."""
+    aside = output_dir / PREVIOUS
+    if not aside.is_dir():
+        return
+    for name in RUN_FILES:
+        remove_path(output_dir / name)
+    for path in aside.iterdir():
+        path.rename(output_dir / path.name)
+    aside.rmdir()
+    logger.warning("this run stopped before its first checkpoint: the previous run is back in %s", output_dir)
+
+
+def recover_previous_run(output_dir: Path, saved: bool) -> None:
+    """A run killed while replacing another: keep the new run if it ``saved`` a checkpoint or model,
+    else put the previous run back (main process only, before anything else looks at the folder)."""
+    if (output_dir / PREVIOUS).is_dir():
+        (discard_previous_run if saved else restore_previous_run)(output_dir)
+
+
+@contextlib.contextmanager
+def previous_run_restored_on_failure(output_dir: Path, is_main: bool) -> Iterator[None]:
+    """Put a set-aside previous run back when the body fails before this run saved anything."""
+    try:
+        yield
+    except BaseException:
+        if is_main:
+            restore_previous_run(output_dir)
+        raise
 
 
 def check_checkpoint_run(checkpoint: Path, fingerprint: str, identity: dict[str, Any], force: bool) -> None:
