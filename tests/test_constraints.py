@@ -4,10 +4,10 @@ so a fresh machine gets the versions the suite last passed with (issue 20)."""
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

@@ -154,8 +154,8 @@ def test_recipe_prompts_reach_index_and_search(recipe, tiny_model_dir, tmp_path,
 
 
 def test_prompts_for_an_image_text_model_are_an_error(recipe, tmp_path, capsys, monkeypatch):
-    from tests.fakes_vision import ColourDualEncoder
     import textdml.models.loading
+    from tests.fakes_vision import ColourDualEncoder
 
     monkeypatch.setattr(textdml.models.loading, "load_model", lambda path: ColourDualEncoder())
     plain, docs = recipe

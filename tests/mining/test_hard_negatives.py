@@ -68,14 +68,11 @@ def test_random_sampling_is_seeded_and_within_the_window(saved_model, pairs, cor
         assert {row["negative_1"], row["negative_2"]} <= windows[(row["anchor"], row["positive"])]
 
 
-def test_output_folder_holds_the_table_and_settings_and_resumes(saved_model, pairs, corpus, tmp_path, monkeypatch) -> None:
+def die_on_third_shard(monkeypatch) -> dict[str, int]:
+    """Make mining raise KeyboardInterrupt (a kill) at its third shard; returns the shard-call counter."""
     import textdml.mining.hard_negatives as mining
 
-    model = Embedder.from_pretrained(saved_model)
-    unbroken = mine_hard_negatives(pairs, model, corpus=corpus, sampling_strategy="random", num_negatives=2,
-                                   range_max=8, shard_size=8, show_progress_bar=False)
-    calls = {"n": 0}
-    real = mining.mine_shard
+    real, calls = mining.mine_shard, {"n": 0}
 
     def dies_on_third_shard(*args, **kwargs):
         calls["n"] += 1
@@ -84,6 +81,14 @@ def test_output_folder_holds_the_table_and_settings_and_resumes(saved_model, pai
         return real(*args, **kwargs)
 
     monkeypatch.setattr(mining, "mine_shard", dies_on_third_shard)
+    return calls
+
+
+def test_output_folder_holds_the_table_and_settings_and_resumes(saved_model, pairs, corpus, tmp_path, monkeypatch) -> None:
+    model = Embedder.from_pretrained(saved_model)
+    unbroken = mine_hard_negatives(pairs, model, corpus=corpus, sampling_strategy="random", num_negatives=2,
+                                   range_max=8, shard_size=8, show_progress_bar=False)
+    calls = die_on_third_shard(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         mine_hard_negatives(pairs, model, corpus=corpus, sampling_strategy="random", num_negatives=2, range_max=8,
                             shard_size=8, output_dir=tmp_path, show_progress_bar=False)
@@ -102,21 +107,11 @@ def test_output_folder_holds_the_table_and_settings_and_resumes(saved_model, pai
 
 def test_settings_file_of_a_resumed_mining_counts_the_whole_table(saved_model, pairs, corpus, tmp_path,
                                                                    monkeypatch) -> None:
-    import textdml.mining.hard_negatives as mining
-
     model = Embedder.from_pretrained(saved_model)
     options = {"corpus": corpus, "num_negatives": 2, "absolute_margin": 0.0, "range_max": 10, "shard_size": 8,
                "show_progress_bar": False}
     mine_hard_negatives(pairs, model, output_dir=tmp_path / "unbroken", **options)
-    real, calls = mining.mine_shard, {"n": 0}
-
-    def dies_on_third_shard(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(mining, "mine_shard", dies_on_third_shard)
+    die_on_third_shard(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         mine_hard_negatives(pairs, model, output_dir=tmp_path / "resumed", **options)
     mine_hard_negatives(pairs, model, output_dir=tmp_path / "resumed", **options)

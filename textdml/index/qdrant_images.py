@@ -61,7 +61,7 @@ def check_image_file(path: Any, image_field: str, row_number: int) -> None:
     if not os.path.isfile(path):
         raise ValueError(f"{where}: image file {path!r} does not exist"
                          + (" (relative paths are read from the current folder)" if not os.path.isabs(path) else "")
-                         + f"; fix the path or drop the row")
+                         + "; fix the path or drop the row")
     try:
         with Image.open(path):  # reads the header only: cheap, and catches files that are no image
             pass

@@ -242,7 +242,6 @@ def estimate_memory(model: nn.Module, seq_length: int, activation_dtype: torch.d
     device = torch.device(device) if device is not None else params[0].device
     h = config.hidden_size
     f = getattr(config, "intermediate_size", None) or 4 * h
-    a = getattr(config, "num_attention_heads", 1)
     layers = getattr(config, "num_hidden_layers", 1)
     e = torch.empty((), dtype=activation_dtype or params[0].dtype).element_size()
     m = 1 if device.type == "cuda" else e  # CUDA keeps dropout masks as bool, CPU in the activation dtype
