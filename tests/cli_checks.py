@@ -1,6 +1,10 @@
-"""Shared by the CLI tests (imported as ``tests.cli_checks``): the one-line error and a loss that fails."""
+"""Shared by the CLI tests (imported as ``tests.cli_checks``): a small recipe, the one-line error,
+and a loss that fails."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from textdml.losses.base import BaseLoss
 
@@ -19,3 +23,17 @@ def error_line(capsys, verb: str) -> str:
     assert err and err[-1].startswith(f"textdml {verb}: error: "), err
     assert "Traceback" not in "\n".join(err)
     return err[-1]
+
+
+def write_recipe(folder: Path, model_dir: Path, rows: int, training: str, evaluate: bool = False) -> str:
+    """``folder/pairs.jsonl`` (``rows`` question/answer pairs) and ``folder/recipe.yaml`` training the
+    model at ``model_dir`` on them into ``folder/run``; ``training`` holds the other training settings
+    (``"max_steps: 1, batch_size: 4"``); ``evaluate`` evaluates on the same pairs."""
+    data = folder / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"anchor": f"question {i}", "positive": f"answer {i}"}) + "\n"
+                            for i in range(rows)))
+    path = folder / "recipe.yaml"
+    path.write_text(f"model: {{name_or_path: {model_dir}}}\ntrain: {{path: {data}}}\n"
+                    + (f"eval: {{data: {{path: {data}}}}}\n" if evaluate else "")
+                    + f"training: {{output_dir: {folder / 'run'}, {training}}}\n")
+    return str(path)

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from tests.cli_checks import AlwaysNanLoss, error_line
+from tests.cli_checks import AlwaysNanLoss, error_line, write_recipe
 from textdml.cli import main
 from textdml.registry import LOSSES
 
@@ -19,14 +19,7 @@ LOSSES.register("cli_test_nan")(AlwaysNanLoss)
 
 @pytest.fixture
 def recipe(tmp_path, tiny_model_dir):
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"anchor": f"question {i}", "positive": f"answer {i}"}) + "\n"
-                            for i in range(8)))
-    path = tmp_path / "recipe.yaml"
-    path.write_text(f"model: {{name_or_path: {tiny_model_dir}}}\ntrain: {{path: {data}}}\n"
-                    f"training: {{output_dir: {tmp_path / 'run'}, max_steps: 1, batch_size: 4, "
-                    "show_progress_bar: false}\n")
-    return str(path)
+    return write_recipe(tmp_path, tiny_model_dir, 8, "max_steps: 1, batch_size: 4, show_progress_bar: false")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_checks import error_line
+from tests.cli_checks import error_line, write_recipe
 from textdml.cli import main
 from textdml.training.run_folder import PREVIOUS
 
@@ -24,18 +24,12 @@ def folder_state(run: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def good_run(tiny_model_dir, tmp_path_factory) -> tuple[Path, Path]:
+def good_run(tiny_model_dir, tmp_path_factory) -> tuple[str, Path]:
     """A finished 2-step run with a checkpoint per step, evaluation and a best model: (recipe, run)."""
     root = tmp_path_factory.mktemp("good_run")
-    data = root / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"anchor": f"question {i}", "positive": f"answer {i}"}) + "\n"
-                            for i in range(16)))
-    recipe = root / "recipe.yaml"
-    recipe.write_text(f"model: {{name_or_path: {tiny_model_dir}}}\ntrain: {{path: {data}}}\n"
-                      f"eval: {{data: {{path: {data}}}}}\n"
-                      f"training: {{output_dir: {root / 'run'}, max_steps: 2, batch_size: 4, save_steps: 1, "
-                      "eval_steps: 2, logging_steps: 1, learning_rate: 1.0e-3, show_progress_bar: false}\n")
-    assert main(["train", "--config", str(recipe)]) == 0
+    recipe = write_recipe(root, tiny_model_dir, 16, "max_steps: 2, batch_size: 4, save_steps: 1, eval_steps: 2, "
+                          "logging_steps: 1, learning_rate: 1.0e-3, show_progress_bar: false", evaluate=True)
+    assert main(["train", "--config", recipe]) == 0
     return recipe, root / "run"
 
 

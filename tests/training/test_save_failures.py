@@ -3,13 +3,13 @@ what is left intact, never a half-written checkpoint that resume would take (iss
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import namedtuple
 
 import pytest
 import torch
 
+from tests.cli_checks import write_recipe
 from textdml.cli import main
 from textdml.training.checkpoint import resolve_checkpoint
 
@@ -20,14 +20,8 @@ Usage = namedtuple("Usage", "total used free")
 
 @pytest.fixture
 def recipe(tmp_path, tiny_model_dir):
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"anchor": f"question {i}", "positive": f"answer {i}"}) + "\n"
-                            for i in range(16)))
-    path = tmp_path / "recipe.yaml"
-    path.write_text(f"model: {{name_or_path: {tiny_model_dir}}}\ntrain: {{path: {data}}}\n"
-                    f"training: {{output_dir: {tmp_path / 'run'}, max_steps: 4, save_steps: 2, batch_size: 4, "
-                    "show_progress_bar: false, report_to: none}\n")
-    return str(path)
+    return write_recipe(tmp_path, tiny_model_dir, 16, "max_steps: 4, save_steps: 2, batch_size: 4, "
+                        "show_progress_bar: false, report_to: none")
 
 
 def error_line(capsys) -> str:
