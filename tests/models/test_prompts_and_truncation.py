@@ -85,7 +85,8 @@ def test_truncate_dim_at_load_matches_sentence_transformers(tiny_model_dir, tmp_
     np.testing.assert_allclose(ours, st_model.encode(TEXTS, convert_to_numpy=True), atol=1e-5)
     np.testing.assert_allclose(model.encode(TEXTS, normalize=True),
                                st_model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True), atol=1e-5)
-    assert model.get_sentence_embedding_dimension() == st_model.get_sentence_embedding_dimension() == 8
+    assert model.get_embedding_dimension() == st_model.get_embedding_dimension() == 8
+    assert model.get_sentence_embedding_dimension() == 8
     assert model.encode(TEXTS, truncate_dim=4).shape == (3, 4)  # the call's own size wins, as in ST
     from textdml.models.identity import model_identity
 

@@ -229,9 +229,11 @@ class Embedder(SentenceTransformerCompat, nn.Module):
     def embedding_dim(self) -> int:
         return self.dense.linear.out_features if self.dense is not None else self.transformer.config.hidden_size
 
-    def get_sentence_embedding_dimension(self) -> int:
+    def get_embedding_dimension(self) -> int:
         """The size of the vectors ``encode`` returns: ``truncate_dim`` when set (sentence-transformers' name)."""
         return self.truncate_dim if self.truncate_dim is not None else self.embedding_dim
+
+    get_sentence_embedding_dimension = get_embedding_dimension  # the name before sentence-transformers 6
 
     def check_truncate_dim(self, truncate_dim: int) -> None:
         if not 0 < truncate_dim <= self.embedding_dim:
