@@ -204,6 +204,7 @@ def worker(me: int, folder: str) -> None:
         results["grad_cache"] = grad_cache_gradients(me)
         results["no_ref_error"] = no_ref_error(me)
         torch.save(results, os.path.join(folder, f"rank{me}.pt"))
+        dist.barrier()  # both ranks done before either shuts gloo down (else it may abort)
     finally:
         dist.destroy_process_group()
 

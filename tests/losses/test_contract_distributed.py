@@ -46,6 +46,7 @@ def worker(me: int, folder: str) -> None:
             loss.backward()
             results[case.name] = (loss.detach(), x.grad, ref.grad)
         torch.save(results, os.path.join(folder, f"rank{me}.pt"))
+        dist.barrier()  # both ranks done before either shuts gloo down (else it may abort)
     finally:
         dist.destroy_process_group()
 

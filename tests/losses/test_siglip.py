@@ -154,6 +154,7 @@ def gathered_worker(me: int, folder: str) -> None:
         loss = SigLipLoss(scale, bias, chunk_size=4, gather=True)
         value, grads = loss_and_grads(loss, images[own], texts[own], scale, bias)
         torch.save({"value": value.detach(), "grads": grads, "gathers": loss.gathers}, f"{folder}/rank{me}.pt")
+        dist.barrier()  # both ranks done before either shuts gloo down (else it may abort)
     finally:
         dist.destroy_process_group()
 

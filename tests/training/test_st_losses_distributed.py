@@ -54,6 +54,7 @@ def worker(me: int, folder: str) -> None:
         value.backward()
         results["tension"] = (value.detach(), twin.grad, model.grad)
         torch.save(results, os.path.join(folder, f"rank{me}.pt"))
+        dist.barrier()  # both ranks done before either shuts gloo down (else it may abort)
     finally:
         dist.destroy_process_group()
 
