@@ -96,3 +96,10 @@ def seal_output_folder(path: Path) -> None:
     marker = json.loads((path / MARKER).read_text())
     marker["files"] = file_stats(path)
     (path / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its closest existing parent (``shutil.disk_usage`` needs a path that exists)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path

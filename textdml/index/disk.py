@@ -15,6 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
+from textdml.outputs import nearest_existing
+
 MiB = 2**20
 # What an empty Qdrant Edge collection maps (its files are sparse: written pages need real room).
 COLLECTION_OVERHEAD_BYTES = 100 * MiB
@@ -39,8 +41,7 @@ def estimate_bytes(points: int | None, floats_per_point: int) -> int:
 def check_free_space(folder: str | os.PathLike, points: int | None, floats_per_point: int) -> None:
     """Raise ``ValueError`` naming ``folder``, the room needed and the room free when the disk lacks it."""
     folder = Path(folder)
-    existing = folder if folder.exists() else next((p for p in folder.parents if p.exists()), Path("."))
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(nearest_existing(folder)).free
     need = estimate_bytes(points, floats_per_point)
     if free < need:
         what = f"{points} points of {floats_per_point} float32 coordinates" if points else "an empty collection"

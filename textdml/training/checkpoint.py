@@ -28,6 +28,7 @@ from accelerate import Accelerator
 from accelerate.utils.other import load as accelerate_load
 
 from textdml.errors import first_line, is_disk_full, is_kind
+from textdml.outputs import nearest_existing
 from textdml.training.run_folder import RUN_CONFIG, discard_previous_run, write_json_atomic
 
 STATE_FILE = "trainer_state.json"
@@ -182,13 +183,6 @@ def disk_full_error(err: BaseException, path: Path) -> OSError | None:
     if not full:
         return None
     return OSError(errno.ENOSPC, "No space left on device", str(path))
-
-
-def nearest_existing(path: Path) -> Path:
-    """``path`` or its closest existing parent (``disk_usage`` needs a path that exists)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def rotate_checkpoints(output_dir: Path, total_limit: int | None, keep: Path | None) -> None:
