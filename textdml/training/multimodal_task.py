@@ -33,6 +33,12 @@ class ImageTextTask(nn.Module):
         self.loss = loss
         self.miner = miner
 
+    def prepare_data(self, data: Any, seed: int) -> None:
+        """Fit the training data to the loss, as the text task does."""
+        from textdml.training.loss_data import fit_data_to_loss
+
+        fit_data_to_loss(self.loss, data, seed)
+
     def forward(self, batch: dict[str, Any] | None = None, *, pixels: torch.Tensor | None = None,
                 features: dict[str, torch.Tensor] | None = None):
         """``task(batch)`` -> LossOutput; ``task(pixels=...)`` / ``task(features=...)`` -> one tower's

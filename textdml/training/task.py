@@ -52,6 +52,12 @@ class EmbeddingTask(nn.Module):
         # A denoising auto-encoder (TSDAE) gets a decoder tied to the encoder (trained, never saved).
         self.decoder = decoder_for(loss, embedder)
 
+    def prepare_data(self, data: Any, seed: int) -> None:
+        """Fit the training data to the loss (score ranges, raw texts for a teacher, input noise)."""
+        from textdml.training.loss_data import fit_data_to_loss
+
+        fit_data_to_loss(self.loss, data, seed)
+
     def forward(self, batch: dict[str, Any] | None = None, *, features: dict[str, torch.Tensor] | None = None):
         """``task(batch)`` -> LossOutput; ``task(features=...)`` -> embeddings (GradCache's mini-batches
         go through here so that DDP sees every forward)."""
