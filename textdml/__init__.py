@@ -33,7 +33,7 @@ _EXPORTS: dict[str, str] = {
     "EvalConfig": "textdml.config",
     "TrainingConfig": "textdml.config",
     "IndexConfig": "textdml.config",
-    "ConfigError": "textdml.config",
+    "ConfigError": "textdml.errors",
     "load_run_config": "textdml.config",
     # evaluation
     "InformationRetrievalEvaluator": "textdml.evaluation.retrieval",
@@ -68,7 +68,6 @@ __all__ = [
 if TYPE_CHECKING:  # static tools see the real names; nothing is imported at run time
     from textdml import distances, evaluation, losses, miners
     from textdml.config import (
-        ConfigError,
         DataConfig,
         EvalConfig,
         IndexConfig,
@@ -77,6 +76,7 @@ if TYPE_CHECKING:  # static tools see the real names; nothing is imported at run
         TrainingConfig,
         load_run_config,
     )
+    from textdml.errors import ConfigError
     from textdml.evaluation.build import LabelledRetrievalEvaluator, build_evaluator
     from textdml.evaluation.retrieval import InformationRetrievalEvaluator
     from textdml.index.qdrant import index_documents, open_client, search

@@ -16,12 +16,9 @@ from typing import Any, Literal
 
 import yaml
 
+from textdml.errors import ConfigError  # defined there, re-exported here (``textdml.config.ConfigError``)
 from textdml.mining.settings import MiningSettings
 from textdml.registry import did_you_mean
-
-
-class ConfigError(ValueError):
-    """A recipe or override that does not fit the schema."""
 
 
 # Names people bring from peft, PEFT-style recipes or other trainers -> the textdml key they mean.

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from textdml.errors import ConfigError
+
 if TYPE_CHECKING:
     from textdml.config import RunConfig
 
@@ -85,8 +87,6 @@ def check_ranges(config: RunConfig) -> None:
 
 
 def check_section(section: Any, ranges: dict[str, Range], where: str) -> None:
-    from textdml.config import ConfigError
-
     for name, allowed in ranges.items():
         value = getattr(section, name)
         if value is None or allowed.contains(value):

@@ -12,6 +12,11 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator
 
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the schema."""
+
+
 LOCKED = "already accessed by another instance of Qdrant client"
 DISK_FULL = ("No space left on device", "os error 28", "Disk quota exceeded")
 HTTP_HINTS = {
