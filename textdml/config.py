@@ -20,7 +20,6 @@ from textdml.errors import ConfigError  # defined there, re-exported here (``tex
 from textdml.mining.settings import MiningSettings
 from textdml.registry import did_you_mean
 
-
 # Names people bring from peft, PEFT-style recipes or other trainers -> the textdml key they mean.
 KEY_ALIASES = {"rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout", "modules": "target_modules",
                "target": "target_modules", "type": "method", "peft_type": "method", "use_dora": "method"}

@@ -80,6 +80,42 @@ class Registry(Generic[T]):
         return name in self._entries
 
 
+class LazyTable(Generic[T]):
+    """Short names -> ``"module:attr"`` paths of functions, imported on first look-up.
+
+    For components that are not classes in a package of their own (the built-in data sets):
+    the paths are written out so that neither this module nor its callers import them early.
+    """
+
+    def __init__(self, kind: str, paths: dict[str, str]):
+        self.kind = kind
+        self._paths = dict(paths)
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(obj: T) -> T:
+            if name in self and self.get(name) is not obj:
+                raise ValueError(f"{self.kind} name {name!r} is registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return decorator
+
+    def names(self) -> list[str]:
+        return sorted(set(self._paths) | set(self._entries))
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            if name not in self._paths:
+                raise KeyError(f"unknown {self.kind} {name!r}: {did_you_mean(name, self.names())}")
+            module_name, _, attr = self._paths[name].partition(":")
+            self._entries[name] = getattr(importlib.import_module(module_name), attr)
+        return self._entries[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries or name in self._paths
+
+
 def import_target(target: str, setting: str = "target") -> Any:
     """Import ``pkg.module.Attr`` and return ``Attr``.
 
@@ -132,3 +168,9 @@ MINERS: Registry[Any] = Registry("miner", "textdml.miners")
 DISTANCES: Registry[Any] = Registry("distance", "textdml.distances")
 EVALUATORS: Registry[Any] = Registry("evaluator", "textdml.evaluation")
 REGULARIZERS: Registry[Any] = Registry("regularizer", "textdml.regularizers")
+# Data sets textdml builds itself from installed packages (offline): ``path: textdml:<name>``.
+DATASETS: LazyTable[Callable[..., Any]] = LazyTable("built-in data set", {
+    "emoji": "textdml.data.emoji:load_emoji",
+    "human_similarity": "textdml.data.human_scores:human_similarity_source",
+    "wordnet": "textdml.data.wordnet:load_wordnet",
+})

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from textdml.data.loading import builtin_source
 from textdml.data.wordnet import check_split, in_held_out
 
 
@@ -52,7 +51,6 @@ def read_emoji(root: Path | None = None) -> list[dict]:
     return rows
 
 
-@builtin_source("emoji")
 def load_emoji(split: str = "train", name: str | None = None, held_out_fraction: float = 0.1, seed: int = 0,
                root: str | None = None) -> Dataset:
     """Build an emoji variant (see the module docstring); ``split`` is ``train`` or ``test``."""

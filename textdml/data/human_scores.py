@@ -24,8 +24,6 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from textdml.data.loading import builtin_source
-
 SETS = ("simlex999", "wordsim353", "lee")
 DATA_ENV = "TEXTDML_GENSIM_DATA"
 
@@ -80,7 +78,6 @@ def load_human_similarity(name: str) -> Dataset:
     return Dataset.from_list(read_word_pairs(folder / ("simlex999.txt" if name == "simlex999" else "wordsim353.tsv")))
 
 
-@builtin_source("human_similarity")
 def human_similarity_source(split: str = "test", name: str | None = None, **kwargs: object) -> Dataset:
     """``textdml:human_similarity`` with ``name`` one of simlex999, wordsim353, lee (a single split)."""
     if kwargs:

@@ -10,19 +10,14 @@ from datasets import ClassLabel, Dataset, DatasetDict, IterableDataset, Sequence
 
 from textdml.data.file_checks import check_text_file, explain_load_failure
 from textdml.data.roles import ColumnRoles
+from textdml.registry import DATASETS
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
 
-# Data sets textdml builds itself from installed packages (offline), by a short name.
-BUILTIN_SOURCES: dict[str, Callable[..., Dataset]] = {}
-
 
 def builtin_source(name: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
-    def decorator(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        BUILTIN_SOURCES[name] = fn
-        return fn
-
-    return decorator
+    """Register a builder of a ``textdml:<name>`` data set (the built-in ones are listed in ``DATASETS``)."""
+    return DATASETS.register(name)
 
 
 def load_data(
@@ -49,13 +44,9 @@ def load_data(
     """
     if path.startswith("textdml:"):
         builder = path.split(":", 1)[1]
-        if builder not in BUILTIN_SOURCES:
-            import textdml.data.emoji  # noqa: F401  (these register the builtin sources)
-            import textdml.data.human_scores  # noqa: F401
-            import textdml.data.wordnet  # noqa: F401
-        if builder not in BUILTIN_SOURCES:
-            raise ValueError(f"unknown builtin data set {path!r}; builtins: {sorted(BUILTIN_SOURCES)}")
-        dataset = BUILTIN_SOURCES[builder](split=split, name=name, **kwargs)
+        if builder not in DATASETS:
+            raise ValueError(f"unknown builtin data set {path!r}; builtins: {DATASETS.names()}")
+        dataset = DATASETS.get(builder)(split=split, name=name, **kwargs)
         if streaming:
             dataset = dataset.to_iterable_dataset()
     else:

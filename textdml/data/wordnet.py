@@ -24,8 +24,6 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from textdml.data.loading import builtin_source
-
 WORDNET_DIR = Path(os.environ.get("TEXTDML_WORDNET_DIR", "/usr/share/wordnet"))
 POS_FILES = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
 LEXNAMES = (
@@ -98,7 +96,6 @@ def check_split(split: str) -> None:
         raise ValueError(f"WordNet splits are 'train' and 'test' (held out), got {split!r}")
 
 
-@builtin_source("wordnet")
 def load_wordnet(split: str = "train", name: str | None = None, held_out_fraction: float = 0.1,
                  seed: int = 0, min_class_size: int = 4) -> Dataset:
     """Build a WordNet variant (see the module docstring); ``split`` is ``train`` or ``test``."""
