@@ -53,3 +53,12 @@ def test_every_recipe_loads_and_validates(recipe):
     config = load_run_config(recipe)
     build_loss(config.loss, embedding_size=32, num_classes=5)
     build_miner(config.miner)
+
+
+def test_config_error_lives_in_errors_and_is_re_exported():
+    import textdml
+    import textdml.config
+    import textdml.errors
+
+    assert textdml.config.ConfigError is textdml.errors.ConfigError is textdml.ConfigError
+    assert issubclass(ConfigError, ValueError)
