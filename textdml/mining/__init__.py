@@ -10,10 +10,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "ExactSearcher": "textdml.mining.hard_negatives",
+    "CollectionSearcher": "textdml.mining.search",
+    "CorpusSearcher": "textdml.mining.search",
+    "ExactSearcher": "textdml.mining.search",
     "MiningSettings": "textdml.mining.settings",
-    "Searcher": "textdml.mining.hard_negatives",
+    "Searcher": "textdml.mining.search",
     "mine_hard_negatives": "textdml.mining.hard_negatives",
+    "mining_documents": "textdml.mining.hard_negatives",
+    "open_collection_searcher": "textdml.mining.collection_search",
 }
 __all__ = sorted(_EXPORTS)
 

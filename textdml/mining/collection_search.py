@@ -1,7 +1,9 @@
-"""Mining through a Qdrant collection: the candidates are what search over the deployed index returns.
+"""Opening a Qdrant collection for mining: create, reuse or re-encode the version that is searched.
 
-:func:`open_collection_searcher` gives a :class:`~textdml.mining.hard_negatives.Searcher` over a
-collection (a versioned alias or a plain collection of :mod:`textdml.index`):
+Mining itself only searches; the collection management lives here (a run calls it from
+:mod:`textdml.mining.run`). :func:`open_collection_searcher` gives a
+:class:`~textdml.mining.search.CollectionSearcher` over a collection (a versioned alias or a plain
+collection of :mod:`textdml.index`):
 
 - **the collection exists**: its live version is searched as it is, after checking that it was
   indexed by the mining model (:func:`~textdml.index.indexing.check_same_model`: another model is
@@ -31,18 +33,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-
-import torch
 
 from textdml.evaluation.retrieval import encode_for_search
 from textdml.index.documents import MODEL_HASH_KEY, MODEL_NAME_KEY
 from textdml.index.engine import CollectionOptions, SearchOptions, VectorEngine
 from textdml.index.indexing import as_engine, index_documents
-from textdml.index.searching import Target, open_target, search_vectors
+from textdml.index.searching import Target, open_target
 from textdml.index.versions import list_versions
-from textdml.mining.hard_negatives import ExactSearcher, text_key
+from textdml.mining.search import CollectionSearcher, text_key
 from textdml.models.identity import ModelIdentity, model_identity
 
 if TYPE_CHECKING:
@@ -50,86 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-
-class CollectionSearcher:
-    """Candidates from a collection (plus, exactly in memory, the documents it lacks), as corpus positions.
-
-    Made by :func:`open_collection_searcher`; see the module docstring for what it searches.
-
-    Attributes:
-        corpus: the documents the positions index (the task's, then those only the collection holds).
-        collection: the name searched (alias or plain collection).
-        version: the collection behind it that was searched.
-        indexed: whether this searcher wrote that version (the collection was missing, or a re-mine).
-        points: points in the searched version.
-        identity: the model that indexed it (None for a collection without textdml metadata).
-    """
-
-    def __init__(self, engine: VectorEngine, target: Target, text_field: str, corpus: list[str],
-                 position: Mapping[str, int], outside: list[int], outside_vectors: torch.Tensor | None,
-                 options: SearchOptions, indexed: bool, points: int, identity: ModelIdentity | None,
-                 batch_size: int = 64):
-        self.engine = engine
-        self.target = target
-        self.text_field = text_field
-        self.corpus = corpus
-        self.position = position
-        self.outside = torch.tensor(outside, dtype=torch.long)  # corpus positions searched in memory
-        self.outside_searcher = ExactSearcher(outside_vectors) if outside_vectors is not None else None
-        self.options = options
-        self.indexed = indexed
-        self.points = points
-        self.identity = identity
-        self.batch_size = batch_size
-
-    @property
-    def collection(self) -> str:
-        return self.target.name
-
-    @property
-    def version(self) -> str:
-        return self.target.collection
-
-    def settings(self) -> dict[str, Any]:
-        """What decides the candidates (part of the mining fingerprint): name, search mode, vectors' model."""
-        return {"name": self.collection, "engine": self.engine.kind, "exact": self.options.exact,
-                "ef": None if self.options.exact else self.options.ef,
-                "model": self.identity.to_dict(with_source=False) if self.identity else None}
-
-    def record(self) -> dict[str, Any]:
-        """:meth:`settings` plus which version was searched, for the settings file beside the table."""
-        return {**self.settings(), "version": self.version, "indexed": self.indexed, "points": self.points,
-                "searched_in_memory": len(self.outside)}
-
-    def search(self, query_vectors: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(scores, corpus positions)``, both ``(Q, k)``, best first; ``-inf`` / ``-1`` pad missing hits."""
-        k = min(k, len(self.corpus))
-        hits = search_vectors(self.engine, self.target, query_vectors.float().cpu().numpy(), k,
-                              options=self.options, batch_size=self.batch_size)
-        scores = torch.full((len(query_vectors), k), -float("inf"))  # (Q, k)
-        positions = torch.full((len(query_vectors), k), -1, dtype=torch.long)
-        for q, query_hits in enumerate(hits):
-            seen: set[int] = set()
-            for hit in query_hits:
-                p = self.position_of(hit.payload)
-                if p in seen:  # the same text under two ids: one candidate
-                    continue
-                scores[q, len(seen)], positions[q, len(seen)] = hit.score, p
-                seen.add(p)
-        if self.outside_searcher is None:
-            return scores, positions
-        outside_scores, local = self.outside_searcher.search(query_vectors.float().cpu(), k)
-        merged_scores = torch.cat([scores, outside_scores], dim=1)
-        merged_positions = torch.cat([positions, self.outside[local]], dim=1)
-        scores, best = torch.topk(merged_scores, k=k, dim=1)
-        return scores, torch.gather(merged_positions, 1, best)
-
-    def position_of(self, payload: Mapping[str, Any]) -> int:
-        text = payload.get(self.text_field)
-        if text not in self.position:
-            raise ValueError(f"collection {self.collection!r} ({self.version}) returned a document that was not in "
-                             "it when mining started (it changed under the run); mine again")
-        return self.position[text]
+__all__ = ["CollectionSearcher", "open_collection_searcher"]  # CollectionSearcher: its old import path
 
 
 def open_collection_searcher(

@@ -4,9 +4,11 @@ The selection follows sentence-transformers' ``mine_hard_negatives`` (same windo
 score caps and sampling, so with exact search and the same model the negatives are equal), and
 differs where its users hit limits:
 
-- the search is a pluggable :class:`Searcher`: exact blocks in memory (the memory is the corpus
-  vectors plus one ``(block, corpus)`` score matrix, never anchors x corpus), or the Qdrant
-  collection that will be deployed (``textdml.index``), so mining sees what search will see;
+- the search is a pluggable :class:`~textdml.mining.search.Searcher`: exact blocks in memory (the
+  memory is the corpus vectors plus one ``(block, corpus)`` score matrix, never anchors x corpus),
+  or the Qdrant collection that will be deployed (``textdml.index``), so mining sees what search
+  will see. Mining only searches: opening, creating and versioning a collection is the caller's
+  (:mod:`textdml.mining.run` for a recipe, :mod:`textdml.mining.collection_search` underneath);
 - every known positive of an anchor is dropped, by corpus position and by text;
 - work is written shard by shard under ``output_dir`` with the settings beside it: a killed run
   resumes where it stopped, and the result records how it was made.
@@ -24,21 +26,22 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from textdml.evaluation.retrieval import encode_for_search
+from textdml.mining.collection_search import open_collection_searcher
+from textdml.mining.search import CorpusSearcher, ExactSearcher, Searcher, text_key
 from textdml.mining.settings import MiningSettings
 
 if TYPE_CHECKING:
     import datasets
 
-    from textdml.index.engine import CollectionOptions, SearchOptions, VectorEngine
     from textdml.mining.cross_encoder import CrossEncoderScorer
     from textdml.models.protocols import SupportsEncode
 
@@ -47,30 +50,11 @@ logger = logging.getLogger(__name__)
 SETTINGS_FILE = "mining_settings.json"
 RESULT_FILE = "mined.parquet"
 FILLED = "filled_with_random"  # counted beside the skipped candidates: slots given a random document
+# The keywords with which mine_hard_negatives opened a collection itself (deprecated: pass searcher=).
+COLLECTION_KEYWORDS = ("collection", "engine", "force", "search_options", "index_options", "own_versions")
 
-
-class Searcher(Protocol):
-    """The candidates of each query: ``(scores, corpus positions)``, both ``(Q, k)``, best first."""
-
-    def search(self, query_vectors: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-class ExactSearcher:
-    """Exact inner-product search over corpus vectors held in memory, in blocks of queries."""
-
-    def __init__(self, corpus_vectors: torch.Tensor, block_size: int = 1024):
-        self.corpus_vectors = corpus_vectors  # (N, D)
-        self.block_size = block_size
-
-    def search(self, query_vectors: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        k = min(k, len(self.corpus_vectors))
-        scores, positions = [], []
-        for start in range(0, len(query_vectors), self.block_size):
-            block = query_vectors[start : start + self.block_size] @ self.corpus_vectors.T  # (b, N)
-            values, columns = torch.topk(block, k=k, dim=1)
-            scores.append(values)
-            positions.append(columns)
-        return torch.cat(scores), torch.cat(positions)
+# ExactSearcher, Searcher and text_key live in textdml.mining.search; their old import path keeps working.
+__all__ = ["ExactSearcher", "Searcher", "mine_hard_negatives", "mining_documents", "text_key"]
 
 
 @dataclass
@@ -84,10 +68,6 @@ class MiningTask:
     @property
     def max_positives(self) -> int:
         return max(len(p) for p in self.positives)
-
-
-def text_key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def build_task(anchors: Sequence[str], positives: Sequence[str], corpus: Sequence[str] | None) -> MiningTask:
@@ -183,13 +163,7 @@ def mine_hard_negatives(
     batch_size: int = 64,
     shard_size: int = 4096,
     show_progress_bar: bool = True,
-    collection: str | None = None,
-    engine: VectorEngine | None = None,
-    force: bool = False,
-    search_options: SearchOptions | None = None,
-    index_options: CollectionOptions | None = None,
-    own_versions: Collection[str] = (),
-    **setting_overrides: Any,
+    **deprecated: Any,
 ) -> datasets.Dataset:
     """Add ``negative_1..k`` columns (and ``scores``) to ``(anchor, positive)`` rows by searching the corpus.
 
@@ -199,27 +173,26 @@ def mine_hard_negatives(
             "document" prompt, when it has them).
         anchor_column / positive_column: the columns to read.
         corpus: candidate documents besides the positives (default: the positives alone).
-        settings: :class:`MiningSettings`; keywords named like its fields override it.
+        settings: :class:`MiningSettings` (default: its defaults).
         cross_encoder: rescore candidates and positives with this model before filtering.
         searcher: where candidates come from (default: exact search over the encoded corpus);
-            its positions index the deduplicated corpus (the given corpus, then new positives).
+            its positions index the deduplicated corpus (the given corpus, then new positives). A
+            :class:`~textdml.mining.search.CorpusSearcher` (a Qdrant collection, opened by
+            :func:`~textdml.mining.collection_search.open_collection_searcher` over
+            :func:`mining_documents`) brings its own documents into the corpus and is recorded in
+            ``mining_settings.json`` (the version searched).
         output_dir: write ``mined.parquet`` and ``mining_settings.json`` here, with per-shard
             progress so that a killed run resumes (same inputs and settings) instead of restarting.
         batch_size: encoding batch size.
         shard_size: anchors mined (and saved) per step.
         show_progress_bar: a tqdm bar over the anchors.
-        collection: search this Qdrant collection (alias) of ``engine`` instead of exact blocks in
-            memory: its live version when it exists (indexed by ``model``, else an error), else the
-            corpus is indexed into a new version first. The mining corpus is then the collection's
-            documents plus ``corpus`` and the positives (see :mod:`textdml.mining.collection_search`);
-            ``mining_settings.json`` records the version searched.
-        engine: the index holding ``collection`` (:func:`textdml.index.open_client`).
-        force: mine through a collection indexed by another model (a warning instead of the error).
-        search_options: the collection search: ``SearchOptions(exact=True)`` gives the negatives of
-            in-memory mining; the default searches HNSW as deployed.
-        index_options: HNSW / quantization settings of a version indexed for mining.
-        own_versions: versions an earlier mining of this run searched (re-mining during training):
-            a live one among them holding older weights is re-encoded into a new version.
+        **deprecated: still working for one release, to be removed after it:
+
+            - keywords named like :class:`MiningSettings` fields override ``settings``;
+            - ``collection``, ``engine``, ``force``, ``search_options``, ``index_options``,
+              ``own_versions``: mining opened the collection itself. Open it with
+              :func:`~textdml.mining.collection_search.open_collection_searcher` (the same
+              arguments) and pass it as ``searcher=``; this is what they do.
 
     Returns:
         A ``datasets.Dataset`` with ``anchor, positive, negative_1..k, scores`` (``scores`` =
@@ -236,18 +209,14 @@ def mine_hard_negatives(
     """
     from datasets import Dataset
 
-    settings = dataclasses.replace(settings or MiningSettings(), **setting_overrides)
+    through = {key: deprecated.pop(key) for key in COLLECTION_KEYWORDS if key in deprecated}
+    settings = dataclasses.replace(settings or MiningSettings(), **deprecated)
     settings.validate()
-    missing = [c for c in (anchor_column, positive_column) if c not in dataset.column_names]
-    if missing:
-        raise ValueError(f"mining needs columns {missing}, the data has {dataset.column_names}; pass anchor_column= / "
-                         "positive_column= (CLI: --anchor-column / --positive-column)")
-    if len(dataset) == 0:
-        raise ValueError("the dataset to mine is empty")
-    anchors, positives = list(dataset[anchor_column]), list(dataset[positive_column])
-    if collection is not None:
-        searcher = collection_searcher(model, anchors, positives, corpus, collection, engine, searcher, force,
-                                       search_options, index_options, own_versions, batch_size, show_progress_bar)
+    anchors, positives = read_pairs(dataset, anchor_column, positive_column)
+    if through.get("collection") is not None:
+        searcher = collection_searcher(model, build_task(anchors, positives, corpus).corpus, searcher,
+                                       batch_size=batch_size, show_progress_bar=show_progress_bar, **through)
+    if isinstance(searcher, CorpusSearcher):  # a collection: its documents join the corpus
         corpus = searcher.corpus
     task = build_task(anchors, positives, corpus)
     range_max = settings.range_max or default_range_max(settings, task.max_positives)
@@ -265,8 +234,8 @@ def mine_hard_negatives(
               "corpus_sha256": hashlib.sha256("\n".join(task.corpus).encode()).hexdigest(),
               "queries_sha256": hashlib.sha256("\n".join(task.queries).encode()).hexdigest(),
               "shard_size": shard_size}
-    if collection is not None:  # which version was searched is recorded, not fingerprinted: same vectors, same run
-        record["collection"] = searcher.settings()  # type: ignore[union-attr]
+    if isinstance(searcher, CorpusSearcher):  # which version was searched is recorded, not fingerprinted
+        record["collection"] = searcher.settings()
     fingerprint = settings_fingerprint(record)
     shard_dir = prepare_output(out, fingerprint) if out is not None else None
 
@@ -316,29 +285,42 @@ def mine_hard_negatives(
     result = Dataset.from_dict(rows)
     if out is not None:
         result.to_parquet(str(out / RESULT_FILE))
-        if collection is not None:
-            record["collection"] = searcher.record()  # type: ignore[union-attr]
+        if isinstance(searcher, CorpusSearcher):
+            record["collection"] = searcher.record()
         write_json_atomic(out / SETTINGS_FILE, {**record, "fingerprint": fingerprint, **totals,
                                                 "skipped_candidates": skipped_total})
     return result
 
 
-def collection_searcher(model: SupportsEncode, anchors: list[str], positives: list[str], corpus: Sequence[str] | None,
-                        collection: str, engine: VectorEngine | None, searcher: Searcher | None, force: bool,
-                        search_options: SearchOptions | None, index_options: CollectionOptions | None,
-                        own_versions: Collection[str], batch_size: int, show_progress_bar: bool) -> Any:
-    """The :class:`~textdml.mining.collection_search.CollectionSearcher` of ``mine_hard_negatives(collection=...)``."""
-    from textdml.mining.collection_search import open_collection_searcher
+def read_pairs(dataset: datasets.Dataset, anchor_column: str, positive_column: str) -> tuple[list[str], list[str]]:
+    """The anchors and positives to mine; missing columns or no rows are errors."""
+    missing = [c for c in (anchor_column, positive_column) if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"mining needs columns {missing}, the data has {dataset.column_names}; pass anchor_column= / "
+                         "positive_column= (CLI: --anchor-column / --positive-column)")
+    if len(dataset) == 0:
+        raise ValueError("the dataset to mine is empty")
+    return list(dataset[anchor_column]), list(dataset[positive_column])
 
+
+def mining_documents(dataset: datasets.Dataset, *, anchor_column: str = "anchor", positive_column: str = "positive",
+                     corpus: Sequence[str] | None = None) -> list[str]:
+    """The unique documents a mining of ``dataset`` searches (the given corpus, then the positives):
+    what a collection searcher is opened over, so that its positions and mining's agree."""
+    anchors, positives = read_pairs(dataset, anchor_column, positive_column)
+    return build_task(anchors, positives, corpus).corpus
+
+
+def collection_searcher(model: SupportsEncode, documents: list[str], searcher: Searcher | None, *, collection: str,
+                        engine: Any = None, batch_size: int, show_progress_bar: bool, **options: Any) -> Searcher:
+    """The deprecated ``mine_hard_negatives(collection=...)``: the searcher it now gets as ``searcher=``."""
     if searcher is not None:
         raise ValueError("pass searcher= or collection=, not both: a collection brings its own searcher")
     if engine is None:
         raise ValueError(f"collection={collection!r} needs engine=, the index that holds it: "
                          "engine=textdml.index.open_client(path=...) (or url=...)")
-    documents = build_task(anchors, positives, corpus).corpus
-    return open_collection_searcher(model, engine, collection, documents, force=force, own_versions=own_versions,
-                                    search_options=search_options, index_options=index_options,
-                                    batch_size=batch_size, show_progress_bar=show_progress_bar)
+    return open_collection_searcher(model, engine, collection, documents, batch_size=batch_size,
+                                    show_progress_bar=show_progress_bar, **options)
 
 
 def empty_rows(num_negatives: int) -> dict[str, list]:

@@ -64,7 +64,7 @@ def mine_for_run(config: RunConfig, model: Any, output_dir: str | Path | None = 
     earlier minings of this run searched, which a re-mine replaces by a new version).
     """
     from textdml.mining.cross_encoder import CrossEncoderScorer
-    from textdml.mining.hard_negatives import mine_hard_negatives
+    from textdml.mining.hard_negatives import mine_hard_negatives, mining_documents
 
     mine = config.mine or MineConfig()
     if isinstance(config.train, list):
@@ -76,19 +76,39 @@ def mine_for_run(config: RunConfig, model: Any, output_dir: str | Path | None = 
                           source=f"train data {data.path!r}")
     corpus = load_corpus(mine.corpus, mine.corpus_column) if mine.corpus is not None else None
     out = Path(output_dir or mine.output_dir or Path(config.training.output_dir) / "mined")
-    with contextlib.ExitStack() as stack:
-        through: dict[str, Any] = {}
+    cross_encoder = CrossEncoderScorer(mine.cross_encoder) if mine.cross_encoder else None
+    with contextlib.ExitStack() as stack:  # closes the index after mining
+        searcher = None
         if mine.collection is not None:
-            from textdml.index.qdrant import collection_options, open_index, search_options
-
-            through = {"collection": mine.collection, "engine": stack.enter_context(open_index(config.index)),
-                       "force": force or config.index.force, "own_versions": own_versions,
-                       "search_options": dataclasses.replace(search_options(config.index), exact=mine.exact),
-                       "index_options": collection_options(config.index)}
+            documents = mining_documents(pairs, anchor_column=roles.anchor, positive_column=roles.positive,  # type: ignore[arg-type]
+                                         corpus=corpus)
+            searcher = open_searcher(config, model, documents, stack, force=force, own_versions=own_versions,
+                                     show_progress_bar=show_progress_bar)
         mined = mine_hard_negatives(
             pairs, model, anchor_column=roles.anchor, positive_column=roles.positive, corpus=corpus,  # type: ignore[arg-type]
-            settings=MiningSettings.from_config(mine), cross_encoder=CrossEncoderScorer(mine.cross_encoder) if mine.cross_encoder
-            else None, output_dir=out, batch_size=mine.batch_size, show_progress_bar=show_progress_bar, **through,
+            settings=MiningSettings.from_config(mine), cross_encoder=cross_encoder, searcher=searcher, output_dir=out,
+            batch_size=mine.batch_size, show_progress_bar=show_progress_bar,
         )
     logger.info("mined %d rows with %d hard negatives each into %s", mined.num_rows, mine.num_negatives, out)
     return mined.remove_columns(["scores"])
+
+
+def open_searcher(config: RunConfig, model: Any, documents: list[str], stack: contextlib.ExitStack, *,
+                  force: bool = False, own_versions: Collection[str] = (), show_progress_bar: bool = True) -> Any:
+    """The run's collection management: ``mine.collection`` of the ``index`` section, opened (created,
+    reused or re-encoded, see :mod:`textdml.mining.collection_search`) over the task's ``documents``.
+
+    The engine stays open until ``stack`` closes. Exact or HNSW search follows ``mine.exact``; a
+    version written for mining gets the index section's HNSW / quantization settings.
+    """
+    from textdml.index.qdrant import collection_options, open_index, search_options
+    from textdml.mining.collection_search import open_collection_searcher
+
+    mine = config.mine
+    assert mine is not None and mine.collection is not None
+    engine = stack.enter_context(open_index(config.index))
+    return open_collection_searcher(
+        model, engine, mine.collection, documents, force=force or config.index.force, own_versions=own_versions,
+        search_options=dataclasses.replace(search_options(config.index), exact=mine.exact),
+        index_options=collection_options(config.index), batch_size=mine.batch_size,
+        show_progress_bar=show_progress_bar)
