@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from textdml.config import ConfigError, RunConfig, load_run_config
+from textdml.models.saving import is_image_text  # light: file names and the text / image-text test
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -221,7 +222,7 @@ def load_cli_model(config: RunConfig, model_path: str) -> Any:
     model = load_model(model_path)
     prompts = config.model.prompts
     if prompts is not None:
-        if hasattr(model, "encode_images"):
+        if is_image_text(model):
             raise ConfigError(f"model.prompts is set, but {model_path} is an image-text model, which encodes "
                               "texts without prompts: drop model.prompts")
         model.prompts = dict(prompts)
@@ -285,7 +286,7 @@ def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool |
         model.to("cuda")
     if data is None and config.eval.data is None:
         raise ConfigError("no documents: pass --data, or give the recipe eval.data whose corpus to index")
-    image_text = hasattr(model, "encode_images")  # images and captions, one point each, named vectors
+    image_text = is_image_text(model)  # images and captions, one point each, named vectors
     if image_text and idx.dim is not None:
         raise ConfigError(f"index.dim={idx.dim} cuts text vectors; {model_path} is an image-text model, whose "
                           "image and text vectors are stored at full size: drop index.dim")
@@ -327,7 +328,7 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
     query_filter = parse_filters(filters or [])
     client = open_index(config, create=False)  # before loading the model: a mistyped path fails fast
     model, collection = load_cli_model(config, model_path), config.index.collection
-    dual = hasattr(model, "encode_images")
+    dual = is_image_text(model)
     if images and not dual:
         raise ConfigError(f"{model_path} is a text model: --image needs an image-text model")
     hits = []

@@ -12,6 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from textdml.hub.layout import MODEL_CARD, OPEN_CLIP_CONFIG, TEXTDML_CONFIG
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CACHE_FOLDER = re.compile(r"^models--([\w.-]+?)--([\w.-]+)$")
 # Loading lines of model cards: SentenceTransformer("org/name"), from_pretrained('org/name'), hf-hub:org/name.
@@ -44,17 +46,17 @@ def hub_id_for(name_or_path: str | os.PathLike | None) -> str | None:
             return f"{match.group(1)}/{match.group(2)}"
     if folder.is_file():
         folder = folder.parent
-    textdml_config = read_json(folder / "textdml_config.json")
+    textdml_config = read_json(folder / TEXTDML_CONFIG)
     for key in ("hub_id", "name"):
         if isinstance(textdml_config.get(key), str) and looks_like_hub_id(textdml_config[key]):
             return textdml_config[key]
-    readme = folder / "README.md"
+    readme = folder / MODEL_CARD
     if readme.exists():
         for match in CARD_USAGE.finditer(readme.read_text(errors="replace")):
             candidate = match.group(1)
             if not any(p in candidate for p in PLACEHOLDERS) and looks_like_hub_id(candidate):
                 return candidate
-    for name in ("config.json", "open_clip_config.json"):
+    for name in ("config.json", OPEN_CLIP_CONFIG):
         candidate = read_json(folder / name).get("_name_or_path")
         if isinstance(candidate, str) and looks_like_hub_id(candidate):
             return candidate

@@ -18,6 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from textdml.config import DataConfig, RunConfig
 from textdml.hub.base_model import hub_id_for, is_local_path, looks_like_hub_id, public_name, scrub_paths
+from textdml.hub.layout import (
+    MODEL_CARD,
+    MODULES,
+    OPEN_CLIP_WEIGHTS,
+    SENTENCE_BERT_CONFIG,
+    TEXTDML_CONFIG,
+    is_adapter_save,
+)
 from textdml.redaction import redact
 
 if TYPE_CHECKING:
@@ -117,7 +125,7 @@ def library_versions() -> dict[str, str]:
 def saved_text_model(folder: Path) -> dict[str, Any]:
     """Embedding size, pooling, normalisation, max length and similarity of a saved text model."""
     info: dict[str, Any] = {}
-    modules_file = folder / "modules.json"
+    modules_file = folder / MODULES
     if not modules_file.exists():
         return info
     modules = json.loads(modules_file.read_text())
@@ -133,10 +141,10 @@ def saved_text_model(folder: Path) -> dict[str, Any]:
             info["dimension"] = json.loads(config.read_text()).get("out_features")
         elif kind == "Normalize":
             info["normalized"] = True
-    bert = folder / "sentence_bert_config.json"
+    bert = folder / SENTENCE_BERT_CONFIG
     if bert.exists():
         info["max_seq_length"] = json.loads(bert.read_text()).get("max_seq_length")
-    textdml_config = folder / "textdml_config.json"
+    textdml_config = folder / TEXTDML_CONFIG
     if textdml_config.exists():
         info["similarity"] = json.loads(textdml_config.read_text()).get("similarity")
     return info
@@ -200,10 +208,6 @@ def loss_curve(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------- metadata
-def is_adapter_save(folder: Path) -> bool:
-    return (folder / "adapter_config.json").exists() or (folder / "textdml_dual_adapter.json").exists()
-
-
 def card_data(config: RunConfig, loss: Any, records: list[dict[str, Any]], summary: RunSummary | None,
               folder: Path) -> Any:
     from huggingface_hub import EvalResult, ModelCardData
@@ -266,7 +270,7 @@ def usage_section(config: RunConfig, repo: str, folder: Path) -> list[str]:
             arch = (config.model.dual or {}).get("arch", "ARCH")
             lines += ["With open_clip (the folder holds an open_clip checkpoint):", "", "```python", "import open_clip",
                       "", f'model, _, preprocess = open_clip.create_model_and_transforms("{arch}", '
-                      f'pretrained="{repo}/open_clip_model.safetensors")', "```", ""]
+                      f'pretrained="{repo}/{OPEN_CLIP_WEIGHTS}")', "```", ""]
         elif kind in ("hf_clip", "hf_siglip"):
             lines += ["With transformers:", "", "```python", "from transformers import AutoModel, AutoProcessor", "",
                       f'model = AutoModel.from_pretrained("{repo}")',
@@ -407,7 +411,7 @@ def table_cell(text: str) -> str:
 
 def architecture_section(config: RunConfig, folder: Path) -> list[str]:
     """The saved module stack (modules.json), as sentence-transformers prints a model."""
-    modules_file = folder / "modules.json"
+    modules_file = folder / MODULES
     if config.model.kind == "dual" or not modules_file.exists():
         return []
     lines = ["### Architecture", "", "```", "SentenceTransformer("]
@@ -423,7 +427,7 @@ def module_settings(folder: Path, module: dict[str, Any]) -> str:
     kind = module["type"].rsplit(".", 1)[-1]
     values: dict[str, Any] = {}
     if kind == "Transformer":
-        for name in ("sentence_bert_config.json", "config.json"):
+        for name in (SENTENCE_BERT_CONFIG, "config.json"):
             data = json.loads((path / name).read_text()) if (path / name).exists() else {}
             values |= {k: v for k, v in data.items() if k in ("max_seq_length", "do_lower_case")}
             if data.get("architectures"):
@@ -556,7 +560,7 @@ def render_model_card(config: RunConfig, loss: Any, records: list[dict[str, Any]
 
 def write_model_card(folder: Path, config: RunConfig, loss: Any, records: list[dict[str, Any]],
                      summary: RunSummary | None = None) -> Path:
-    path = Path(folder) / "README.md"
+    path = Path(folder) / MODEL_CARD
     path.write_text(render_model_card(config, loss, records, summary, folder))
     return path
 

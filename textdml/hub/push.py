@@ -22,6 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from textdml.hub.base_model import hub_id_for, is_local_path, looks_like_hub_id, scrub_paths
+from textdml.hub.layout import (
+    ADAPTER_CONFIG,
+    DUAL_ENCODER_CONFIG,
+    MODEL_CARD,
+    MODEL_MARKERS,  # noqa: F401  (textdml.hub.push.MODEL_MARKERS, kept for one release)
+    MODULES,
+    TEXTDML_CONFIG,
+    is_saved_model,
+)
 from textdml.outputs import MARKER, check_apart, seal_output_folder, start_output_folder
 
 logger = logging.getLogger(__name__)
@@ -33,7 +42,6 @@ EXCLUDE = ("checkpoints", ".partial-*", "tensorboard", "mlruns", "wandb", "track
 TEXT_SUFFIXES = (".json", ".md", ".txt", ".yaml", ".yml")
 # Vocabularies: their strings are tokens, never paths, and are left exactly as they are.
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "special_tokens_map.json", "added_tokens.json")
-MODEL_MARKERS = ("modules.json", "textdml_dual_encoder.json", "textdml_dual_adapter.json")
 
 
 @dataclass
@@ -55,15 +63,15 @@ def check_repo_id(repo_id: str) -> None:
 def check_model_folder(model_dir: Path) -> None:
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model folder {str(model_dir)!r} does not exist")
-    if any((model_dir / marker).exists() for marker in MODEL_MARKERS):
+    if is_saved_model(model_dir):
         return
     hint = ""
     for child in ("final", "best"):
-        if any((model_dir / child / marker).exists() for marker in MODEL_MARKERS):
+        if is_saved_model(model_dir / child):
             hint = f" It looks like a run folder: push {model_dir / child}"
             break
-    raise ValueError(f"{model_dir} is not a textdml / sentence-transformers model save (no modules.json or "
-                     f"textdml_dual_encoder.json).{hint or ' Pass the final/ or best/ folder that training wrote.'}")
+    raise ValueError(f"{model_dir} is not a textdml / sentence-transformers model save (no {MODULES} or "
+                     f"{DUAL_ENCODER_CONFIG}).{hint or ' Pass the final/ or best/ folder that training wrote.'}")
 
 
 def find_token(token: str | None) -> str:
@@ -105,7 +113,7 @@ def stage_folder(model_dir: Path, staging: Path, repo_id: str, base_model: str |
     for file in staging.rglob("*.json"):
         if file.name not in TOKENIZER_FILES:
             scrub_json_file(file)
-    readme = staging / "README.md"
+    readme = staging / MODEL_CARD
     readme.write_text(scrub_paths(readme.read_text(), [str(model_dir), str(model_dir.resolve()), str(Path.cwd())]))
     seal_output_folder(staging)
     return [(p.relative_to(staging).as_posix(), p.stat().st_size) for p in sorted(staging.rglob("*"))
@@ -139,12 +147,12 @@ def resolve_base(model_dir: Path, base_model: str | None) -> str | None:
         if not looks_like_hub_id(base_model):
             raise ValueError(f"base model {base_model!r} must be a Hub id like sentence-transformers/all-MiniLM-L6-v2")
         return base_model
-    readme = model_dir / "README.md"
+    readme = model_dir / MODEL_CARD
     if readme.exists():
         card_base = read_card(readme).data.base_model
         if isinstance(card_base, str) and looks_like_hub_id(card_base):
             return card_base
-    adapter_config = model_dir / "adapter_config.json"
+    adapter_config = model_dir / ADAPTER_CONFIG
     if adapter_config.exists():
         return hub_id_for(json.loads(adapter_config.read_text()).get("base_model_name_or_path"))
     return None
@@ -163,7 +171,7 @@ def read_card(readme: Path) -> Any:
 
 def fix_adapter_config(staging: Path, base: str | None) -> None:
     """An adapter on the Hub must name its base by Hub id: a local path there loads nowhere else."""
-    file = staging / "adapter_config.json"
+    file = staging / ADAPTER_CONFIG
     if not file.exists():
         return
     config = json.loads(file.read_text())
@@ -178,7 +186,7 @@ def fix_adapter_config(staging: Path, base: str | None) -> None:
 
 
 def fix_textdml_config(staging: Path, base: str | None) -> None:
-    file = staging / "textdml_config.json"
+    file = staging / TEXTDML_CONFIG
     if not file.exists():
         return
     config = json.loads(file.read_text())
@@ -194,11 +202,11 @@ def fix_card(staging: Path, repo_id: str, base: str | None) -> None:
     """Name the repository in the usage examples; keep only a Hub id as ``base_model``."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    readme = staging / "README.md"
+    readme = staging / MODEL_CARD
     if readme.exists():
         card = read_card(readme)
     else:  # a model saved without a card (e.g. by sentence-transformers): a minimal one
-        dual_config = staging / "textdml_dual_encoder.json"
+        dual_config = staging / DUAL_ENCODER_CONFIG
         whole = json.loads(dual_config.read_text()).get("whole_model") if dual_config.exists() else None
         card = ModelCard(f"---\n{ModelCardData().to_yaml()}\n---\n\n# {repo_id.split('/')[-1]}\n")
         card.data.library_name = ({"open_clip": "open_clip", "hf_clip": "transformers", "hf_siglip": "transformers"}
@@ -209,7 +217,7 @@ def fix_card(staging: Path, repo_id: str, base: str | None) -> None:
         card.data.base_model = base
     elif current is None and base is not None:
         card.data.base_model = base
-    if card.data.base_model and (staging / "adapter_config.json").exists():
+    if card.data.base_model and (staging / ADAPTER_CONFIG).exists():
         card.data.base_model_relation = "adapter"
     card.text = re.sub(r"path/to/[\w.-]+", repo_id, card.text)
     card.save(readme)
@@ -275,24 +283,19 @@ def push_to_hub(model_dir: str | os.PathLike, repo_id: str, *, private: bool = F
     return result
 
 
-def push_model(model: Any, repo_id: str, *, keep_adapter: bool = False, **kwargs: Any) -> PushResult:
-    """Save ``model`` (an ``Embedder`` or ``DualEncoder``) to a temporary folder and push it.
-
-    ``kwargs`` are those of ``push_to_hub``; ``keep_adapter`` pushes a text model's adapter only.
-    """
-    from textdml.models.adapters import save_model
-
-    check_repo_id(repo_id)
-    if kwargs.get("dry_run") and kwargs.get("staging_dir") is None:
-        raise ValueError("a dry run of a model object needs staging_dir (where to write the folder that would be sent)")
-    with tempfile.TemporaryDirectory(prefix="textdml-save-") as folder:
-        saved = save_model(model, Path(folder) / repo_id.split("/")[-1], keep_adapter=keep_adapter)
-        return push_to_hub(saved, repo_id, **kwargs)
-
-
 def format_listing(result: PushResult) -> str:
     """The staged files, one a line with its size, and where they are."""
     total = sum(size for _, size in result.files)
     lines = [f"{size:>12,}  {name}" for name, size in result.files]
     lines.append(f"{total:>12,}  bytes in {len(result.files)} files, staged in {result.folder}")
     return "\n".join(lines)
+
+
+def __getattr__(name: str) -> Any:
+    # push_model moved to textdml.models.saving (it saves a model object, then pushes the folder).
+    # Resolved by name on first use, kept for one release: hub sits below models and imports none of it.
+    if name == "push_model":
+        import importlib
+
+        return importlib.import_module("textdml.models.saving").push_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

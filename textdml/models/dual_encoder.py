@@ -36,6 +36,7 @@ from torch import nn
 
 from textdml.models.encoding import as_text_list, run_batches, run_length_sorted
 from textdml.models.identity import state_dict_sha256
+from textdml.models.saving import DUAL_ENCODER_CONFIG, DUAL_ENCODER_HEAD, MODEL_CARD, push_model
 from textdml.models.towers import WHOLE_MODEL_KINDS, ImageTower, TextTower, tower_class
 from textdml.models.towers.base import read_json, write_json
 from textdml.registry import did_you_mean
@@ -47,8 +48,8 @@ logger = logging.getLogger(__name__)
 
 Project = Literal["auto", "both", "image", "text"]
 Side = Literal["image", "text"]
-CONFIG_FILE = "textdml_dual_encoder.json"
-HEAD_WEIGHTS = "dual_encoder_head.safetensors"
+CONFIG_FILE = DUAL_ENCODER_CONFIG  # the old names of the two, kept for one release
+HEAD_WEIGHTS = DUAL_ENCODER_HEAD
 CLIP_LOGIT_SCALE = math.log(1 / 0.07)
 SIGLIP_LOGIT_SCALE = math.log(10.0)
 
@@ -275,9 +276,7 @@ class DualEncoder(nn.Module):
 
     # ------------------------------------------------------------------ save / load
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
-        """Save and upload to the Hub (see ``textdml.hub.push.push_to_hub`` for the arguments)."""
-        from textdml.hub.push import push_model
-
+        """Save and upload to the Hub (see :func:`textdml.models.saving.push_model` for the arguments)."""
         return push_model(self, repo_id, **kwargs)
 
     def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None) -> Path:
@@ -305,7 +304,7 @@ class DualEncoder(nn.Module):
             "similarity": self.similarity, "textdml_version": textdml.__version__,
         })
         if model_card is not None:
-            (path / "README.md").write_text(model_card)
+            (path / MODEL_CARD).write_text(model_card)
         return path
 
     @classmethod

@@ -25,12 +25,22 @@ from textdml.models.encoding import as_text_list, pad_token_lists, run_token_sor
 from textdml.models.folder_checks import check_weights
 from textdml.models.identity import WeightsHashCache, state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
+from textdml.models.saving import (
+    ADAPTER_CONFIG,
+    MODEL_CARD,
+    MODULES,
+    SENTENCE_BERT_CONFIG,
+    ST_CONFIG,
+    TEXTDML_CONFIG,
+    adapter_base,
+    is_adapter_folder,
+    transformer_folder,
+)
 from textdml.models.st_compat import SentenceTransformerCompat, resolve_st_options
 
 logger = logging.getLogger(__name__)
 
 Similarity = Literal["cosine", "dot"]
-TEXTDML_CONFIG = "textdml_config.json"
 
 # Activations a sentence-transformers Dense module may carry, by their saved class path.
 DENSE_ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -162,7 +172,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         as ``SentenceTransformer(..., truncate_dim=...)`` does (training still sees the full vectors).
         """
         folder = resolve_model_folder(str(name_or_path))
-        modules_file = folder / "modules.json"
+        modules_file = folder / MODULES
         transformer_dir, saved_pooling, dense, saved_normalize, saved_max_len = folder, None, None, False, None
         if modules_file.exists():
             transformer_dir, saved_pooling, dense, saved_normalize, saved_max_len = read_st_modules(folder)
@@ -170,8 +180,6 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             logger.info("%s is a plain Hugging Face model: using %s pooling", name_or_path, pooling or "mean")
         saved_similarity = read_saved_similarity(folder)
         check_weights(transformer_dir)
-        from textdml.models.adapters import is_adapter_folder, load_adapter_transformer
-
         if is_adapter_folder(transformer_dir):  # a PEFT adapter save: its base + the adapter, kept apart
             transformer = load_adapter_transformer(transformer_dir, trust_remote_code, dtype)
         else:
@@ -376,12 +384,6 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         state.update({key: value for key, value in self.state_dict().items() if not key.startswith("transformer.")})
         return state_dict_sha256(state)
 
-    def push_to_hub(self, repo_id: str, **kwargs) -> object:
-        """Save and upload to the Hub, as ``SentenceTransformer.push_to_hub`` (see ``textdml.hub.push.push_to_hub``)."""
-        from textdml.hub.push import push_model
-
-        return push_model(self, repo_id, **kwargs)
-
     def save_pretrained(self, path: str | os.PathLike, model_card: str | None = None,
                         merge_adapter: bool = True) -> Path:
         """Write the sentence-transformers folder layout (loads in ``SentenceTransformer(path)``).
@@ -414,9 +416,9 @@ class Embedder(SentenceTransformerCompat, nn.Module):
             (path / f"{idx}_Normalize").mkdir(exist_ok=True)
             modules.append({"idx": idx, "name": str(idx), "path": f"{idx}_Normalize",
                             "type": "sentence_transformers.models.Normalize"})
-        write_json(path / "modules.json", modules)
-        write_json(path / "sentence_bert_config.json", {"max_seq_length": self.max_seq_length, "do_lower_case": False})
-        write_json(path / "config_sentence_transformers.json", {
+        write_json(path / MODULES, modules)
+        write_json(path / SENTENCE_BERT_CONFIG, {"max_seq_length": self.max_seq_length, "do_lower_case": False})
+        write_json(path / ST_CONFIG, {
             "__version__": package_versions(), "prompts": self.prompts, "default_prompt_name": self.default_prompt_name,
             "similarity_fn_name": "cosine" if self.similarity == "cosine" else "dot",
         })
@@ -424,7 +426,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
                                            "weights_sha256": self._saved_weights_sha256(transformer),
                                            "textdml_version": package_versions()["textdml"]})
         if model_card is not None:
-            (path / "README.md").write_text(model_card)
+            (path / MODEL_CARD).write_text(model_card)
         return path
 
 
@@ -455,16 +457,39 @@ def resolve_model_folder(name_or_path: str) -> Path:
         ) from err
 
 
+def load_adapter_transformer(folder: str | Path, trust_remote_code: bool = False,
+                             dtype: torch.dtype | None = None, is_trainable: bool = True) -> nn.Module:
+    """The base encoder named by the adapter folder, wrapped with the saved adapter (a ``PeftModel``)."""
+    from peft import PeftModel
+
+    base = adapter_base(folder)
+    try:
+        base_folder = resolve_model_folder(base)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise FileNotFoundError(
+            f"the adapter in {folder} was trained on base model {base!r}, which cannot be found: {err}. Put the base "
+            f"model there, or edit base_model_name_or_path in {Path(folder) / ADAPTER_CONFIG}"
+        ) from err
+    base_folder = transformer_folder(base_folder)
+    if trust_remote_code:
+        from textdml.models.remote_code import warn_remote_code
+
+        warn_remote_code(str(base_folder))
+    transformer = AutoModel.from_pretrained(base_folder, trust_remote_code=trust_remote_code,
+                                            **({"dtype": dtype} if dtype else {}))
+    return PeftModel.from_pretrained(transformer, str(folder), is_trainable=is_trainable)
+
+
 def read_st_modules(folder: Path) -> tuple[Path, Pooling | None, Dense | None, bool, int | None]:
     """Parse a sentence-transformers ``modules.json``: transformer dir, pooling, dense, normalize, max length."""
-    modules = json.loads((folder / "modules.json").read_text())
+    modules = json.loads((folder / MODULES).read_text())
     transformer_dir, pooling, dense, normalize, max_len = folder, None, None, False, None
     for module in modules:
         kind = module["type"].rsplit(".", 1)[-1]
         module_dir = folder / module.get("path", "")
         if kind == "Transformer":
             transformer_dir = module_dir
-            for config_name in ("sentence_bert_config.json", "sentence_transformer_config.json"):
+            for config_name in (SENTENCE_BERT_CONFIG, "sentence_transformer_config.json"):
                 if (module_dir / config_name).exists():
                     max_len = json.loads((module_dir / config_name).read_text()).get("max_seq_length")
         elif kind == "Pooling":
@@ -483,7 +508,7 @@ def read_st_modules(folder: Path) -> tuple[Path, Pooling | None, Dense | None, b
         elif kind == "Normalize":
             normalize = True
         else:
-            raise ValueError(f"{folder / 'modules.json'}: module type {module['type']!r} is not supported by textdml")
+            raise ValueError(f"{folder / MODULES}: module type {module['type']!r} is not supported by textdml")
     return transformer_dir, pooling, dense, normalize, max_len
 
 
@@ -491,7 +516,7 @@ def read_saved_similarity(folder: Path) -> Similarity:
     textdml_config = read_textdml_config(folder)
     if "similarity" in textdml_config:
         return textdml_config["similarity"]
-    st_file = folder / "config_sentence_transformers.json"
+    st_file = folder / ST_CONFIG
     if st_file.exists():
         name = json.loads(st_file.read_text()).get("similarity_fn_name") or "cosine"
         return "dot" if name in ("dot", "dot_product") else "cosine"
@@ -500,7 +525,7 @@ def read_saved_similarity(folder: Path) -> Similarity:
 
 def read_saved_prompts(folder: Path) -> tuple[dict[str, str], str | None]:
     """The prompts and default prompt name of a sentence-transformers folder (none for a plain model)."""
-    st_file = folder / "config_sentence_transformers.json"
+    st_file = folder / ST_CONFIG
     if not st_file.exists():
         return {}, None
     config = json.loads(st_file.read_text())

@@ -146,9 +146,9 @@ class SentenceTransformerCompat:
         kwargs.setdefault("prompt", (getattr(self, "prompts", None) or {}).get("document", ""))
         return self.encode(texts, **kwargs)  # type: ignore[attr-defined]
 
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
         """Save and upload to the Hugging Face Hub, as sentence-transformers' ``push_to_hub``
-        (see :func:`textdml.hub.push.push_model` for the arguments)."""
-        from textdml.hub.push import push_model
+        (see :func:`textdml.models.saving.push_model` for the arguments); returns the ``PushResult``."""
+        from textdml.models.saving import push_model
 
         return push_model(self, repo_id, **kwargs)

@@ -21,11 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from textdml.models.saving import TOWER_CONFIG, TOWER_WEIGHTS  # noqa: F401  (towers import them from here)
+
 if TYPE_CHECKING:
     from PIL import Image
-
-TOWER_WEIGHTS = "tower.safetensors"
-TOWER_CONFIG = "tower_config.json"
 
 
 class Tower(nn.Module):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from textdml.models.saving import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS
 from textdml.models.towers.base import (
     TOWER_WEIGHTS,
     ImageTower,
@@ -30,8 +31,6 @@ from textdml.models.towers.base import (
 if TYPE_CHECKING:
     from PIL import Image
 
-OPEN_CLIP_CONFIG = "open_clip_config.json"
-OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
 # The text half of open_clip's CLIP class lives on the model itself, not in a submodule.
 CLIP_TEXT_PARTS = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
 CLIP_TEXT_SETTINGS = ("context_length", "vocab_size", "text_pool_type", "text_eos_id")
