@@ -296,6 +296,9 @@ def __getattr__(name: str) -> Any:
     # Resolved by name on first use, kept for one release: hub sits below models and imports none of it.
     if name == "push_model":
         import importlib
+        import warnings
 
+        warnings.warn("textdml.hub.push.push_model moved to textdml.models.saving.push_model", DeprecationWarning,
+                      stacklevel=2)
         return importlib.import_module("textdml.models.saving").push_model
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
