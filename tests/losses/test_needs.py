@@ -91,19 +91,27 @@ OLD_FLAGS = {
 CATALOGUE = [name for name in LOSSES.names() if LOSSES.get(name).__module__.startswith("textdml.losses.")]
 
 
-def test_the_table_covers_the_registry() -> None:
-    assert sorted(OLD_FLAGS) == sorted(CATALOGUE)
+def test_every_loss_of_the_old_table_is_still_registered() -> None:
+    assert set(OLD_FLAGS) <= set(CATALOGUE)  # a loss added since has no old flags to compare with
 
 
-@pytest.mark.parametrize("name", CATALOGUE)
-def test_old_flag_names_read_the_same_values_on_the_class(name: str) -> None:
+@pytest.mark.parametrize("name", sorted(OLD_FLAGS))
+def test_needs_equal_the_old_flag_values(name: str) -> None:
     cls = LOSSES.get(name)
-    assert isinstance(cls.needs, LossNeeds)
     for flag, old in {**OLD_DEFAULTS, **OLD_FLAGS[name]}.items():
         if flag == "symmetric" and name == "matryoshka":
             continue  # a property of the instance (the wrapped loss's), as before
-        assert getattr(cls, flag) == old, flag
         assert getattr(cls.needs, FLAG_FIELDS[flag]) == old, flag
+
+
+@pytest.mark.parametrize("name", CATALOGUE)
+def test_old_flag_names_read_the_needs_on_the_class(name: str) -> None:
+    cls = LOSSES.get(name)
+    assert isinstance(cls.needs, LossNeeds)
+    for flag, field in FLAG_FIELDS.items():
+        if flag == "symmetric" and name == "matryoshka":
+            continue
+        assert getattr(cls, flag) == getattr(cls.needs, field), flag
 
 
 @pytest.mark.parametrize("case", all_cases(), ids=lambda case: case.name)
