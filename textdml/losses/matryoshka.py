@@ -106,12 +106,16 @@ class MatryoshkaLoss(BaseLoss):
         # Across devices, compute_local_loss runs a symmetric loss as two one-way calls on a
         # shallow copy: give the copy its own one-way inner loss, leaving the original's alone.
         if value != self.symmetric:
-            inner = copy.copy(self.loss)
-            inner.needs = dataclasses.replace(inner.needs, symmetric=value)
+            if value:
+                inner = copy.copy(self.loss)
+                inner.needs = dataclasses.replace(inner.needs, symmetric=True)
+            else:
+                inner = self.loss.one_way()  # a nested wrapper makes its own inner loss one-way too
             self._modules = {**self._modules, "loss": inner}  # a shallow copy shares the dict
             self.needs = dataclasses.replace(self.needs, symmetric=value)
 
     def one_way(self) -> MatryoshkaLoss:
+        """A shallow copy whose wrapped loss is a one-way copy (the original stays symmetric)."""
         one_way = copy.copy(self)
         one_way.symmetric = False
         return one_way

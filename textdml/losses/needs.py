@@ -61,6 +61,7 @@ class LossNeeds:
 # as the run treated it before needs existed: every text layout, tuples taken.
 UNDECLARED = LossNeeds(input_kinds=("pairs", "triplets", "scored_pairs", "labelled"), accepts_indices=True)
 
+
 def loss_needs(loss: Any) -> LossNeeds:
     """The needs of a loss (instance or class); ``UNDECLARED`` for one that declares none."""
     needs = getattr(loss, "needs", None)
