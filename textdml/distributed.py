@@ -37,7 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -288,36 +287,42 @@ def compute_local_loss(
     *,
     indices: TupleIndices | None = None,
     miner: Any | None = None,
+    symmetric: bool | None = None,
+    accepts_indices: bool | None = None,
 ) -> torch.Tensor:
     """The loss this rank backpropagates: its anchors against every rank's reference rows.
 
     With equal per-device batches, DDP's averaged gradient of this value equals the
     single-process gradient on the concatenated batch (see the module docstring for other cases).
 
-    A loss whose ``symmetric`` attribute is true averages two directions, each a softmax over
-    the other side (anchors pick among refs, refs pick among anchors). The second direction
-    needs every rank's anchors, so across devices it runs as its own call: this rank's refs
-    against every rank's anchors, with the loss made one-way.
+    A symmetric loss averages two directions, each a softmax over the other side (anchors pick
+    among refs, refs pick among anchors). The second direction needs every rank's anchors, so
+    across devices it runs as its own call: this rank's refs against every rank's anchors, with
+    the loss made one-way (``loss.one_way()``).
 
     Args:
         loss: any loss of ``textdml.losses``.
         embeddings, labels, ref_embeddings, ref_labels, indices, miner: as :func:`gather_for_loss`.
+        symmetric, accepts_indices: what the loss declares (``LossNeeds``); the task passes them,
+            a direct call leaves them None and they are read from ``loss.needs``.
     """
+    if world_size() == 1:
+        return loss(**gather_for_loss(embeddings, labels, ref_embeddings, ref_labels, indices=indices, miner=miner))
     name = type(loss).__name__
-    if world_size() > 1 and ref_embeddings is None and not getattr(loss, "accepts_indices", True):
+    symmetric = loss.needs.symmetric if symmetric is None else symmetric
+    accepts_indices = loss.needs.accepts_indices if accepts_indices is None else accepts_indices
+    if ref_embeddings is None and not accepts_indices:
         raise ValueError(
             f"{name} compares labelled rows without a reference set: across devices each anchor also sits in "
             f"the gathered set, which only tuples (indices) can exclude, and {name} does not take tuples. "
             "Pass a reference set (another view of the rows) or compute this loss per device."
         )
-    symmetric = bool(getattr(loss, "symmetric", False))
-    if not (symmetric and ref_embeddings is not None and world_size() > 1):
+    if not (symmetric and ref_embeddings is not None):
         return loss(**gather_for_loss(embeddings, labels, ref_embeddings, ref_labels, indices=indices, miner=miner))
     if indices is not None or miner is not None:
         raise ValueError(f"{name}(symmetric=True) does not take tuples across devices")
     labels, ref_labels = resolve_global_labels(embeddings, labels, ref_embeddings, ref_labels)
-    one_way = copy.copy(loss)  # shares parameters; only the flag differs
-    one_way.symmetric = False
+    one_way = loss.one_way()  # shares parameters; computes anchors -> refs only
     forward = one_way(**gather_for_loss(embeddings, labels, ref_embeddings, ref_labels))
     backward = one_way(**gather_for_loss(ref_embeddings, ref_labels, embeddings, labels))
     return (forward + backward) / 2

@@ -35,6 +35,7 @@ from textdml.losses.multi_similarity import MultiSimilarityLoss
 from textdml.losses.multiple_losses import MultipleLosses
 from textdml.losses.n_pairs import NPairsLoss
 from textdml.losses.nca import NCALoss
+from textdml.losses.needs import LossNeeds
 from textdml.losses.norm_softmax import NormSoftmaxLoss
 from textdml.losses.ntxent import NTXentLoss
 from textdml.losses.p2s_grad import P2SGradLoss
@@ -108,4 +109,5 @@ __all__ = [
     "MegaBatchMarginLoss",
     "MSELoss",
     "reduce_losses",
+    "LossNeeds",
 ]

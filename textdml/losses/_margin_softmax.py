@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices
 
 WeightInit = Literal["normal", "kaiming_normal", "kaiming_uniform"]
@@ -99,9 +100,10 @@ class ClassLevelLoss(BaseLoss):
         embedding_size: the embedding dimension (filled by the trainer from the model).
     """
 
-    gathers = False  # class weights already see every device through DDP
-
-    input_kinds = ("labelled",)
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("labelled",),
+        gathers=False,  # class weights already see every device through DDP
+    )
 
     def __init__(self, num_classes: int, embedding_size: int):
         super().__init__()

@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, upcast
 
 
@@ -50,9 +51,11 @@ class ScoredPairLoss(BaseLoss):
     Subclasses give ``pair_similarity``; the loss ranks pairs by it against their gold scores.
     """
 
-    input_kinds = ("scores",)
-    #: The task feeds these losses ``(anchor, positive, score)`` pairs (``textdml.training.scores``).
-    takes_scores: ClassVar[bool] = True
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("scores",),
+        # The task feeds these losses ``(anchor, positive, score)`` pairs (``textdml.training.tasks.scores``).
+        takes_scores=True,
+    )
     #: Why the default range is what it is, for the error message.
     range_reason: ClassVar[str] = "the range of the similarity the gold scores are ranked against"
 

@@ -3,7 +3,7 @@
 A loss never holds a model: it *names* its teacher (``loss: {name: mse, teacher: <path or Hub id>}``)
 and the task loads it, embeds each batch's raw texts with it under ``no_grad`` and passes the
 results in as ``teacher_embeddings`` (rows of ``embeddings``) and ``teacher_ref_embeddings``
-(rows of ``ref_embeddings``). See ``textdml.training.teacher``.
+(rows of ``ref_embeddings``). See ``textdml.training.tasks.teacher``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 import torch
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import aligned_cosine
 from textdml.miners.base import upcast
 
@@ -46,12 +47,14 @@ def candidate_scores(queries: torch.Tensor, ref: torch.Tensor, similarity: PairS
 class TeacherLoss(BaseLoss):
     """Base of the losses that take a teacher's (or guide's) embeddings of the same texts."""
 
-    #: The config key that names the frozen model; the task loads and runs it.
-    teacher_role: ClassVar[str] = "teacher"
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        # Whether precomputed teacher scores (a ``score`` column of triplets) can replace the teacher model.
+        takes_teacher_scores=False,
+        # The config key that names the frozen model; the task loads and runs it.
+        teacher_role="teacher",
+    )
     #: Whether the teacher's embeddings are compared with the student's directly (dimensions must match).
     compares_embeddings: ClassVar[bool] = False
-    #: Whether precomputed teacher scores (a ``score`` column of triplets) can replace the teacher model.
-    takes_teacher_scores: ClassVar[bool] = False
 
     def __init__(self, teacher: str | None = None):
         super().__init__()
@@ -68,7 +71,7 @@ class TeacherLoss(BaseLoss):
         name = type(self).__name__
         if teacher_embeddings is None:
             raise ValueError(f"{name} needs teacher_embeddings (the teacher's embeddings of the same texts): name "
-                             f"the model with loss.{self.teacher_role}=<folder or Hub id>, or pass them in Python")
+                             f"the model with loss.{self.needs.teacher_role}=<folder or Hub id>, or pass them in Python")
         if len(teacher_embeddings) != len(embeddings):
             raise ValueError(f"{name}: {len(embeddings)} embeddings but {len(teacher_embeddings)} teacher_embeddings")
         if ref_embeddings is not None:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
 from textdml.distances import CosineSimilarityDistance
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import log1p_sum_exp
 from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
@@ -47,7 +49,7 @@ class AngularLoss(BaseLoss):
         torch.Size([])
     """
 
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
     citation = """@inproceedings{wang2017deep,
   title={Deep Metric Learning with Angular Loss},
   author={Wang, Jian and Zhou, Feng and Wen, Shilei and Liu, Xiao and Lin, Yuanqing},

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import warnings
 from typing import Any, ClassVar, Literal
 
@@ -22,35 +24,24 @@ import torch
 from torch import nn
 
 from textdml.distances import BaseDistance
+from textdml.losses.needs import DeclaresNeeds, LossNeeds
+from textdml.losses.needs import InputKind as InputKind  # the old import path
 from textdml.miners.base import TupleIndices, resolve_ref, upcast
 
 Reduction = Literal["mean", "sum", "mean_nonzero", "none"]
-
-# Input kinds a loss can train on; the data module maps each to the columns it needs.
-InputKind = Literal["pairs", "triplets", "scored_pairs", "scores", "labelled", "texts", "image_text", "labelled_images"]
 
 
 class DegenerateBatchWarning(UserWarning):
     """The batch holds nothing the loss can learn from (no positive pair, one class, ...)."""
 
 
-class BaseLoss(nn.Module):
+class BaseLoss(DeclaresNeeds, nn.Module):
     """Base class: input checks, label resolution, float32 maths and reduction."""
 
-    #: Which dataset layouts this loss trains on (see ``textdml.data.roles``).
-    input_kinds: ClassVar[tuple[InputKind, ...]] = ("pairs", "triplets", "labelled")
-    #: Whether tuples from a miner (``indices``) change what the loss computes.
-    accepts_indices: ClassVar[bool] = False
-    #: Whether, across devices, anchors meet every device's rows (``textdml.distributed``).
-    #: Class-level losses set False: their parameters see every device through DDP anyway.
-    gathers: ClassVar[bool] = True
-    #: Losses that average two directions (anchors pick refs, refs pick anchors) set this on the
-    #: instance; ``compute_local_loss`` then runs the two directions as two gathered calls.
-    symmetric: bool = False
+    #: What the loss needs from the data, the task and the devices (see ``LossNeeds``).
+    needs: ClassVar[LossNeeds] = LossNeeds()
     #: BibTeX for the model card.
     citation: ClassVar[str | None] = None
-    #: Whether ``embedding_regularizer=`` may add a penalty on the embeddings (``textdml.regularizers``).
-    accepts_embedding_regularizer: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every loss takes embedding_regularizer= / weight_regularizer= (as PML's mixins), without
@@ -60,6 +51,15 @@ class BaseLoss(nn.Module):
             from textdml.regularizers.attach import with_regularizer_arguments
 
             cls.__init__ = with_regularizer_arguments(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
+    def one_way(self) -> BaseLoss:
+        """A shallow copy (same parameters) computing only anchors -> refs, for a ``symmetric`` loss.
+
+        Across devices the two directions of a symmetric loss run as two gathered calls of it.
+        """
+        one_way = copy.copy(self)
+        one_way.needs = dataclasses.replace(self.needs, symmetric=False)
+        return one_way
 
     def class_weights(self) -> torch.Tensor | None:
         """The class vectors a weight regularizer acts on, (rows, D): ``weight`` when the loss has one."""
@@ -76,7 +76,7 @@ class BaseLoss(nn.Module):
         indices: TupleIndices | None = None,
     ) -> torch.Tensor:
         self.check_shapes(embeddings, ref_embeddings)
-        if indices is not None and not self.accepts_indices:
+        if indices is not None and not self.needs.accepts_indices:
             raise ValueError(f"{type(self).__name__} does not take mined tuples; remove the miner")
         labels, ref_labels = self.resolve_labels(embeddings, labels, ref_embeddings, ref_labels)
         # Half-precision inputs are computed in float32: softmaxes and margins in bfloat16 lose

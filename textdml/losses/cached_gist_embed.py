@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 from textdml.losses.gist_embed import GISTEmbedLoss, MarginStrategy
 from textdml.registry import LOSSES
 
@@ -24,7 +26,7 @@ class CachedGISTEmbedLoss(GISTEmbedLoss):
         (GradCache); sentence-transformers' ``CachedGISTEmbedLoss``.
 
     Example:
-        >>> CachedGISTEmbedLoss(mini_batch_size=16).mini_batch_size
+        >>> CachedGISTEmbedLoss(mini_batch_size=16).needs.mini_batch_size
         16
     """
 
@@ -34,4 +36,5 @@ class CachedGISTEmbedLoss(GISTEmbedLoss):
         super().__init__(guide, temperature, margin_strategy, margin, contrast_anchors, contrast_positives)
         if mini_batch_size < 1:
             raise ValueError(f"mini_batch_size must be >= 1, got {mini_batch_size}")
-        self.mini_batch_size = mini_batch_size
+        # The task's GradCache runs with the loss's own mini-batch size.
+        self.needs = dataclasses.replace(self.needs, mini_batch_size=mini_batch_size)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from textdml.distances import CosineSimilarityDistance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import masked_logsumexp, mined_pair_masks
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
@@ -50,7 +53,7 @@ class CircleLoss(BaseLoss):
         torch.Size([])
     """
 
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
     citation = """@inproceedings{sun2020circle,
   title={Circle Loss: A Unified Perspective of Pair Similarity Optimization},
   author={Sun, Yifan and Cheng, Changmao and Zhang, Yuhan and Zhang, Chi and Zheng, Liang and Wang, Zhongdao and Wei, Yichen},

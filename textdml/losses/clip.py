@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -8,6 +10,7 @@ from torch import nn
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss
 from textdml.losses.info_nce import multi_positive_cross_entropy
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
@@ -95,7 +98,7 @@ class ClipLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("image_text",)
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("image_text",))
     citation = """@inproceedings{radford2021learning,
   title={Learning Transferable Visual Models From Natural Language Supervision},
   author={Radford, Alec and Kim, Jong Wook and Hallacy, Chris and Ramesh, Aditya and Goh, Gabriel and Agarwal, Sandhini and Sastry, Girish and Askell, Amanda and Mishkin, Pamela and Clark, Jack and Krueger, Gretchen and Sutskever, Ilya},
@@ -117,7 +120,7 @@ class ClipLoss(BaseLoss):
             raise ValueError(f"max_logit_scale must be > 0 or None, got {max_logit_scale}")
         attach_logit_parameter(self, "logit_scale", logit_scale)
         self.max_logit_scale = max_logit_scale
-        self.symmetric = symmetric
+        self.needs = dataclasses.replace(self.needs, symmetric=symmetric)
         self.distance = as_distance(distance, CosineSimilarityDistance())
 
     def compute_loss(
@@ -144,7 +147,7 @@ class ClipLoss(BaseLoss):
         image_to_text, _ = multi_positive_cross_entropy(logits, positive)
         if image_to_text.numel() == 0:
             return self.empty_loss(embeddings, "no image has a matching text in the batch") + keep_scale
-        if not self.symmetric:
+        if not self.needs.symmetric:
             return image_to_text.mean()
         text_to_image, _ = multi_positive_cross_entropy(logits.T, positive.T)
         return (image_to_text.mean() + text_to_image.mean()) / 2

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import pair_values
 from textdml.miners.base import TupleIndices, label_masks, to_pairs
 from textdml.registry import LOSSES
@@ -49,8 +52,10 @@ class ContrastiveLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "scored_pairs", "labelled")
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("pairs", "triplets", "scored_pairs", "labelled"),
+        accepts_indices=True,
+    )
     citation = """@inproceedings{hadsell2006dimensionality,
   title={Dimensionality Reduction by Learning an Invariant Mapping},
   author={Hadsell, Raia and Chopra, Sumit and LeCun, Yann},

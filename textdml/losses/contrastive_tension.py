@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import ClassVar
 
@@ -9,6 +10,7 @@ from torch import nn
 
 from textdml.losses.base import BaseLoss
 from textdml.losses.info_nce import multi_positive_cross_entropy
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import mined_pair_masks
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
@@ -52,10 +54,12 @@ class ContrastiveTensionLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("texts",)
-    accepts_indices = True
-    #: The task trains a copy of the model beside it and passes its embeddings as ``embeddings``.
-    needs_twin: ClassVar[bool] = True
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("texts",),
+        accepts_indices=True,
+        # The task trains a copy of the model beside it and passes its embeddings as ``embeddings``.
+        twin=True,
+    )
     citation = """@inproceedings{carlsson2021semantic,
   title={Semantic Re-tuning with Contrastive Tension},
   author={Carlsson, Fredrik and Cuba Gyllensten, Amaru and Gogoulou, Evangelia and Hellqvist, Erik Ylip{\\"a}{\\"a} and Sahlgren, Magnus},
@@ -68,7 +72,7 @@ class ContrastiveTensionLoss(BaseLoss):
         if scale <= 0:
             raise ValueError(f"scale must be > 0, got {scale}")
         self.in_batch_negatives = in_batch_negatives
-        self.symmetric = in_batch_negatives
+        self.needs = dataclasses.replace(self.needs, symmetric=in_batch_negatives)
         log_scale = torch.tensor(math.log(scale))
         if learn_scale:
             self.logit_scale = nn.Parameter(log_scale)
@@ -97,7 +101,7 @@ class ContrastiveTensionLoss(BaseLoss):
             # each direction is plain cross-entropy, one log-sum-exp instead of the multi-positive two.
             rows = torch.arange(len(labels), device=labels.device)
             loss = F.cross_entropy(logits, rows)
-            return (loss + F.cross_entropy(logits.T, rows)) / 2 if self.symmetric else loss
+            return (loss + F.cross_entropy(logits.T, rows)) / 2 if self.needs.symmetric else loss
         positive = labels[:, None] == ref_labels[None, :]  # (N, M)
         if bool(positive.all()):
             return self.empty_loss(embeddings, "every sentence of the batch is the same: there is no negative")
@@ -105,7 +109,7 @@ class ContrastiveTensionLoss(BaseLoss):
         if losses.numel() == 0:
             return self.empty_loss(embeddings, "no sentence has its own pair in the batch")
         loss = losses.mean()
-        if self.symmetric:
+        if self.needs.symmetric:
             backward, _ = multi_positive_cross_entropy(logits.T, positive.T)
             loss = (loss + backward.mean()) / 2
         return loss

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import BaseMiner, PairIndices, TripletIndices, TupleIndices, all_pairs
 from textdml.registry import LOSSES, MINERS
 
@@ -66,9 +67,10 @@ class CrossBatchMemory(BaseLoss):
         torch.Size([])
     """
 
-    gathers = False  # the memory queue already spans batches; gathering would mix devices into it
-
-    input_kinds = ("labelled",)
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("labelled",),
+        gathers=False,  # the memory queue already spans batches; gathering would mix devices into it
+    )
     citation = """@inproceedings{wang2020cross,
   title={Cross-Batch Memory for Embedding Learning},
   author={Wang, Xun and Zhang, Haozhi and Huang, Weilin and Scott, Matthew R},
@@ -93,7 +95,7 @@ class CrossBatchMemory(BaseLoss):
         self.miner = MINERS.build(**miner) if isinstance(miner, dict) else miner
         if not isinstance(self.loss, BaseLoss):
             raise TypeError(f"CrossBatchMemory wraps a BaseLoss, got {type(self.loss).__name__}")
-        if not self.loss.accepts_indices:
+        if not self.loss.needs.accepts_indices:
             raise ValueError(
                 f"CrossBatchMemory needs a pair/tuple loss that takes mined tuples (to skip a row's own "
                 f"copy in the memory); {type(self.loss).__name__} does not"

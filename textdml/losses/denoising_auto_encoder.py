@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
@@ -41,14 +43,16 @@ class DenoisingAutoEncoderLoss(BaseLoss):
         sentence-transformers' ``DenoisingAutoEncoderLoss``.
 
     Example:
-        >>> DenoisingAutoEncoderLoss(deletion_ratio=0.6).needs_decoder
+        >>> DenoisingAutoEncoderLoss(deletion_ratio=0.6).needs.decoder
         True
     """
 
-    input_kinds = ("texts",)
-    gathers = False  # one sentence at a time
-    #: The task builds the decoder (``textdml.training.decoder``) and passes it in.
-    needs_decoder: ClassVar[bool] = True
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("texts",),
+        gathers=False,  # one sentence at a time
+        # The task builds the decoder (``textdml.training.tasks.denoising``) and passes it in.
+        decoder=True,
+    )
     citation = """@inproceedings{wang-2021-TSDAE,
   title={TSDAE: Using Transformer-based Sequential Denoising Auto-Encoder for Unsupervised Sentence Embedding Learning},
   author={Wang, Kexin and Reimers, Nils and Gurevych, Iryna},
@@ -60,8 +64,9 @@ class DenoisingAutoEncoderLoss(BaseLoss):
         super().__init__()
         if not 0.0 <= deletion_ratio < 1.0:
             raise ValueError(f"deletion_ratio must be in [0, 1), got {deletion_ratio}")
-        self.deletion_ratio = deletion_ratio
-        self.tie_encoder_decoder = tie_encoder_decoder
+        # The collator deletes the words (seeded per run) and the task builds the decoder.
+        self.needs = dataclasses.replace(self.needs, deletion_ratio=deletion_ratio,
+                                         tie_encoder_decoder=tie_encoder_decoder)
         self.decoder = decoder
 
     def forward(

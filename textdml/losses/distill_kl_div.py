@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
 from textdml.losses._teacher import PairSimilarity, TeacherLoss, candidate_scores, check_similarity
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, upcast
 from textdml.registry import LOSSES
 
@@ -45,9 +47,12 @@ class DistillKLDivLoss(TeacherLoss):
         0.0
     """
 
-    input_kinds = ("triplets",)
-    takes_teacher_scores = True
-    gathers = False  # one term per query: nothing to compare across devices
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("triplets",),
+        gathers=False,  # one term per query: nothing to compare across devices
+        takes_teacher_scores=True,
+        teacher_role="teacher",
+    )
     citation = """@misc{lin2020distilling,
   title={Distilling Dense Representations for Ranking using Tightly-Coupled Teachers},
   author={Lin, Sheng-Chieh and Yang, Jheng-Hong and Lin, Jimmy},

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, label_masks, to_triplets
 from textdml.registry import LOSSES
 
@@ -60,8 +61,7 @@ class DynamicSoftMarginLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled")
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets", "labelled"), accepts_indices=True)
     citation = """@inproceedings{zhang2019learning,
   title={Learning Local Descriptors with a CDF-Based Dynamic Soft Margin},
   author={Zhang, Linguang and Rusinkiewicz, Szymon},

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import masked_logsumexp, mined_pair_masks
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
@@ -50,7 +53,7 @@ class GeneralizedLiftedStructureLoss(BaseLoss):
         torch.Size([])
     """
 
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
     citation = """@article{hermans2017defense,
   title={In Defense of the Triplet Loss for Person Re-Identification},
   author={Hermans, Alexander and Beyer, Lucas and Leibe, Bastian},

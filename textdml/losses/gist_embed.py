@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from textdml.losses._teacher import TeacherLoss
 from textdml.losses.info_nce import multi_positive_cross_entropy
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, upcast
 from textdml.registry import LOSSES
 
@@ -63,8 +64,7 @@ class GISTEmbedLoss(TeacherLoss):
         torch.Size([])
     """
 
-    teacher_role: ClassVar[str] = "guide"
-    input_kinds = ("pairs", "triplets")
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets"), teacher_role="guide")
     citation = """@misc{solatorio2024gistembed,
   title={GISTEmbed: Guided In-sample Selection of Training Negatives for Text Embedding Fine-tuning},
   author={Solatorio, Aivin V.},

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, label_masks, to_triplets
 from textdml.registry import LOSSES
 
@@ -72,8 +74,7 @@ class HistogramLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled")
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets", "labelled"), accepts_indices=True)
     citation = """@inproceedings{ustinova2016learning,
   title={Learning Deep Embeddings with Histogram Loss},
   author={Ustinova, Evgeniya and Lempitsky, Victor},

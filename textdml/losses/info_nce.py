@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
@@ -59,7 +63,7 @@ class InfoNCELoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets")
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets"))
     citation = """@article{oord2018representation,
   title={Representation Learning with Contrastive Predictive Coding},
   author={van den Oord, Aaron and Li, Yazhe and Vinyals, Oriol},
@@ -78,7 +82,7 @@ class InfoNCELoss(BaseLoss):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
         self.distance = as_distance(distance, CosineSimilarityDistance())
-        self.symmetric = symmetric
+        self.needs = dataclasses.replace(self.needs, symmetric=symmetric)
 
     def compute_loss(
         self,
@@ -105,7 +109,7 @@ class InfoNCELoss(BaseLoss):
         if losses.numel() == 0:
             return self.empty_loss(embeddings, "no anchor has a positive in the batch")
         loss = losses.mean()
-        if self.symmetric:
+        if self.needs.symmetric:
             backward, _ = multi_positive_cross_entropy(logits.T, positive.T)
             if backward.numel() > 0:
                 loss = (loss + backward.mean()) / 2

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import pair_values
 from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
@@ -53,8 +56,7 @@ class IntraPairVarianceLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled")
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets", "labelled"), accepts_indices=True)
     citation = """@inproceedings{yu2019deep,
   title={Deep Metric Learning with Tuplet Margin Loss},
   author={Yu, Baosheng and Tao, Dacheng},

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import masked_logsumexp, pair_masks
 from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
@@ -50,7 +53,7 @@ class LiftedStructureLoss(BaseLoss):
         torch.Size([])
     """
 
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
     citation = """@inproceedings{ohsong2016deep,
   title={Deep Metric Learning via Lifted Structured Feature Embedding},
   author={Oh Song, Hyun and Xiang, Yu and Jegelka, Stefanie and Savarese, Silvio},

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, to_triplets
 from textdml.registry import LOSSES
 
@@ -58,7 +61,7 @@ class MarginLoss(BaseLoss):
         torch.Size([])
     """
 
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
     citation = """@inproceedings{wu2017sampling,
   title={Sampling Matters in Deep Embedding Learning},
   author={Wu, Chao-Yuan and Manmatha, R. and Smola, Alexander J. and Kr{\\"a}henb{\\"u}hl, Philipp},

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from textdml.losses._teacher import PairSimilarity, TeacherLoss, candidate_scores, check_similarity
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, upcast
 from textdml.registry import LOSSES
 
@@ -43,9 +46,12 @@ class MarginMSELoss(TeacherLoss):
         0.0
     """
 
-    input_kinds = ("triplets",)
-    takes_teacher_scores = True
-    gathers = False  # one term per query: nothing to compare across devices
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("triplets",),
+        gathers=False,  # one term per query: nothing to compare across devices
+        takes_teacher_scores=True,
+        teacher_role="teacher",
+    )
     citation = """@misc{hofstatter2021improving,
   title={Improving Efficient Neural Ranking Models with Cross-Architecture Knowledge Distillation},
   author={Hofst{\\"a}tter, Sebastian and Althammer, Sophia and Schr{\\"o}der, Michael and Sertkan, Mete and Hanbury, Allan},

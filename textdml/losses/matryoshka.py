@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,25 +90,35 @@ class MatryoshkaLoss(BaseLoss):
         self.loss = inner
         self.dimensions = [dims[i] for i in order]
         self.weights = [weights[i] for i in order]
-        # What the wrapper trains on, takes and gathers is what the wrapped loss does.
-        self.input_kinds = inner.input_kinds
-        self.accepts_indices = inner.accepts_indices
-        self.gathers = inner.gathers
+        # What the wrapper trains on, takes, gathers and averages is what the wrapped loss does.
+        self.needs = dataclasses.replace(self.needs, input_kinds=inner.needs.input_kinds,
+                                         accepts_indices=inner.needs.accepts_indices, gathers=inner.needs.gathers,
+                                         symmetric=inner.needs.symmetric)
         if inner.citation:
             self.citation = f"{MatryoshkaLoss.citation}\n\n{inner.citation}"
 
     @property
     def symmetric(self) -> bool:  # type: ignore[override]
-        return bool(getattr(self.loss, "symmetric", False))
+        return self.needs.symmetric
 
     @symmetric.setter
     def symmetric(self, value: bool) -> None:
         # Across devices, compute_local_loss runs a symmetric loss as two one-way calls on a
         # shallow copy: give the copy its own one-way inner loss, leaving the original's alone.
         if value != self.symmetric:
-            inner = copy.copy(self.loss)
-            inner.symmetric = value
+            if value:
+                inner = copy.copy(self.loss)
+                inner.needs = dataclasses.replace(inner.needs, symmetric=True)
+            else:
+                inner = self.loss.one_way()  # a nested wrapper makes its own inner loss one-way too
             self._modules = {**self._modules, "loss": inner}  # a shallow copy shares the dict
+            self.needs = dataclasses.replace(self.needs, symmetric=value)
+
+    def one_way(self) -> MatryoshkaLoss:
+        """A shallow copy whose wrapped loss is a one-way copy (the original stays symmetric)."""
+        one_way = copy.copy(self)
+        one_way.symmetric = False
+        return one_way
 
     def forward(
         self,

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from textdml.losses._teacher import TeacherLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, upcast
 from textdml.registry import LOSSES
 
@@ -45,8 +48,11 @@ class MSELoss(TeacherLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled")
-    gathers = False  # one term per text: nothing to compare across devices
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("pairs", "triplets", "labelled"),
+        gathers=False,  # one term per text: nothing to compare across devices
+        teacher_role="teacher",
+    )
     compares_embeddings = True
     citation = """@inproceedings{reimers-2020-multilingual-sentence-bert,
   title={Making Monolingual Sentence Embeddings Multilingual using Knowledge Distillation},

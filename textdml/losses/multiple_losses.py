@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import BaseMiner, TupleIndices
 from textdml.registry import LOSSES, MINERS
 
@@ -61,7 +63,7 @@ class MultipleLosses(BaseLoss):
         ['contrastive', 'triplet']
     """
 
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
 
     def __init__(
         self,
@@ -81,7 +83,7 @@ class MultipleLosses(BaseLoss):
         if len(weights) != len(built) or len(miners) != len(built):
             raise ValueError(f"{len(built)} losses but {len(weights)} weights and {len(miners)} miners")
         for loss, miner in zip(built, miners, strict=True):
-            if miner is not None and not loss.accepts_indices:
+            if miner is not None and not loss.needs.accepts_indices:
                 raise ValueError(f"{type(loss).__name__} does not take mined tuples; give it no miner")
         names = unique_names([component_name(loss) for loss in built])
         self.losses = nn.ModuleDict(dict(zip(names, built, strict=True)))
@@ -94,9 +96,8 @@ class MultipleLosses(BaseLoss):
             }
         )
         # The wrapper trains on what every sub-loss can train on; the model card cites them all.
-        self.input_kinds = tuple(
-            kind for kind in built[0].input_kinds if all(kind in loss.input_kinds for loss in built)
-        )
+        kinds = tuple(kind for kind in built[0].needs.input_kinds if all(kind in loss.needs.input_kinds for loss in built))
+        self.needs = dataclasses.replace(self.needs, input_kinds=kinds)
         self.citation = "\n\n".join(loss.citation for loss in built if loss.citation) or None
         self._last_components: dict[str, torch.Tensor] = {}
 
@@ -130,7 +131,7 @@ class MultipleLosses(BaseLoss):
         return total
 
     def takes_outside_indices(self, name: str) -> bool:
-        return self.losses[name].accepts_indices and name not in self.miners
+        return self.losses[name].needs.accepts_indices and name not in self.miners
 
     def mine(
         self,

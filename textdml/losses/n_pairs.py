@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, DotProductDistance, as_distance
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, label_masks, to_pairs
 from textdml.registry import LOSSES
 
@@ -74,7 +77,7 @@ class NPairsLoss(BaseLoss):
         torch.Size([])
     """
 
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
     citation = """@inproceedings{sohn2016improved,
   title={Improved Deep Metric Learning with Multi-class N-pair Loss Objective},
   author={Sohn, Kihyuk},

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss
 from textdml.losses.info_nce import multi_positive_cross_entropy
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import PairIndices, TupleIndices
 from textdml.registry import LOSSES
 
@@ -87,7 +90,7 @@ class NCALoss(BaseLoss):
         torch.Size([])
     """
 
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
     citation = """@inproceedings{goldberger2004neighbourhood,
   title={Neighbourhood Components Analysis},
   author={Goldberger, Jacob and Roweis, Sam and Hinton, Geoffrey and Salakhutdinov, Ruslan},

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import masked_logsumexp, pair_masks
 from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
@@ -55,8 +58,7 @@ class NTXentLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled")
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets", "labelled"), accepts_indices=True)
     citation = """@inproceedings{chen2020simple,
   title={A Simple Framework for Contrastive Learning of Visual Representations},
   author={Chen, Ting and Kornblith, Simon and Norouzi, Mohammad and Hinton, Geoffrey},

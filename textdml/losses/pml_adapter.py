@@ -10,11 +10,13 @@ imported only when one of its objects is adapted.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from textdml.losses.needs import DeclaresNeeds, LossNeeds
 from textdml.miners.base import PairIndices, TripletIndices, TupleIndices
 
 PML_PACKAGE = "pytorch_metric_learning"
@@ -45,7 +47,7 @@ def to_pml_tuple(indices: TupleIndices | None) -> tuple[torch.Tensor, ...] | Non
     raise TypeError(f"indices must be PairIndices or TripletIndices, got {type(indices).__name__}")
 
 
-class PMLLossAdapter(nn.Module):
+class PMLLossAdapter(DeclaresNeeds, nn.Module):
     """Any pytorch-metric-learning loss, called with the textdml loss contract.
 
     ``ref_embeddings`` -> ``ref_emb``, ``indices`` -> ``indices_tuple``; with ``labels=None`` rows
@@ -65,8 +67,7 @@ class PMLLossAdapter(nn.Module):
         0
     """
 
-    accepts_indices: ClassVar[bool] = True
-    symmetric: bool = False
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
 
     def __init__(self, loss: nn.Module):
         super().__init__()
@@ -74,8 +75,8 @@ class PMLLossAdapter(nn.Module):
             raise TypeError(f"PMLLossAdapter wraps pytorch-metric-learning losses, got {type(loss).__name__}")
         self.loss = loss
         class_level = any(True for _ in loss.parameters())
-        self.gathers = not class_level
-        self.input_kinds = ("labelled",) if class_level else ("pairs", "triplets", "labelled")
+        self.needs = dataclasses.replace(self.needs, gathers=not class_level,
+                                         input_kinds=("labelled",) if class_level else ("pairs", "triplets", "labelled"))
 
     @property
     def citation(self) -> str | None:

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, label_masks
 from textdml.registry import LOSSES
 
@@ -55,7 +58,7 @@ class RankedListLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled")
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets", "labelled"))
     citation = """@inproceedings{wang2019ranked,
   title={Ranked List Loss for Deep Metric Learning},
   author={Wang, Xinshao and Hua, Yang and Kodirov, Elyor and Hu, Guosheng and Garnier, Romain and Robertson, Neil M},

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,7 @@ from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distanc
 from textdml.distributed import gather_for_loss, world_size
 from textdml.losses.base import BaseLoss
 from textdml.losses.clip import attach_logit_parameter, check_two_towers, logit_multiplier
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
@@ -90,7 +93,7 @@ class SigLipLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("image_text",)
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("image_text",))
     citation = """@inproceedings{zhai2023sigmoid,
   title={Sigmoid Loss for Language Image Pre-Training},
   author={Zhai, Xiaohua and Mustafa, Basil and Kolesnikov, Alexander and Beyer, Lucas},
@@ -121,7 +124,7 @@ class SigLipLoss(BaseLoss):
         self.chunk_size = chunk_size
         self.gather = gather
         # The loss gathers across devices itself: the trainer must not gather a second time.
-        self.gathers = not gather  # type: ignore[misc]
+        self.needs = dataclasses.replace(self.needs, gathers=not gather)
         self.distance = as_distance(distance, CosineSimilarityDistance())
 
     def forward(

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textdml.distances import BaseDistance, SNRDistance, as_distance
 from textdml.losses.base import Reduction
 from textdml.losses.contrastive import ContrastiveLoss
+from textdml.losses.needs import LossNeeds
 from textdml.registry import LOSSES
 
 
@@ -46,7 +49,7 @@ class SignalToNoiseRatioContrastiveLoss(ContrastiveLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled")
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets", "labelled"), accepts_indices=True)
     citation = """@inproceedings{yuan2019signal,
   title={Signal-to-Noise Ratio: A Robust Distance Metric for Deep Metric Learning},
   author={Yuan, Tongtong and Deng, Weihong and Tang, Jian and Tang, Yinan and Chen, Binghui},

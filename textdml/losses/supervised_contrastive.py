@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import masked_logsumexp, mined_pair_masks
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
@@ -47,8 +50,7 @@ class SupervisedContrastiveLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled")
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets", "labelled"), accepts_indices=True)
     citation = """@inproceedings{khosla2020supervised,
   title={Supervised Contrastive Learning},
   author={Khosla, Prannay and Teterwak, Piotr and Wang, Chen and Sarna, Aaron and Tian, Yonglong and Isola, Phillip and Maschinot, Aaron and Liu, Ce and Krishnan, Dilip},

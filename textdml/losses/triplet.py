@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices, to_triplets
 from textdml.registry import LOSSES
 
@@ -46,8 +49,7 @@ class TripletLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs", "triplets", "labelled")
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets", "labelled"), accepts_indices=True)
     citation = """@inproceedings{schroff2015facenet,
   title={FaceNet: A Unified Embedding for Face Recognition and Clustering},
   author={Schroff, Florian and Kalenichenko, Dmitry and Philbin, James},

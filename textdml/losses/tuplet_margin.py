@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 
 from textdml.distances import CosineSimilarityDistance
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import log1p_sum_exp, pair_masks
 from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
@@ -50,7 +52,7 @@ class TupletMarginLoss(BaseLoss):
         torch.Size([])
     """
 
-    accepts_indices = True
+    needs: ClassVar[LossNeeds] = LossNeeds(accepts_indices=True)
     citation = """@inproceedings{yu2019deep,
   title={Deep Metric Learning with Tuplet Margin Loss},
   author={Yu, Baosheng and Tao, Dacheng},

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
 from textdml.losses.base import BaseLoss
+from textdml.losses.needs import LossNeeds
 from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
@@ -49,17 +52,19 @@ class VICRegLoss(BaseLoss):
         torch.Size([])
     """
 
-    input_kinds = ("pairs",)
-    # Batch statistics: gathering other devices' second views would not match the local first views.
-    gathers = False
+    needs: ClassVar[LossNeeds] = LossNeeds(
+        input_kinds=("pairs",),
+        # Batch statistics: gathering other devices' second views would not match the local first views.
+        gathers=False,
+        # The loss holds its own variance and covariance terms (as PML, which refuses one too).
+        embedding_regularizer=False,
+    )
     citation = """@inproceedings{bardes2022vicreg,
   title={VICReg: Variance-Invariance-Covariance Regularization for Self-Supervised Learning},
   author={Bardes, Adrien and Ponce, Jean and LeCun, Yann},
   booktitle={ICLR},
   year={2022}
 }"""
-    #: The loss holds its own variance and covariance terms (as PML, which refuses one too).
-    accepts_embedding_regularizer = False
 
     def __init__(
         self,

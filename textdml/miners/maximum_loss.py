@@ -71,7 +71,8 @@ class MaximumLossMiner(BaseMiner):
         super().__init__()
         if isinstance(loss, str):
             loss = LOSSES.build(name=loss, reduction="none")
-        if not getattr(loss, "accepts_indices", False):
+        needs = getattr(loss, "needs", None)  # a loss from outside the catalogue declares none
+        if needs is None or not needs.accepts_indices:
             raise ValueError(f"{type(loss).__name__} does not take mined tuples, so it cannot score them")
         if getattr(loss, "reduction", "none") != "none":
             raise ValueError(f"{type(loss).__name__} must be built with reduction='none' to score each tuple")

@@ -56,7 +56,7 @@ def attach_regularizers(loss: nn.Module, embedding_regularizer: RegularizerSpec 
                                                                            f"{name}: embedding_regularizer")
     weight = None if weight_regularizer is None else as_regularizer(weight_regularizer, f"{name}: weight_regularizer")
     if embedding is not None:
-        if not getattr(loss, "accepts_embedding_regularizer", True):
+        if not loss.needs.embedding_regularizer:
             raise ValueError(f"{name} holds its own terms on the embeddings and takes no embedding_regularizer")
         if "embeddings" not in embedding.applies_to:
             raise ValueError(f"{name}: {type(embedding).__name__} applies to class weights only, not embeddings; "

@@ -3,47 +3,68 @@
 A task owns the model, the loss and an optional miner; ``task(batch)`` (``training_step``) gives a
 ``LossOutput``, ``cached_step`` the GradCache version, and ``prepare_data(data, seed)`` fits the
 training data to what the loss needs (score ranges, raw texts for a teacher, input noise) before
-the loader is built.
+the loader is built. One task per objective, picked from the loss's ``needs`` (``LossNeeds``) and
+the model's kind:
+
+- ``embedding.EmbeddingTask``: text pairs, triplets, labelled texts, scored pairs;
+- ``image_text.ImageTextTask``: an image-text model (CLIP / SigLIP or any loss on image rows);
+- ``teacher.TeacherTask``: ``needs.teacher_role``, a frozen teacher or guide (or its scores);
+- ``twin.TwinTask``: ``needs.twin``, a trained copy of the model (contrastive tension);
+- ``denoising.DenoisingTask``: ``needs.decoder``, a decoder on the embeddings (TSDAE).
+
+Only this package and the data pipeline read a loss's needs.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
+from textdml.losses.needs import loss_needs
 from textdml.models.saving import model_kind
-from textdml.training.task import EmbeddingTask, LossOutput
-
-
-class Task(Protocol):
-    embedder: torch.nn.Module
-    loss: Any
-    miner: Any
-
-    def training_step(self, batch: dict[str, Any]) -> LossOutput: ...
-
-    def prepare_data(self, data: Any, seed: int) -> None: ...
+from textdml.training.tasks.base import LossOutput, Task
+from textdml.training.tasks.denoising import DenoisingTask
+from textdml.training.tasks.embedding import EmbeddingTask, text_task_class
+from textdml.training.tasks.image_text import ImageTextTask
+from textdml.training.tasks.teacher import TeacherTask
+from textdml.training.tasks.twin import TwinTask
 
 
 def create_task(model: torch.nn.Module, loss: Any, miner: Any = None) -> Any:
-    """The task for this model and loss (text or image-text)."""
+    """The task for this model and loss: image-text by the model's kind, else by the loss's needs."""
     if model_kind(model) == "image_text":
-        from textdml.training.multimodal_task import ImageTextTask
-
         return ImageTextTask(model, loss, miner)
-    return EmbeddingTask(model, loss, miner)
+    return text_task_class(loss_needs(loss))(model, loss, miner)
+
+
+def input_kinds(loss: Any) -> tuple[str, ...]:
+    """The dataset layouts a loss (or loss class: read before it is built) trains on."""
+    return tuple(loss_needs(loss).input_kinds)
 
 
 def own_mini_batch_size(task: Any) -> int | None:
     """A cached loss (cached_gist_embed) brings its own GradCache mini-batch size."""
-    return getattr(task.loss, "mini_batch_size", None)
+    return loss_needs(task.loss).mini_batch_size
 
 
 def gathers_across_processes(task_or_loss: Any) -> bool:
     """Whether the loss meets the reference rows of every process (False: class-level losses)."""
-    loss = getattr(task_or_loss, "loss", task_or_loss)
-    return bool(getattr(loss, "gathers", True))
+    # A task has a training_step; a loss (even a wrapper with a .loss inside) does not.
+    loss = task_or_loss.loss if hasattr(task_or_loss, "training_step") else task_or_loss
+    return loss_needs(loss).gathers
 
 
-__all__ = ["LossOutput", "Task", "create_task", "gathers_across_processes", "own_mini_batch_size"]
+__all__ = [
+    "DenoisingTask",
+    "EmbeddingTask",
+    "ImageTextTask",
+    "LossOutput",
+    "Task",
+    "TeacherTask",
+    "TwinTask",
+    "create_task",
+    "gathers_across_processes",
+    "input_kinds",
+    "own_mini_batch_size",
+]

@@ -12,7 +12,7 @@ from textdml.data.roles import resolve_roles
 from textdml.losses.contrastive_tension import ContrastiveTensionLoss
 from textdml.models import Embedder
 from textdml.training.loop import train
-from textdml.training.task import EmbeddingTask
+from textdml.training.tasks import EmbeddingTask
 
 SENTENCES = [{"anchor": f"plain sentence number {i}"} for i in range(6)]
 

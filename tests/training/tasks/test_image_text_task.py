@@ -16,7 +16,7 @@ from textdml.data.images import resolve_image_roles  # noqa: E402
 from textdml.losses import ClipLoss, TripletLoss  # noqa: E402
 from textdml.miners import BatchHardMiner  # noqa: E402
 from textdml.models.dual_encoder import create_dual_encoder  # noqa: E402
-from textdml.training.multimodal_task import ImageTextTask  # noqa: E402
+from textdml.training.tasks.image_text import ImageTextTask  # noqa: E402
 
 ARCH = "textdml-tiny-task-clip"
 

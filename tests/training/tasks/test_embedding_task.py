@@ -11,7 +11,7 @@ from textdml.data.collator import RoleCollator
 from textdml.data.roles import resolve_roles
 from textdml.losses import ContrastiveLoss, InfoNCELoss, TripletLoss
 from textdml.miners import BatchHardMiner
-from textdml.training.task import EmbeddingTask
+from textdml.training.tasks import EmbeddingTask
 
 ROWS = [
     {"anchor": f"question {i} " + "word " * (i % 7), "positive": f"answer {i} " + "longer text " * (i % 5),

@@ -16,8 +16,8 @@ from textdml.losses.mse import MSELoss
 from textdml.models import Embedder
 from textdml.models.embedder import tiny_bert_config
 from textdml.training.loop import train
-from textdml.training.task import EmbeddingTask
-from textdml.training.teacher import resolve_packaged_model
+from textdml.training.tasks import EmbeddingTask
+from textdml.training.tasks.teacher import resolve_packaged_model
 
 ROWS = [{"anchor": f"query {i}", "positive": f"the answer {i}", "negative": f"a wrong answer {i + 3}"} for i in range(6)]
 

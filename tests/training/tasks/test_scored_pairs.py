@@ -12,8 +12,8 @@ from textdml.data.roles import resolve_roles
 from textdml.losses.cosent import CoSENTLoss
 from textdml.models import Embedder
 from textdml.training.loop import train
-from textdml.training.scores import check_score_column
-from textdml.training.task import EmbeddingTask
+from textdml.training.tasks import EmbeddingTask
+from textdml.training.tasks.scores import check_score_column
 
 ROWS = [{"anchor": f"sentence {i}", "positive": f"another sentence {i}", "score": i / 5} for i in range(6)]
 
