@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "create_dual_encoder": "textdml.models.dual_encoder",
     "load_model": "textdml.models.loading",
     # training
-    "train": "textdml.training.loop",
+    "train": "textdml.training.trainer",
     "TrainResult": "textdml.training.loop",
     "Trainer": "textdml.training.trainer",
     # configs
