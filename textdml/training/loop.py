@@ -92,14 +92,14 @@ class FitRun:
     clock: float = 0.0
     grad_norm: Any = None
     final_model: Any = None  # the model saved to final/ (set by the final save)
+    unwrapped: Any = None  # the task without its DDP / compile wrappers
+
+    def __post_init__(self) -> None:
+        self.unwrapped = self.accelerator.unwrap_model(self.task)
 
     @property
     def config(self) -> RunConfig:
         return self.parts.config
-
-    @property
-    def unwrapped(self) -> Any:
-        return self.accelerator.unwrap_model(self.task)
 
     @property
     def output_dir(self) -> Path:
