@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "create_dual_encoder": "textdml.models.dual_encoder",
     "load_model": "textdml.models.loading",
     # training
-    "train": "textdml.training.loop",
+    "train": "textdml.training.trainer",
     "TrainResult": "textdml.training.loop",
     "Trainer": "textdml.training.trainer",
     # configs
@@ -84,8 +84,8 @@ if TYPE_CHECKING:  # static tools see the real names; nothing is imported at run
     from textdml.models.dual_encoder import DualEncoder, create_dual_encoder
     from textdml.models.embedder import Embedder
     from textdml.models.loading import load_model
-    from textdml.training.loop import TrainResult, train
-    from textdml.training.trainer import Trainer
+    from textdml.training.loop import TrainResult
+    from textdml.training.trainer import Trainer, train
 
 
 def __getattr__(name: str) -> Any:

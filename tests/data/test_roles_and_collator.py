@@ -56,8 +56,8 @@ def test_missing_role_suggests_a_near_column_and_the_mapping():
 
 def test_wrong_column_says_train_or_eval_data_and_the_file(tmp_path):
     from textdml.config import DataConfig, EvalConfig
+    from textdml.data.pipeline import resolve_train_set
     from textdml.evaluation.build import build_evaluator
-    from textdml.training.loop import resolve_train_set
 
     path = tmp_path / "pairs.jsonl"
     Dataset.from_dict({"question": ["a", "b"], "answer": ["c", "d"]}).to_json(str(path))

@@ -164,10 +164,10 @@ def test_texts_repeated_across_train_sets_never_meet_in_a_batch(tiny_model_dir, 
 def test_the_memory_estimate_pads_each_column_to_its_own_length(tiny_model_dir, tmp_path):
     import torch
 
+    from textdml.data.pipeline import prepare_training_data
     from textdml.diagnostics.preflight import PreflightContext, batch_memory, sample_dataset
     from textdml.models import Embedder
     from textdml.training.build import build_loss
-    from textdml.training.loop import prepare_training_data
     from textdml.training.memory_planner import estimate_memory, trainable_parameters
 
     rows = [{"anchor": f"short {i}", "positive": "a long passage " * 20 + str(i)} for i in range(16)]

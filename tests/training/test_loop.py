@@ -92,14 +92,14 @@ class InterruptingDataset(torch.utils.data.Dataset):
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_model_dir, tmp_path, monkeypatch):
-    import textdml.training.loop as loop
+    import textdml.data.pipeline as pipeline
 
     data = pairs_dataset()
-    monkeypatch.setattr(loop, "SeededShuffleSampler", lambda length, seed: range(length))  # known order
+    monkeypatch.setattr(pipeline, "SeededShuffleSampler", lambda length, seed: range(length))  # known order
     interrupting = InterruptingDataset(data, stop_at=20)  # inside the third batch
     # No preflight: its sample would read the row that raises the interrupt.
     config = make_config(tiny_model_dir, tmp_path / "run", "training.max_steps=5", "training.preflight=false")
-    monkeypatch.setattr(loop, "check_text_columns", lambda *a, **k: None)
+    monkeypatch.setattr(pipeline, "check_text_columns", lambda *a, **k: None)
     with pytest.raises(KeyboardInterrupt):
         train(config, train_dataset=interrupting)
     # Accelerate's loader reads one batch ahead, so the interrupt lands after step 1 or 2.

@@ -40,6 +40,8 @@ from textdml.diagnostics.classes import (
     training_class_counts,
 )
 from textdml.diagnostics.health import BatchEmbeddings, embed_batch, embedding_health
+from textdml.models.saving import is_image_text
+from textdml.training.tasks import gathers_across_processes
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ class PreflightContext:
 
     config: RunConfig
     model: nn.Module
-    data: Any  # textdml.training.loop.TrainingData
+    data: Any  # textdml.data.pipeline.TrainingData
     loss: nn.Module
     miner: nn.Module | None
     loss_name: str
@@ -172,27 +174,25 @@ def run_preflight(
         num_processes: devices the run trains on (for the negatives per anchor).
         sample_rows: rows to sample (default 256 brief, 2048 otherwise).
     """
-    from textdml.training.build import build_loss, build_miner, create_model
-    from textdml.training.loop import is_dual_encoder, loss_input_kinds, prepare_image_data, prepare_training_data
+    from textdml.training.build import create_model
+    from textdml.training.setup import build_data, build_run
 
     report = PreflightReport()
-    loss_name = str(config.loss.get("name") or config.loss.get("target"))
     if model is None:
         model = create_model(config.model)
         if torch.cuda.is_available():
             model = model.to("cuda")
-    dual = is_dual_encoder(model)
     if data is None:
-        prepare = prepare_image_data if dual else prepare_training_data
         try:
-            data = prepare(config, model, loss_input_kinds(config.loss), loss_name)
+            data = build_data(config, model, loss)
         except ValueError as err:
             report.add("data", "error", str(err), "make the training data fit the loss as the message says")
             return report
-    if loss is None:
-        loss = build_loss(config.loss, embedding_size=getattr(model, "embedding_dim", None),
-                          num_classes=len(data.label_ids) if data.label_ids else None, model=model)
-        miner = build_miner(config.miner)
+    # The parts training builds (the same input kinds, loss and data fitted to it), without a loader.
+    parts = build_run(config, model=model, data=data, loss=loss, miner=miner, loader=False)
+    model, data, loss, miner = parts.model, parts.data, parts.loss, parts.miner
+    loss_name = str(config.loss.get("name") or config.loss.get("target"))
+    dual = is_image_text(model)
     sample = sample_dataset(data.dataset, sample_rows or (256 if brief else 2048), config.training.seed)
     context = PreflightContext(config, model, data, loss, miner, loss_name, num_processes, sample, dual, brief)
     checks: list[Callable[[PreflightContext, PreflightReport], None]] = [
@@ -407,7 +407,7 @@ def check_negatives(c: PreflightContext, report: PreflightReport) -> None:
     if learns_from_singletons(c.loss):
         report.add("negatives", "ok", "class-level loss: every row is scored against every class")
         return
-    devices = c.num_processes if getattr(c.loss, "gathers", True) else 1
+    devices = c.num_processes if gathers_across_processes(c.loss) else 1
     if roles.kind in ("labelled", "labelled_images"):
         own = t.m_per_class if t.sampler == "m_per_class" else 1
         negatives = t.batch_size * devices - own
@@ -447,8 +447,8 @@ def first_batch_rows(c: PreflightContext) -> list[int] | None:
     sets), else the seeded shuffle of ``sampler=random``. ``train`` and ``check`` both come here, so
     they score the same batch; a random sample of rows would break classes into single rows, which
     ``m_per_class`` then repeats (identical "positives", a loss of 0)."""
+    from textdml.data.pipeline import create_batch_sampler
     from textdml.data.shuffle import SeededShuffleSampler
-    from textdml.training.loop import create_batch_sampler
 
     data, t = c.data, c.config.training
     if not isinstance(data.dataset, Dataset):
@@ -471,14 +471,13 @@ def first_batch(c: PreflightContext) -> dict[str, Any]:
 
 def check_batch(c: PreflightContext, report: PreflightReport) -> None:
     """The initial loss on one batch (eval mode, no grad) against its expected value, and the margins."""
-    from textdml.training.multimodal_task import ImageTextTask
-    from textdml.training.task import EmbeddingTask
+    from textdml.training.tasks import create_task
 
     device = next(c.model.parameters()).device
     batch = move_batch(first_batch(c), device)
     # Copies: a loss or miner with state (a cross-batch memory, a call counter) must not see this batch.
     loss, miner = copy.deepcopy(c.loss), copy.deepcopy(c.miner)
-    task = (ImageTextTask if c.dual else EmbeddingTask)(c.model, loss, miner)
+    task = create_task(c.model, loss, miner)
     was_training = c.model.training
     c.model.eval()
     try:
@@ -521,7 +520,7 @@ def check_initial_loss(c: PreflightContext, report: PreflightReport, value: floa
         candidates = len(c.data.label_ids)  # a softmax over the classes
     else:
         candidates = (len(embedded.ref_embeddings) if embedded.ref_embeddings is not None
-                      else len(embedded.embeddings) - 1) * (c.num_processes if getattr(c.loss, "gathers", True) else 1)
+                      else len(embedded.embeddings) - 1) * (c.num_processes if gathers_across_processes(c.loss) else 1)
     chance = math.log(max(candidates, 2))
     temperature = getattr(c.loss, "temperature", None)
     if not isinstance(temperature, (int, float)):

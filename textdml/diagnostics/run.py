@@ -1,11 +1,11 @@
-"""What the training loop calls: checks at the start, health at logging time, the report at the end.
+"""Diagnostics of a training run, as a callback: checks at the start, health at logging time,
+the report at the end.
 
-Kept in one object so that the loop needs only a few lines:
+``train`` and ``Trainer`` register it; the loop calls it like any callback::
 
-    diagnostics = RunDiagnostics(config, task, data, evaluator, output_dir, accelerator)
-    diagnostics.start()                                   # small-class warning, preflight, eval snapshot
-    record |= diagnostics.health(batch, step, grad_norm)  # every logging step
-    diagnostics.finish(model)                             # eval snapshot after, report.html
+    on_train_begin  -> small-class warning, the brief preflight, the eval snapshot before training
+    step_metrics    -> health_* metrics of the logged batch
+    on_train_end    -> the eval snapshot after training and report.html (after final/ is saved)
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from torch import nn
 from textdml.config import RunConfig
 from textdml.diagnostics.classes import warn_small_classes
 from textdml.diagnostics.health import HealthMonitor
+from textdml.training.callbacks import Callback
 
 logger = logging.getLogger(__name__)
 
 
-class RunDiagnostics:
-    """Diagnostics of one training run.
+class RunDiagnostics(Callback):
+    """Diagnostics of one training run; bound to it by ``on_train_begin`` (or ``bind``).
 
-    Args:
+    Attributes set by ``bind``:
         config: the run config (``training.preflight``, ``training.report``).
         task: the unwrapped task (embedder, loss, miner).
         data: the prepared ``TrainingData``.
@@ -37,11 +38,23 @@ class RunDiagnostics:
         sharded: FSDP / DeepSpeed: no single-process forward, so no embedding metrics.
     """
 
-    def __init__(self, config: RunConfig, task: nn.Module, data: Any, evaluator: Any, output_dir: Path,
-                 accelerator: Any, sharded: bool = False):
+    def bind(self, config: RunConfig, task: nn.Module, data: Any, evaluator: Any, output_dir: Path,
+             accelerator: Any, sharded: bool = False) -> None:
         self.config, self.task, self.data, self.evaluator = config, task, data, evaluator
         self.output_dir, self.accelerator, self.sharded = Path(output_dir), accelerator, sharded
         self.monitor = HealthMonitor(task, embed=not sharded)
+
+    def on_train_begin(self, run: Any) -> None:
+        self.bind(run.config, run.unwrapped, run.parts.data, run.parts.evaluator, run.output_dir, run.accelerator,
+                  run.sharded)
+        self.start()
+
+    def step_metrics(self, run: Any, batch: dict[str, Any]) -> dict[str, float]:
+        return self.health(batch, run.state.global_step, run.grad_norm)
+
+    def on_train_end(self, run: Any) -> None:
+        if run.accelerator.is_main_process and run.stop.signum is None:  # a stop request skips the report
+            self.finish(run.final_model)
 
     def start(self) -> None:
         """Before the first step: warn about one-row classes, run the brief preflight, snapshot the eval set."""

@@ -13,6 +13,7 @@ reuses a version already written with its weights.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from textdml.config import RunConfig
+from textdml.data.pipeline import create_dataloader, rebuild
+from textdml.training.callbacks import Callback
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,11 @@ def mined_versions(config: RunConfig) -> set[str]:
     return versions
 
 
-class Remining:
+class Remining(Callback):
     """When to re-mine, and the re-mine itself (mining with the current weights, timed).
+
+    A callback of the loop: ``on_step_end`` re-mines when due and hands the loop a loader over the
+    new table; ``on_train_begin`` gives a resumed run the table of its checkpoint's weights.
 
     Args:
         config: the run config (its ``mine`` section picks the negatives).
@@ -99,3 +105,23 @@ class Remining:
         log.write(record)
         logger.info("re-mined %d rows at step %d in %.1f s", table.num_rows, step, seconds)
         return rebuild(table)
+
+    def on_train_begin(self, run: Any) -> None:
+        if run.state.mined_at_step:  # resumed after a re-mine: the table of those weights
+            self.train_on(run, self.load(run.state.mined_at_step))
+
+    def on_step_end(self, run: Any) -> None:
+        step = run.state.global_step
+        if not self.due(step, run.total_steps):
+            return
+        evaluator, embedder = run.parts.evaluator, run.unwrapped.embedder
+        evaluate = None if evaluator is None else functools.partial(evaluator, embedder)
+        self.refresh(embedder, step, run.accelerator, functools.partial(self.train_on, run), evaluate, run.log)
+        run.state.mined_at_step, run.state.batches_in_epoch = step, 0
+
+    def train_on(self, run: Any, table: Any) -> None:
+        """Hand the loop a loader over ``table``, read and fitted to the loss as the first table was."""
+        parts = run.parts
+        data = rebuild(parts.data, table, parts.config, parts.model)
+        run.unwrapped.prepare_data(data, parts.config.training.seed)
+        run.replace_loader(*create_dataloader(data, parts.config, parts.model))

@@ -1,8 +1,12 @@
 """Callbacks: user code that runs when the trainer logs, evaluates or saves.
 
 Subclass ``Callback`` and override what you need; pass instances to ``train(callbacks=[...])``
-or name classes in ``training.callbacks`` (dotted paths, built with no arguments). Callbacks run
-on the main process only, after the built-in logging (``metrics.jsonl`` and the trackers).
+or name classes in ``training.callbacks`` (dotted paths, built with no arguments). ``on_log``,
+``on_evaluate`` and ``on_save`` run on the main process only, after the built-in logging
+(``metrics.jsonl`` and the trackers). The run hooks (``on_train_begin``, ``step_metrics``,
+``on_step_end``, ``on_train_end``) run on every process and get the loop's ``FitRun`` (its
+``state``, ``parts``, ``accelerator``, ``log``): textdml's diagnostics, re-mining and final save
+are callbacks of this kind.
 
 Example:
     >>> class PrintEvaluations(Callback):
@@ -38,6 +42,20 @@ class Callback:
     def on_save(self, path: Path, kind: SaveKind, state: TrainerState) -> None:
         """A checkpoint, the best model or the final model was written to ``path``."""
 
+    def on_train_begin(self, run: Any) -> None:
+        """Set up and resumed, before the first step (and before ``eval_on_start``)."""
+
+    def step_metrics(self, run: Any, batch: dict[str, Any]) -> dict[str, float]:
+        """Extra metrics for the logging record of this step (e.g. ``health_*``)."""
+        return {}
+
+    def on_step_end(self, run: Any) -> None:
+        """After an optimiser step and its logging, before its evaluation and checkpoint; may call
+        ``run.replace_loader(loader, sampler)`` to train on from new data."""
+
+    def on_train_end(self, run: Any) -> None:
+        """After the last step, under the signal handler that lets the final save finish."""
+
 
 class CallbackList(Callback):
     """Calls every callback in order."""
@@ -60,6 +78,24 @@ class CallbackList(Callback):
     def on_save(self, path: Path, kind: SaveKind, state: TrainerState) -> None:
         for callback in self.callbacks:
             callback.on_save(path, kind, state)
+
+    def on_train_begin(self, run: Any) -> None:
+        for callback in self.callbacks:
+            callback.on_train_begin(run)
+
+    def step_metrics(self, run: Any, batch: dict[str, Any]) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for callback in self.callbacks:
+            metrics |= callback.step_metrics(run, batch)
+        return metrics
+
+    def on_step_end(self, run: Any) -> None:
+        for callback in self.callbacks:
+            callback.on_step_end(run)
+
+    def on_train_end(self, run: Any) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end(run)
 
 
 def create_callbacks(targets: list[str], given: Iterable[Callback] = ()) -> CallbackList:

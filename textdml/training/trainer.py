@@ -1,18 +1,22 @@
-"""``Trainer``: the training loop from Python objects, no YAML (sentence-transformers' trainer shape).
+"""The two ways to start a run: ``train(config)`` from a recipe, ``Trainer`` from Python objects.
 
-``train(config)`` builds a model, a loss and data from a recipe; ``Trainer`` takes them built::
+``train(config)`` builds a model, a loss and data from a recipe; ``Trainer`` takes them built
+(sentence-transformers' trainer shape)::
 
     trainer = Trainer(model=Embedder.from_pretrained(path), loss=InfoNCELoss(temperature=0.05),
                       train_dataset=pairs, eval_dataset=held_out, args=TrainingConfig(max_steps=100))
     result = trainer.train()
 
-Both run :func:`textdml.training.loop.run_training`: the same Accelerate loop, checkpoints and
-resume (``args.resume_from_checkpoint="latest"``), best model, metrics log and model card.
+Both build the run with :func:`textdml.training.setup.build_run` and train it with
+:func:`textdml.training.loop.fit`: the same Accelerate loop, checkpoints and resume
+(``args.resume_from_checkpoint="latest"``), best model, metrics log and model card. Here the run's
+callbacks are put together: the final save, re-mining, diagnostics, the push, then the user's.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
@@ -21,21 +25,93 @@ from datasets import Dataset, IterableDataset
 
 from textdml.config import DataConfig, EvalConfig, ModelConfig, RunConfig, TrainingConfig
 from textdml.console import quiet_progress_bars
-from textdml.losses.pml_adapter import PMLLossAdapter, adapt_loss
-from textdml.miners.pml_adapter import PMLMinerAdapter, adapt_miner
+from textdml.data.pipeline import DEFAULT_INPUT_KINDS, TrainingData
+from textdml.diagnostics.run import RunDiagnostics
+from textdml.losses.pml_adapter import adapt_loss
+from textdml.miners.pml_adapter import adapt_miner
+from textdml.mining.remine import Remining
+from textdml.models.embedder import Embedder
+from textdml.models.saving import is_image_text
+from textdml.training import run_folder
+from textdml.training.callbacks import Callback, CallbackList, create_callbacks
+from textdml.training.finish import FinishRun, PushToHub, check_push_target
 from textdml.training.loop import (
     Evaluator,
-    TrainingData,
+    RunStamp,
     TrainResult,
+    check_best_metric,
     check_process_group,
     create_accelerator,
-    is_dual_encoder,
-    prepare_image_data,
-    prepare_training_data,
-    run_training,
+    fit,
+    stamp_run_folder,
 )
+from textdml.training.setup import RunParts, build_data, build_run, loss_display_name, qualified_name
 
-DEFAULT_INPUT_KINDS = ("pairs", "triplets", "scored_pairs", "labelled")
+
+def train(
+    config: RunConfig,
+    *,
+    evaluator: Evaluator | None = None,
+    train_dataset: Dataset | IterableDataset | None = None,
+    embedder: Embedder | None = None,
+    accelerator: Accelerator | None = None,
+    callbacks: list[Callback] | None = None,
+) -> TrainResult:
+    """Train the embedder of ``config``; returns where the final (and best) model were saved.
+
+    Builds the model, data, loss and miner from the config (``build_run``), then trains them with
+    the loop that ``Trainer`` (the Python API) runs too. ``callbacks`` (and ``training.callbacks``)
+    are called on logging, evaluation and saving. A given ``accelerator`` logs to the trackers it
+    was built with, not to ``training.report_to``.
+    """
+    t = config.training
+    hub_token = check_push_target(t)  # a bad repo id or a missing token fails now, not after the training
+    check_best_metric(t.metric_for_best_model, evaluator)
+    accelerator = accelerator or create_accelerator(t)
+    check_process_group(accelerator)
+    stamp = stamp_run_folder(config, accelerator)  # before anything is loaded or written
+    # A run replacing another (overwrite_output_dir) that fails before its first checkpoint puts it back.
+    with run_folder.previous_run_restored_on_failure(Path(t.output_dir), accelerator.is_main_process):
+        set_seed(t.seed)
+        with quiet_progress_bars(not t.show_progress_bar):  # transformers' and datasets' loading bars too
+            parts = build_run(config, dataset=train_dataset, model=embedder, evaluator=evaluator,
+                              accelerator=accelerator)
+        return run_parts(parts, accelerator, stamp=stamp, callbacks=callbacks, hub_token=hub_token)
+
+
+def run_parts(parts: RunParts, accelerator: Accelerator, *, stamp: RunStamp | None = None,
+              callbacks: list[Callback] | None = None, hub_token: str | None = None) -> TrainResult:
+    """Train built parts with the run's callbacks: what ``train`` and ``Trainer`` share."""
+    t = parts.config.training
+    if stamp is None:  # the Trainer's path (train() checked and stamped before loading)
+        check_best_metric(t.metric_for_best_model, parts.evaluator)
+        stamp_run_folder(parts.config, accelerator)
+    with run_folder.previous_run_restored_on_failure(Path(t.output_dir), accelerator.is_main_process):
+        if t.push_to_hub and hub_token is None:
+            hub_token = check_push_target(t)
+        # The training bar is the only bar of a run (none with show_progress_bar=false): saving and
+        # evaluating inside it draw no bars of their own, and each evaluation prints one line above it.
+        with quiet_progress_bars():
+            return fit(parts, accelerator, run_callbacks(parts, callbacks, hub_token))
+
+
+def run_callbacks(parts: RunParts, given: list[Callback] | None, hub_token: str | None) -> CallbackList:
+    """The final save first, then re-mining and diagnostics, the push, and last the user's callbacks
+    (``given``, then ``training.callbacks``)."""
+    t = parts.config.training
+    built_in: list[Callback] = [FinishRun()]
+    if t.remine_every:
+        built_in.append(Remining(parts.config, t.remine_every, t.show_progress_bar))
+    built_in += [RunDiagnostics(), PushToHub(hub_token)]
+    return CallbackList([*built_in, *create_callbacks(t.callbacks, given or []).callbacks])
+
+
+def run_training(config: RunConfig, model: Any, loss: Any, miner: Any, data: TrainingData, *,
+                 evaluator: Evaluator | None, accelerator: Accelerator, stamp: RunStamp | None = None,
+                 callbacks: list[Callback] | None = None, hub_token: str | None = None) -> TrainResult:
+    """Built objects in, saved models out (kept for code written against the earlier loop)."""
+    parts = build_run(config, model=model, loss=loss, miner=miner, data=data, evaluator=evaluator)
+    return run_parts(parts, accelerator, stamp=stamp, callbacks=callbacks, hub_token=hub_token)
 
 
 class Trainer:
@@ -98,7 +174,7 @@ class Trainer:
 
     def run_config(self) -> RunConfig:
         """What the run records (run_config.json, the model card): the objects by class name."""
-        dual = is_dual_encoder(self.model)
+        dual = is_image_text(self.model)
         loss_spec = {"target": qualified_name(self.loss)}
         miner_spec = {"target": qualified_name(self.miner)} if self.miner is not None else None
         return RunConfig(
@@ -121,9 +197,7 @@ class Trainer:
                                                                                     columns=self.columns)))
 
     def prepare_data(self, config: RunConfig) -> TrainingData:
-        kinds = tuple(getattr(self.loss, "input_kinds", DEFAULT_INPUT_KINDS))
-        prepare = prepare_image_data if is_dual_encoder(self.model) else prepare_training_data
-        return prepare(config, self.model, kinds, loss_display_name(self.loss), self.train_dataset)
+        return build_data(config, self.model, self.loss, self.train_dataset)
 
     def train(self, resume_from_checkpoint: str | None = None) -> TrainResult:
         """Run the loop; returns where the final (and best) model were saved.
@@ -139,20 +213,9 @@ class Trainer:
         check_process_group(accelerator)
         set_seed(config.training.seed)
         with quiet_progress_bars(not config.training.show_progress_bar):
-            data = self.prepare_data(config)
-            evaluator = self.create_evaluator()
-        return run_training(config, self.model, self.loss, self.miner, data, evaluator=evaluator,
-                            accelerator=accelerator)
+            parts = build_run(config, dataset=self.train_dataset, model=self.model, loss=self.loss,
+                              miner=self.miner, evaluator=self.create_evaluator())
+        return run_parts(parts, accelerator)
 
 
-def qualified_name(obj: Any) -> str:
-    """``pkg.module.Class`` of a loss or miner (the PML object itself when adapted)."""
-    if isinstance(obj, PMLLossAdapter):
-        obj = obj.loss
-    elif isinstance(obj, PMLMinerAdapter):
-        obj = obj.miner
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
-
-
-def loss_display_name(loss: Any) -> str:
-    return qualified_name(loss).rsplit(".", 1)[-1]
+__all__ = ["DEFAULT_INPUT_KINDS", "Trainer", "loss_display_name", "qualified_name", "run_training", "train"]
