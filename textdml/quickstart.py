@@ -124,8 +124,8 @@ def check_output_dir(out: Path, config: RunConfig, force: bool) -> None:
     """Running the quickstart again trains again, but replaces only its own run of the same settings:
     a longer run is never lost to a short one (``--max-steps``), nor any other run to either."""
     from textdml.outputs import refuse
-    from textdml.training.loop import RunStamp
     from textdml.training.run_folder import describe_other_run
+    from textdml.training.run_stamp import RunStamp
 
     stamp = RunStamp.of(config)
     other = describe_other_run(Path(config.training.output_dir), stamp.fingerprint, stamp.identity)

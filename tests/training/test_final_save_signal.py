@@ -23,10 +23,10 @@ from safetensors.torch import load_file
 DRIVER = textwrap.dedent("""
     import sys, time
 
-    import textdml.models.adapters as adapters
+    import textdml.training.finish as finish
     from textdml.cli import main
 
-    save = adapters.save_model
+    save = finish.save_model
 
     def slow_final_save(model, folder, *args, **kwargs):
         if "final" in str(folder):
@@ -34,7 +34,7 @@ DRIVER = textwrap.dedent("""
             time.sleep(float(sys.argv[1]))  # a signal's handler runs, then the sleep goes on
         return save(model, folder, *args, **kwargs)
 
-    adapters.save_model = slow_final_save
+    finish.save_model = slow_final_save  # the final save's own reference
     sys.exit(main(sys.argv[2:]))
 """)
 

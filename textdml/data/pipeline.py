@@ -23,10 +23,11 @@ from textdml.data.collator import RoleCollator
 from textdml.data.loading import check_text_columns, is_list_column, label_mapping, load_data
 from textdml.data.roles import ColumnRoles, resolve_roles
 from textdml.data.shuffle import SeededShuffleSampler
+from textdml.losses.needs import UNDECLARED, loss_needs
 from textdml.models.saving import is_image_text
 
-# What a loss takes when its class does not say: every text input kind.
-DEFAULT_INPUT_KINDS = ("pairs", "triplets", "scored_pairs", "labelled")
+# What a loss takes when its class declares no needs: every text input kind.
+DEFAULT_INPUT_KINDS = UNDECLARED.input_kinds
 TEXT_KINDS = DEFAULT_INPUT_KINDS
 
 
@@ -43,8 +44,9 @@ class TrainingData:
 
 
 def input_kinds(loss_cls: type) -> tuple[str, ...]:
-    """The input kinds (pairs, triplets, labelled, ...) a loss class takes: the one place that reads them."""
-    return tuple(getattr(loss_cls, "input_kinds", DEFAULT_INPUT_KINDS))
+    """The input kinds (pairs, triplets, labelled, ...) a loss takes, read from its ``needs`` (a class
+    is enough: the layout is picked before the loss is built)."""
+    return tuple(loss_needs(loss_cls).input_kinds)
 
 
 def load_train_set(data: DataConfig) -> Dataset | IterableDataset:

@@ -16,6 +16,7 @@ from accelerate import Accelerator
 from textdml.config import RunConfig, TrainingConfig
 from textdml.console import own_bars_shown
 from textdml.models.embedder import Embedder
+from textdml.models.saving import is_saved_model, save_model
 from textdml.training import run_folder
 from textdml.training.build import create_model
 from textdml.training.callbacks import Callback
@@ -24,15 +25,10 @@ from textdml.training.loop import FitRun
 
 logger = logging.getLogger(__name__)
 
-# What marks a saved model in a folder (text, dual encoder, dual encoder adapter).
-MODEL_MARKERS = ("modules.json", "textdml_dual_encoder.json", "textdml_dual_adapter.json")
-
-
 class FinishRun(Callback):
     """The final evaluation (unless the last step had one), ``final/``, and the cards of final/ and best/."""
 
     def on_train_end(self, run: FitRun) -> None:
-        from textdml.models.adapters import save_model
         from textdml.training import run_info
 
         config, accelerator, state, t = run.config, run.accelerator, run.state, run.config.training
@@ -52,7 +48,7 @@ class FinishRun(Callback):
                 run_folder.atomic_folder(final_dir) as folder:  # a kill mid-save never leaves a partial final/
             save_model(run.final_model, folder, keep_adapter=t.save_adapter)
             write_model_card(folder, config, unwrapped.loss, run.log.records, summary=summary)
-        if any((run.best_dir / marker).exists() for marker in MODEL_MARKERS):
+        if is_saved_model(run.best_dir):
             write_model_card(run.best_dir, config, unwrapped.loss, run.log.records, summary=summary)
         run.log.saved(final_dir, "final", state)
         run_folder.discard_previous_run(run.output_dir)  # this run has its model: a run it replaces goes now

@@ -11,45 +11,34 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 import logging
 import math
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DistributedType
-from accelerate.utils import DataLoaderConfiguration
+from accelerate import Accelerator
 from datasets import IterableDataset
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from textdml.config import RunConfig, TrainingConfig, to_dict
-from textdml.console import format_evaluation, own_bars_shown, write_line
-from textdml.models.embedder import Embedder
+from textdml.config import RunConfig
+from textdml.console import own_bars_shown
 from textdml.models.saving import is_image_text
-from textdml.redaction import redact
 from textdml.training import run_folder
+from textdml.training.accelerator import check_dispatch, is_sharded, plan_grad_cache
 from textdml.training.callbacks import CallbackList
-from textdml.training.checkpoint import (
-    TrainerState,
-    checkpoint_dirs,
-    guard_write,
-    load_checkpoint,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from textdml.training.checkpoint import TrainerState, save_checkpoint
+from textdml.training.evaluation import MetricLog, run_evaluation
 from textdml.training.optim import create_optimizer
+from textdml.training.run_stamp import RunStamp, resume
 from textdml.training.signals import StopRequest, TrainingInterrupted
 from textdml.training.tasks import own_mini_batch_size
 
 logger = logging.getLogger(__name__)
-
-Evaluator = Callable[[Embedder], dict[str, float]]
 
 
 class NonFiniteLossError(ValueError, RuntimeError):
@@ -187,18 +176,6 @@ def start_fit(parts: Any, accelerator: Accelerator, callbacks: CallbackList) -> 
         log.records = run_folder.truncate_metrics(log.path, state.global_step)
     return FitRun(parts, accelerator, callbacks, task, optimizer, scheduler, dataloader, parts.sampler, state, log,
                   total_steps, mini_batch_size, stamp.config_dict)
-
-
-def resume(accelerator: Accelerator, stamp: RunStamp, t: TrainingConfig) -> tuple[TrainerState, Path | None]:
-    """The state of the checkpoint named by ``training.resume_from_checkpoint`` (a fresh one without)."""
-    state = TrainerState()
-    checkpoint = resolve_checkpoint(Path(t.output_dir), t.resume_from_checkpoint)
-    if checkpoint is not None:
-        run_folder.check_checkpoint_run(checkpoint, stamp.fingerprint, stamp.identity, t.force_resume)
-        state = load_checkpoint(accelerator, checkpoint)
-        logger.info("resumed from %s at step %d", checkpoint, state.global_step)
-    state.config_sha256 = stamp.fingerprint
-    return state, checkpoint
 
 
 def train_epochs(run: FitRun) -> None:
@@ -339,101 +316,6 @@ def end_fit(run: FitRun) -> TrainResult:
                        run.log.records, run.step_seconds)
 
 
-def resolve_mixed_precision(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
-
-
-def create_accelerator(t: TrainingConfig) -> Accelerator:
-    """The Accelerator of a run, logging to ``training.report_to``. Every process reads its own
-    batches (no dispatching): a batch holds tokenised blocks, not one tensor, and Accelerate's
-    dispatching (its default for streaming data) can only slice tensors."""
-    from accelerate.utils import ProjectConfiguration
-
-    from textdml.training import trackers
-
-    output_dir = Path(t.output_dir)
-    report_to = trackers.resolve_trackers(t.report_to)
-    return Accelerator(mixed_precision=resolve_mixed_precision(t.mixed_precision),
-                       gradient_accumulation_steps=t.gradient_accumulation_steps,
-                       dataloader_config=DataLoaderConfiguration(dispatch_batches=False),
-                       log_with=report_to or None,
-                       project_config=ProjectConfiguration(project_dir=str(output_dir),
-                                                           logging_dir=str(trackers.tracker_logging_dir(output_dir))))
-
-
-def check_dispatch(accelerator: Accelerator, dataset: Any) -> None:
-    """A given Accelerator that would dispatch streaming batches from the main process: made to
-    let each process read its own (None = Accelerate's default), or refused when asked for."""
-    loader_config = accelerator.dataloader_config
-    if loader_config.dispatch_batches is None:
-        loader_config.dispatch_batches = False
-    elif loader_config.dispatch_batches and isinstance(dataset, IterableDataset):
-        raise ValueError("the Accelerator has dispatch_batches=True, which cannot split textdml's tokenised batches: "
-                         "create it with DataLoaderConfiguration(dispatch_batches=False)")
-
-
-
-def check_best_metric(metric: str | None, evaluator: Evaluator | None) -> None:
-    """A ``metric_for_best_model`` the evaluator does not compute fails now, not at the first
-    evaluation, which may come after hours of training. textdml's evaluators list their
-    ``metric_names``; any other evaluator is checked at its first evaluation."""
-    names = getattr(evaluator, "metric_names", None)
-    if metric is not None and names is not None and metric not in names:
-        raise ValueError(unknown_metric_message(metric, names))
-
-
-def unknown_metric_message(metric: str, names: Any) -> str:
-    return (f"training.metric_for_best_model {metric!r} is not among the evaluation metrics {sorted(names)}: "
-            "pick one of them (or null for the evaluator's primary metric)")
-
-
-@dataclass
-class RunStamp:
-    """What identifies a run in its folder: the redacted config, its identity and fingerprint."""
-
-    config_dict: dict[str, Any]
-    identity: dict[str, Any]
-    fingerprint: str
-
-    @classmethod
-    def of(cls, config: RunConfig) -> RunStamp:
-        config_dict = redact(to_dict(config))
-        identity = run_folder.run_identity(config_dict)
-        return cls(config_dict, identity, run_folder.config_fingerprint(identity))
-
-
-def stamp_run_folder(config: RunConfig, accelerator: Accelerator) -> RunStamp:
-    """Check that ``training.output_dir`` holds this run only (see ``run_folder``) and stamp it."""
-    t = config.training
-    output_dir = Path(t.output_dir)
-    stamp = RunStamp.of(config)
-    if accelerator.is_main_process:  # a run killed while replacing another one: keep it, or the other
-        run_folder.recover_previous_run(output_dir, saved=bool(checkpoint_dirs(output_dir)) or
-                                        (output_dir / "final").is_dir())
-    accelerator.wait_for_everyone()
-    run_folder.prepare_run_folder(output_dir, stamp.fingerprint, stamp.identity, resume=t.resume_from_checkpoint,
-                                  overwrite=t.overwrite_output_dir, force_resume=t.force_resume,
-                                  checkpoints=checkpoint_dirs(output_dir), is_main=accelerator.is_main_process)
-    accelerator.wait_for_everyone()
-    return stamp
-
-
-
-def check_process_group(accelerator: Accelerator) -> None:
-    from textdml import distributed
-
-    if distributed.world_size() != accelerator.num_processes:
-        raise RuntimeError(
-            f"torch.distributed runs {distributed.world_size()} processes but Accelerate trains with "
-            f"{accelerator.num_processes}: on CPU, launch with ACCELERATE_USE_CPU=1 (e.g. "
-            "ACCELERATE_USE_CPU=1 torchrun --nproc_per_node 2 -m textdml train ...)"
-        )
-
-
 def check_finite(loss: torch.Tensor, state: TrainerState) -> None:
     if not torch.isfinite(loss.detach()):
         raise NonFiniteLossError(
@@ -443,101 +325,9 @@ def check_finite(loss: torch.Tensor, state: TrainerState) -> None:
         )
 
 
-def plan_grad_cache(config: RunConfig, embedder: Embedder, accelerator: Accelerator) -> int:
-    """The GradCache mini-batch: from the config, or the largest that fits this device's memory."""
-    t = config.training
-    if t.mini_batch_size:
-        return t.mini_batch_size
-    if is_image_text(embedder):
-        raise ValueError("training.grad_cache with a dual encoder needs training.mini_batch_size "
-                         "(the memory planner models text encoders only)")
-    from textdml.training.memory_planner import plan_mini_batch
-
-    device = accelerator.device
-    if device.type == "cuda":
-        memory = torch.cuda.mem_get_info(device)[1]
-    else:
-        import psutil
-
-        memory = psutil.virtual_memory().available // 2
-    plan = plan_mini_batch(embedder, embedder.max_seq_length, memory, device=device,
-                           activation_dtype=torch.bfloat16 if accelerator.mixed_precision == "bf16" else None,
-                           max_mini_batch=t.batch_size)
-    logger.info("GradCache %s; effective in-batch negatives per anchor: %d", plan.summary,
-                plan.effective_negatives(t.batch_size, accelerator.num_processes))
-    return plan.mini_batch_size
-
-
-
-def is_sharded(accelerator: Accelerator) -> bool:
-    """FSDP and DeepSpeed hold pieces of the weights on each process."""
-    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-
-
-def run_evaluation(evaluator: Evaluator, embedder: Embedder, state: TrainerState, log: MetricLog, best_dir: Path,
-                   metric: str | None, accelerator: Accelerator, keep_adapter: bool = False,
-                   track_best: bool = True) -> dict[str, float]:
-    """Evaluate, log ``eval_*`` at the current step, and keep ``best/`` (unless ``track_best`` is false:
-    the starting model of ``eval_on_start`` is not something the training produced)."""
-    if is_sharded(accelerator):
-        # A sharded model needs every process for each forward; evaluate the saved model instead.
-        logger.warning("evaluation during training is skipped under FSDP / DeepSpeed: run `textdml eval` on the saved model")
-        return {}
-    if not accelerator.is_main_process:
-        accelerator.wait_for_everyone()
-        return {}
-    results = evaluator(embedder)
-    log.write({"step": state.global_step, **{f"eval_{k}": v for k, v in results.items()}}, state)
-    metric = metric or getattr(evaluator, "primary_metric", None)
-    write_line(format_evaluation(state.global_step, results, metric))
-    log.callbacks.on_evaluate(results, state)  # after the line: what a callback prints comes next
-    if metric is not None and track_best:
-        if metric not in results:
-            raise KeyError(unknown_metric_message(metric, results))
-        if state.best_metric is None or results[metric] > state.best_metric:
-            state.best_metric, state.best_step = results[metric], state.global_step
-            from textdml.models.adapters import save_model
-
-            with guard_write(best_dir, "best model", best_dir.parent), run_folder.atomic_folder(best_dir) as folder:
-                save_model(embedder, folder, keep_adapter=keep_adapter)
-            log.saved(best_dir, "best", state)
-    accelerator.wait_for_everyone()
-    return results
-
-
-class MetricLog:
-    """Metrics to ``metrics.jsonl``, to the Accelerate trackers (``training.report_to``) and to callbacks."""
-
-    def __init__(self, output_dir: Path, enabled: bool, accelerator: Accelerator | None = None,
-                 callbacks: CallbackList | None = None):
-        self.enabled = enabled
-        self.path = output_dir / "metrics.jsonl"
-        self.records: list[dict[str, Any]] = []
-        self.accelerator = accelerator
-        self.callbacks = callbacks or CallbackList()
-
-    def write(self, record: dict[str, Any], state: TrainerState | None = None) -> None:
-        from textdml.training.trackers import log_to_trackers, numeric_values
-
-        self.records.append(record)
-        if not self.enabled:
-            return
-        try:
-            with open(self.path, "a") as file:
-                file.write(json.dumps(record) + "\n")
-        except OSError as err:  # name the file: a full disk reports no path
-            raise OSError(err.errno, err.strerror, str(self.path)) from err
-        if self.accelerator is not None and self.accelerator.log_with:
-            log_to_trackers(self.accelerator, numeric_values(record), record["step"])
-        self.callbacks.on_log(record, state or TrainerState(global_step=record["step"]))
-
-    def saved(self, path: Path, kind: str, state: TrainerState) -> None:
-        if self.enabled:
-            self.callbacks.on_save(path, kind, state)  # type: ignore[arg-type]
-
-
-# Names that lived here before the data pipeline, the run set-up and the final save moved out:
-# still importable from here for one release, loaded on first use (this module imports none of them).
+# Names that lived here before the data pipeline, the run set-up, the final save, the devices,
+# evaluation and the run stamp moved to modules of their own:
+# still importable from here for one release, loaded on first use.
 MOVED = {
     **dict.fromkeys(["TrainingData", "load_train_set", "resolve_train_set", "to_canonical_columns",
                      "prepare_training_data", "prepare_image_data", "create_batch_sampler", "row_token_lengths",
@@ -546,6 +336,11 @@ MOVED = {
     **dict.fromkeys(["train", "run_training"], "textdml.training.trainer"),
     **dict.fromkeys(["check_push_target", "gathered_embedder", "FinishRun"], "textdml.training.finish"),
     "is_dual_encoder": "textdml.models.saving",
+    **dict.fromkeys(["resolve_mixed_precision", "create_accelerator", "check_dispatch", "check_process_group",
+                     "is_sharded", "plan_grad_cache"], "textdml.training.accelerator"),
+    **dict.fromkeys(["Evaluator", "MetricLog", "run_evaluation", "check_best_metric", "unknown_metric_message"],
+                    "textdml.training.evaluation"),
+    **dict.fromkeys(["RunStamp", "stamp_run_folder", "resume"], "textdml.training.run_stamp"),
 }
 
 

@@ -33,18 +33,12 @@ from textdml.mining.remine import Remining
 from textdml.models.embedder import Embedder
 from textdml.models.saving import is_image_text
 from textdml.training import run_folder
+from textdml.training.accelerator import check_process_group, create_accelerator
 from textdml.training.callbacks import Callback, CallbackList, create_callbacks
+from textdml.training.evaluation import Evaluator, check_best_metric
 from textdml.training.finish import FinishRun, PushToHub, check_push_target
-from textdml.training.loop import (
-    Evaluator,
-    RunStamp,
-    TrainResult,
-    check_best_metric,
-    check_process_group,
-    create_accelerator,
-    fit,
-    stamp_run_folder,
-)
+from textdml.training.loop import TrainResult, fit
+from textdml.training.run_stamp import RunStamp, stamp_run_folder
 from textdml.training.setup import RunParts, build_data, build_run, loss_display_name, qualified_name
 
 

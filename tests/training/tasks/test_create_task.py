@@ -8,6 +8,7 @@ from typing import ClassVar
 import pytest
 import torch
 
+from textdml.data.pipeline import input_kinds
 from textdml.losses import (
     ArcFaceLoss,
     CachedGISTEmbedLoss,
@@ -28,7 +29,6 @@ from textdml.training.tasks import (
     TwinTask,
     create_task,
     gathers_across_processes,
-    input_kinds,
     own_mini_batch_size,
 )
 

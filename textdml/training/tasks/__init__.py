@@ -38,11 +38,6 @@ def create_task(model: torch.nn.Module, loss: Any, miner: Any = None) -> Any:
     return text_task_class(loss_needs(loss))(model, loss, miner)
 
 
-def input_kinds(loss: Any) -> tuple[str, ...]:
-    """The dataset layouts a loss (or loss class: read before it is built) trains on."""
-    return tuple(loss_needs(loss).input_kinds)
-
-
 def own_mini_batch_size(task: Any) -> int | None:
     """A cached loss (cached_gist_embed) brings its own GradCache mini-batch size."""
     return loss_needs(task.loss).mini_batch_size
@@ -65,6 +60,5 @@ __all__ = [
     "TwinTask",
     "create_task",
     "gathers_across_processes",
-    "input_kinds",
     "own_mini_batch_size",
 ]
