@@ -118,3 +118,18 @@ def test_a_failing_trainer_run_leaves_the_run_it_would_replace(tiny_model_dir, t
         assert not (tmp_path / PREVIOUS).exists()
         for key, value in weights(tmp_path).items():
             assert torch.equal(value, before[key]), key
+
+
+def test_a_trainer_on_another_runs_folder_fails_before_building_the_run(tiny_model_dir, tmp_path, monkeypatch):
+    """As ``train()``: the folder is checked before the data is read or the loss built."""
+    import textdml.training.trainer as trainer
+
+    columns = {"anchor": "question", "positive": "answer"}
+    Trainer(Embedder.from_pretrained(tiny_model_dir), InfoNCELoss(), pairs(), args=args(tmp_path, max_steps=1),
+            columns=columns).train()
+    built = []
+    monkeypatch.setattr(trainer, "build_run", lambda *a, **k: built.append(1))
+    with pytest.raises(Exception, match="overwrite_output_dir") as raised:
+        Trainer(Embedder.from_pretrained(tiny_model_dir), InfoNCELoss(), pairs(),
+                args=args(tmp_path, max_steps=1, learning_rate=5e-4), columns=columns).train()
+    assert built == [] and str(tmp_path) in str(raised.value)

@@ -58,18 +58,28 @@ def train(
     are called on logging, evaluation and saving. A given ``accelerator`` logs to the trackers it
     was built with, not to ``training.report_to``.
     """
+    hub_token = check_push_target(config.training)  # a bad repo id or a missing token fails now, not after the training
+    accelerator = accelerator or create_accelerator(config.training)
+    return build_and_fit(config, accelerator, callbacks=callbacks, hub_token=hub_token, dataset=train_dataset,
+                         model=embedder, evaluator=evaluator)
+
+
+def build_and_fit(config: RunConfig, accelerator: Accelerator, *, callbacks: list[Callback] | None = None,
+                  hub_token: str | None = None, **given: Any) -> TrainResult:
+    """Check and stamp the run folder, build the run (``build_run``, with what is ``given``), train it.
+
+    ``train`` and ``Trainer.train`` both come here, so a folder holding another run, or a best
+    metric the evaluator does not compute, fails before anything is loaded.
+    """
     t = config.training
-    hub_token = check_push_target(t)  # a bad repo id or a missing token fails now, not after the training
-    check_best_metric(t.metric_for_best_model, evaluator)
-    accelerator = accelerator or create_accelerator(t)
+    check_best_metric(t.metric_for_best_model, given.get("evaluator"))
     check_process_group(accelerator)
     stamp = stamp_run_folder(config, accelerator)  # before anything is loaded or written
     # A run replacing another (overwrite_output_dir) that fails before its first checkpoint puts it back.
     with run_folder.previous_run_restored_on_failure(Path(t.output_dir), accelerator.is_main_process):
         set_seed(t.seed)
         with quiet_progress_bars(not t.show_progress_bar):  # transformers' and datasets' loading bars too
-            parts = build_run(config, dataset=train_dataset, model=embedder, evaluator=evaluator,
-                              accelerator=accelerator)
+            parts = build_run(config, accelerator=accelerator, **given)
         return run_parts(parts, accelerator, stamp=stamp, callbacks=callbacks, hub_token=hub_token)
 
 
@@ -204,12 +214,8 @@ class Trainer:
         if resume_from_checkpoint is not None:
             config.training.resume_from_checkpoint = resume_from_checkpoint
         accelerator = self.accelerator or create_accelerator(config.training)
-        check_process_group(accelerator)
-        set_seed(config.training.seed)
-        with quiet_progress_bars(not config.training.show_progress_bar):
-            parts = build_run(config, dataset=self.train_dataset, model=self.model, loss=self.loss,
-                              miner=self.miner, evaluator=self.create_evaluator())
-        return run_parts(parts, accelerator)
+        return build_and_fit(config, accelerator, dataset=self.train_dataset, model=self.model, loss=self.loss,
+                             miner=self.miner, evaluator=self.create_evaluator())
 
 
 __all__ = ["DEFAULT_INPUT_KINDS", "Trainer", "loss_display_name", "qualified_name", "run_training", "train"]
