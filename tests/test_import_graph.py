@@ -171,6 +171,22 @@ def attribute_tests(path: Path, names: set[str], root: Path = PACKAGE.parent) ->
     return sorted(found, key=lambda hit: int(hit.split(":")[1].split()[0]))
 
 
+def names_a_loss(node: ast.expr) -> bool:
+    """``loss``, ``x.loss``, ``loss_cls`` or ``type(loss)``: an expression that is a loss or its class."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "type" and node.args:
+        return names_a_loss(node.args[0])
+    name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+    return name in ("loss", "loss_cls", "loss_class")
+
+
+def loss_flag_reads(path: Path, root: Path = PACKAGE.parent) -> list[str]:
+    """``file:line`` of every plain read of an old loss flag on a loss (``self.loss.symmetric``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = [f"{path.relative_to(root)}:{node.lineno} .{node.attr}" for node in ast.walk(tree)
+             if isinstance(node, ast.Attribute) and node.attr in LOSS_FLAGS and names_a_loss(node.value)]
+    return sorted(found, key=lambda hit: int(hit.split(":")[1].split()[0]))
+
+
 def files_under(*parts: str, skip: tuple[str, ...] = ()) -> list[Path]:
     """The ``.py`` files of ``textdml/<part>`` (a folder or a file), less those under ``skip``."""
     files = []
@@ -215,7 +231,7 @@ def test_text_or_image_text_is_decided_in_models_only():
 
 def test_no_loss_flag_is_read_outside_the_tasks():
     files = files_under("training", "diagnostics", "distributed.py", skip=("training/tasks",))
-    found = [hit for path in files for hit in attribute_tests(path, LOSS_FLAGS)]
+    found = [hit for path in files for hit in attribute_tests(path, LOSS_FLAGS) + loss_flag_reads(path)]
     assert not found, (
         "what a loss needs is read from its LossNeeds by textdml/training/tasks/ (and data/pipeline), not by "
         "getattr/hasattr of a loss flag:\n" + "\n".join("  " + hit for hit in found))
@@ -281,9 +297,12 @@ def test_attribute_and_length_checks_find_their_cases(tmp_path: Path):
         "def fit(model, loss):\n"
         "    if hasattr(model, 'embed_images'):\n"
         "        return getattr(loss, 'gathers', False)\n"
+        "    if self.loss.symmetric or type(loss).input_kinds or loss.needs.symmetric:\n"
+        "        return plan.mini_batch_size\n"
         "    return getattr(loss, 'other', None)\n")})
     path = package / "m.py"
     assert attribute_tests(path, IMAGE_ATTRIBUTES, tmp_path) == ["fakepkg/m.py:2 hasattr(..., 'embed_images')"]
     assert attribute_tests(path, LOSS_FLAGS, tmp_path) == ["fakepkg/m.py:3 getattr(..., 'gathers')"]
-    assert function_lines(path, "fit") == 4
+    assert loss_flag_reads(path, tmp_path) == ["fakepkg/m.py:4 .symmetric", "fakepkg/m.py:4 .input_kinds"]
+    assert function_lines(path, "fit") == 6
     assert function_lines(path, "train") is None
