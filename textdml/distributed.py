@@ -42,7 +42,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from textdml.miners.base import PairIndices, TripletIndices, TupleIndices, all_pairs
+from textdml.indices import PairIndices, TripletIndices, TupleIndices, all_pairs
 
 
 def is_distributed() -> bool:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textdml.miners.base import PairIndices, label_masks
+from textdml.indices import PairIndices, label_masks
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices
 
 WeightInit = Literal["normal", "kaiming_normal", "kaiming_uniform"]
 

@@ -11,9 +11,10 @@ from typing import ClassVar
 
 import torch
 
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, upcast
+from textdml.miners.base import upcast
 
 
 def check_score_range(scores: torch.Tensor, score_range: tuple[float, float], owner: str, why: str) -> None:

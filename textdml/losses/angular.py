@@ -6,10 +6,10 @@ from typing import ClassVar
 import torch
 
 from textdml.distances import CosineSimilarityDistance
+from textdml.indices import TupleIndices, to_pairs
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import log1p_sum_exp
-from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
 
 

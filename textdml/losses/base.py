@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from textdml.distances import BaseDistance
+from textdml.indices import TupleIndices
 from textdml.losses.needs import DeclaresNeeds, LossNeeds
 from textdml.losses.needs import InputKind as InputKind  # the old import path
-from textdml.miners.base import TupleIndices, resolve_ref, upcast
+from textdml.miners.base import resolve_ref, upcast
 
 Reduction = Literal["mean", "sum", "mean_nonzero", "none"]
 

@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from textdml.distances import CosineSimilarityDistance
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
 from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import masked_logsumexp, mined_pair_masks
-from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.info_nce import multi_positive_cross_entropy
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 # log(1 / 0.07): CLIP's initial temperature of 0.07, as a log multiplier.

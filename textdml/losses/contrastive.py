@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
+from textdml.indices import TupleIndices, label_masks, to_pairs
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
 from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import pair_values
-from textdml.miners.base import TupleIndices, label_masks, to_pairs
 from textdml.registry import LOSSES
 
 

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.info_nce import multi_positive_cross_entropy
 from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import mined_pair_masks
-from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 

@@ -4,9 +4,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from textdml.indices import PairIndices, TripletIndices, TupleIndices, all_pairs
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import BaseMiner, PairIndices, TripletIndices, TupleIndices, all_pairs
+from textdml.miners.base import BaseMiner
 from textdml.registry import LOSSES, MINERS
 
 

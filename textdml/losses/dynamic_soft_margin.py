@@ -5,9 +5,9 @@ from typing import ClassVar, Literal
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
+from textdml.indices import TupleIndices, label_masks, to_triplets
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, label_masks, to_triplets
 from textdml.registry import LOSSES
 
 

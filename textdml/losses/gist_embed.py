@@ -5,10 +5,11 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from textdml.indices import TupleIndices
 from textdml.losses._teacher import TeacherLoss
 from textdml.losses.info_nce import multi_positive_cross_entropy
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, upcast
+from textdml.miners.base import upcast
 from textdml.registry import LOSSES
 
 MarginStrategy = Literal["absolute", "relative"]

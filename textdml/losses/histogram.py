@@ -6,9 +6,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from textdml.indices import TupleIndices, label_masks, to_triplets
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, label_masks, to_triplets
 from textdml.registry import LOSSES
 
 

@@ -6,9 +6,9 @@ from typing import ClassVar
 import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 

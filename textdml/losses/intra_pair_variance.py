@@ -5,10 +5,10 @@ from typing import ClassVar
 import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
+from textdml.indices import TupleIndices, to_pairs
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
 from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import pair_values
-from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
 
 

@@ -5,10 +5,10 @@ from typing import ClassVar
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
+from textdml.indices import TupleIndices, to_pairs
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import masked_logsumexp, pair_masks
-from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
 
 

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
+from textdml.indices import TupleIndices, to_triplets
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, to_triplets
 from textdml.registry import LOSSES
 
 

@@ -4,9 +4,10 @@ from typing import ClassVar
 
 import torch
 
+from textdml.indices import TupleIndices
 from textdml.losses._teacher import PairSimilarity, TeacherLoss, candidate_scores, check_similarity
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, upcast
+from textdml.miners.base import upcast
 from textdml.registry import LOSSES
 
 

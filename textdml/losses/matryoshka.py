@@ -8,8 +8,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
-from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 

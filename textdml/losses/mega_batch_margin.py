@@ -3,9 +3,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.ops import aligned_cosine
-from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 

@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textdml.indices import TupleIndices
 from textdml.losses._teacher import TeacherLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, upcast
+from textdml.miners.base import upcast
 from textdml.registry import LOSSES
 
 

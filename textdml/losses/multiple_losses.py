@@ -7,9 +7,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import BaseMiner, TupleIndices
+from textdml.miners.base import BaseMiner
 from textdml.registry import LOSSES, MINERS
 
 

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, DotProductDistance, as_distance
+from textdml.indices import TupleIndices, label_masks, to_pairs
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, label_masks, to_pairs
 from textdml.registry import LOSSES
 
 

@@ -5,10 +5,10 @@ from typing import ClassVar
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
+from textdml.indices import PairIndices, TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.info_nce import multi_positive_cross_entropy
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import PairIndices, TupleIndices
 from textdml.registry import LOSSES
 
 

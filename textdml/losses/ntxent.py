@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
+from textdml.indices import TupleIndices, to_pairs
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
 from textdml.losses.ops import masked_logsumexp, pair_masks
-from textdml.miners.base import TupleIndices, to_pairs
 from textdml.registry import LOSSES
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from textdml.miners.base import PairIndices, TupleIndices, label_masks, to_pairs
+from textdml.indices import PairIndices, TupleIndices, label_masks, to_pairs
 
 
 def aligned_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from textdml.indices import PairIndices, TripletIndices, TupleIndices
 from textdml.losses.needs import DeclaresNeeds, LossNeeds
-from textdml.miners.base import PairIndices, TripletIndices, TupleIndices
 
 PML_PACKAGE = "pytorch_metric_learning"
 

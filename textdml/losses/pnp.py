@@ -5,9 +5,9 @@ from typing import ClassVar, Literal
 import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
+from textdml.indices import TupleIndices, label_masks
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, label_masks
 from textdml.registry import LOSSES
 
 PNPVariant = Literal["Ds", "Dq", "Iu", "Ib", "O"]

@@ -5,9 +5,9 @@ from typing import ClassVar
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
+from textdml.indices import TupleIndices, label_masks
 from textdml.losses.base import BaseLoss, Reduction, reduce_losses
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices, label_masks
 from textdml.registry import LOSSES
 
 # Added once per reference column to each weight sum (as the reference code), so that an anchor

@@ -11,10 +11,10 @@ from torch.utils.checkpoint import checkpoint
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
 from textdml.distributed import gather_for_loss, world_size
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.clip import attach_logit_parameter, check_two_towers, logit_multiplier
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 SIGLIP_LOGIT_SCALE = math.log(10.0)  # the paper's init: a multiplier of 10

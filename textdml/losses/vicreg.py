@@ -5,9 +5,9 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from textdml.indices import TupleIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds
-from textdml.miners.base import TupleIndices
 from textdml.registry import LOSSES
 
 

@@ -1,7 +1,8 @@
 """Miners: pick informative tuples under no_grad and return named index dataclasses."""
 
+from textdml.indices import PairIndices, TripletIndices, all_pairs, all_triplets, to_pairs, to_triplets
 from textdml.miners.angular import AngularMiner
-from textdml.miners.base import BaseMiner, PairIndices, TripletIndices, all_pairs, all_triplets, to_pairs, to_triplets
+from textdml.miners.base import BaseMiner
 from textdml.miners.batch_all import BatchAllMiner
 from textdml.miners.batch_easy_hard import BatchEasyHardMiner
 from textdml.miners.batch_hard import BatchHardMiner

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from textdml.distances import LpDistance
-from textdml.miners.base import BaseMiner, TripletIndices, all_triplets
+from textdml.indices import TripletIndices, all_triplets
+from textdml.miners.base import BaseMiner
 from textdml.miners.triplet_margin import select_triplets
 from textdml.registry import MINERS
 

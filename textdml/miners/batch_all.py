@@ -3,7 +3,8 @@ from __future__ import annotations
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
-from textdml.miners.base import BaseMiner, TripletIndices, all_triplets
+from textdml.indices import TripletIndices, all_triplets
+from textdml.miners.base import BaseMiner
 from textdml.miners.triplet_margin import select_triplets, triplet_margins
 from textdml.registry import MINERS
 

@@ -5,7 +5,8 @@ from typing import Literal
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
-from textdml.miners.base import BaseMiner, PairIndices, label_masks
+from textdml.indices import PairIndices, label_masks
+from textdml.miners.base import BaseMiner
 from textdml.registry import MINERS
 
 Strategy = Literal["easy", "semihard", "hard", "all"]

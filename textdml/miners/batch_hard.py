@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 
 from textdml.distances import BaseDistance
-from textdml.miners.base import TripletIndices
+from textdml.indices import TripletIndices
 from textdml.miners.batch_easy_hard import BatchEasyHardMiner
 from textdml.registry import MINERS
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import torch
 
 from textdml.distances import LpDistance
-from textdml.miners.base import BaseMiner, TripletIndices, label_masks
+from textdml.indices import TripletIndices, label_masks
+from textdml.miners.base import BaseMiner
 from textdml.registry import MINERS
 
 

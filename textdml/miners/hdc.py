@@ -5,7 +5,8 @@ import math
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
-from textdml.miners.base import BaseMiner, PairIndices, all_pairs
+from textdml.indices import PairIndices, all_pairs
+from textdml.miners.base import BaseMiner
 from textdml.registry import MINERS
 
 

@@ -4,7 +4,8 @@ from typing import TYPE_CHECKING, Literal
 
 import torch
 
-from textdml.miners.base import BaseMiner, PairIndices, TripletIndices, TupleIndices, all_pairs, all_triplets
+from textdml.indices import PairIndices, TripletIndices, TupleIndices, all_pairs, all_triplets
+from textdml.miners.base import BaseMiner
 from textdml.registry import LOSSES, MINERS
 
 if TYPE_CHECKING:

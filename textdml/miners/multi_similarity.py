@@ -3,7 +3,8 @@ from __future__ import annotations
 import torch
 
 from textdml.distances import BaseDistance, CosineSimilarityDistance, as_distance
-from textdml.miners.base import BaseMiner, PairIndices, label_masks
+from textdml.indices import PairIndices, label_masks
+from textdml.miners.base import BaseMiner
 from textdml.registry import MINERS
 
 

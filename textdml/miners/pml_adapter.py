@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from textdml.miners.base import PairIndices, TripletIndices, TupleIndices
+from textdml.indices import PairIndices, TripletIndices, TupleIndices
 
 
 def from_pml_tuple(mined: tuple[torch.Tensor, ...]) -> TupleIndices:

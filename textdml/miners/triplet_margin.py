@@ -5,7 +5,8 @@ from typing import Literal
 import torch
 
 from textdml.distances import BaseDistance, LpDistance, as_distance
-from textdml.miners.base import BaseMiner, TripletIndices, all_triplets
+from textdml.indices import TripletIndices, all_triplets
+from textdml.miners.base import BaseMiner
 from textdml.registry import MINERS
 
 TripletType = Literal["all", "hard", "semihard", "easy"]

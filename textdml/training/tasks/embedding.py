@@ -15,9 +15,10 @@ from torch import nn
 
 from textdml.data.collator import TokenizedRoles
 from textdml.distributed import compute_local_loss, resolve_global_labels
+from textdml.indices import PairIndices, TripletIndices
 from textdml.losses.base import BaseLoss
 from textdml.losses.needs import LossNeeds, loss_needs
-from textdml.miners.base import BaseMiner, PairIndices, TripletIndices
+from textdml.miners.base import BaseMiner
 from textdml.training.grad_cache import cached_backward, split_features
 from textdml.training.tasks.base import LossOutput
 from textdml.training.tasks.prepare import check_scores
