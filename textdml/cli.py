@@ -132,6 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("out_dir", help="where to write the merged model (a new or empty folder)")
     merge.add_argument("--force", action="store_true", help="replace out_dir even when textdml merge did not write it")
 
+    export = verbs.add_parser("export", help="write a text model as ONNX or OpenVINO (optionally int8) for fast CPU "
+                                             "encoding (model.backend)")
+    export.add_argument("model", help="a saved text model folder or Hub id")
+    export.add_argument("--format", choices=("onnx", "openvino"),
+                        help="onnx (onnxruntime) or openvino; default onnx (required with --quantize)")
+    export.add_argument("--quantize", choices=("int8",), help="also write an int8 file, which model.backend loads")
+    export.add_argument("--output", required=True, help="the folder to write (new or empty)")
+    export.add_argument("--force", action="store_true", help="replace --output even when textdml export did not write it")
+    add_debug_argument(export, argparse.SUPPRESS)
+
     check = verbs.add_parser("check", help="preflight: check data, loss, margins and memory before training")
     add_config_arguments(check)
 
@@ -219,7 +229,7 @@ def load_cli_model(config: RunConfig, model_path: str) -> Any:
     the "query" prompt, as in training."""
     from textdml.models.loading import load_model
 
-    model = load_model(model_path)
+    model = load_model(model_path, backend=config.model.backend, backend_file=config.model.backend_file)
     prompts = config.model.prompts
     if prompts is not None:
         if is_image_text(model):
@@ -435,6 +445,14 @@ def run_verb(args: argparse.Namespace) -> int:
             from textdml.models.adapters import merge_adapter
 
             print(f"merged model written to {merge_adapter(args.adapter_dir, args.out_dir, force=args.force)}")
+            return 0
+        if args.verb == "export":
+            from textdml.export import export_model, read_manifest
+
+            folder = export_model(args.model, args.output, args.format, args.quantize, force=args.force)
+            manifest = read_manifest(folder)
+            print(f"exported {args.model} to {folder} ({manifest['file']}); encode with it: "
+                  f"--model {folder} model.backend={manifest['format']}")
             return 0
         if args.verb == "mine" and args.collection is not None:  # an override, so it is validated as one
             args.overrides.append(f"mine.collection={json.dumps(args.collection)}")

@@ -74,6 +74,11 @@ class ModelConfig:
     # queries; positives, negatives and indexed documents are documents (training, eval, index,
     # search, mining). Saved with the model for sentence-transformers. null: the model's own.
     prompts: dict[str, str] | None = None
+    # What encodes in eval / index / search / mine with --model: the torch weights, or the ONNX
+    # (onnxruntime) / OpenVINO file `textdml export` wrote into that folder (faster on CPU; int8 if
+    # exported so). backend_file picks another file of the folder, e.g. onnx/model.onnx. Training needs torch.
+    backend: Literal["torch", "onnx", "openvino"] = "torch"
+    backend_file: str | None = None
 
 
 @dataclass
@@ -415,6 +420,9 @@ def validate(config: RunConfig) -> None:
     from textdml.config_ranges import check_ranges
 
     check_ranges(config)
+    if config.model.backend_file is not None and config.model.backend == "torch":
+        raise ConfigError(f"model.backend_file={config.model.backend_file!r} names an exported file, but model.backend "
+                          "is torch: set model.backend=onnx or openvino, or drop model.backend_file")
     lora = config.model.lora
     if lora is not None:
         if lora.r < 1:

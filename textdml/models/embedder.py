@@ -7,6 +7,7 @@ Hugging Face models (local folders or Hub ids).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from textdml.models.encoding import as_text_list, pad_token_lists, run_token_sorted
+from textdml.models.encoding import as_text_list, module_device, pad_token_lists, run_token_sorted
 from textdml.models.folder_checks import check_weights
 from textdml.models.identity import WeightsHashCache, state_dict_sha256
 from textdml.models.pooling import Pooling, PoolingMode
@@ -161,6 +162,8 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         dtype: torch.dtype | None = None,
         prompts: dict[str, str] | None = None,
         truncate_dim: int | None = None,
+        backend: Literal["torch", "onnx", "openvino"] = "torch",
+        backend_file: str | None = None,
     ) -> Embedder:
         """Load a sentence-transformers folder, a textdml save or a plain Hugging Face model.
 
@@ -170,6 +173,9 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         ones; prompts given for a model saved without any are a warning (it never saw them).
         ``truncate_dim`` makes ``encode`` return the first ``truncate_dim`` coordinates by default,
         as ``SentenceTransformer(..., truncate_dim=...)`` does (training still sees the full vectors).
+        ``backend="onnx"`` / ``"openvino"`` encodes with the file ``textdml export`` wrote into the folder
+        (``backend_file`` names another, e.g. ``onnx/model.onnx``) instead of the torch weights: the
+        model then encodes only (see ``textdml.export.runtime``).
         """
         folder = resolve_model_folder(str(name_or_path))
         modules_file = folder / MODULES
@@ -179,17 +185,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         else:
             logger.info("%s is a plain Hugging Face model: using %s pooling", name_or_path, pooling or "mean")
         saved_similarity = read_saved_similarity(folder)
-        check_weights(transformer_dir)
-        if is_adapter_folder(transformer_dir):  # a PEFT adapter save: its base + the adapter, kept apart
-            transformer = load_adapter_transformer(transformer_dir, trust_remote_code, dtype)
-        else:
-            if trust_remote_code:
-                from textdml.models.remote_code import warn_remote_code
-
-                warn_remote_code(str(transformer_dir))
-            transformer = AutoModel.from_pretrained(
-                transformer_dir, trust_remote_code=trust_remote_code, **({"dtype": dtype} if dtype else {})
-            )
+        transformer = load_transformer(transformer_dir, trust_remote_code, dtype, backend, backend_file)
         tokenizer = AutoTokenizer.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code)
         hidden = transformer.config.hidden_size
         chosen_pooling = Pooling(pooling, hidden) if pooling else (saved_pooling or Pooling("mean", hidden))
@@ -231,7 +227,7 @@ class Embedder(SentenceTransformerCompat, nn.Module):
     # ------------------------------------------------------------------ forward / encode
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return module_device(self)
 
     @property
     def embedding_dim(self) -> int:
@@ -350,7 +346,12 @@ class Embedder(SentenceTransformerCompat, nn.Module):
         Taken from ``textdml_config.json`` for a loaded model and cached otherwise; any change to a
         weight (training, ``load_state_dict``, a dtype or device move) makes it hash again.
         """
-        return self._weights_hash.get(self.state_dict())
+        weights = self._weights_hash.get(self.state_dict())
+        exported = getattr(self.transformer, "backend_sha256", None)
+        if exported is None:
+            return weights
+        # An exported encoder (model.backend onnx / openvino) holds no torch weights: its file stands for them.
+        return hashlib.sha256(f"{exported}:{weights}".encode()).hexdigest()
 
     def identity(self) -> dict[str, str]:
         return {"model_name": self.name, "weights_sha256": self.weights_sha256()}
@@ -431,6 +432,28 @@ class Embedder(SentenceTransformerCompat, nn.Module):
 
 
 # ---------------------------------------------------------------------- folder helpers
+def load_transformer(transformer_dir: Path, trust_remote_code: bool, dtype: torch.dtype | None,
+                     backend: str = "torch", backend_file: str | None = None) -> Any:
+    """The encoder of a folder: its torch weights (a PEFT adapter save: its base + the adapter, kept
+    apart), or with ``backend`` onnx / openvino the file ``textdml export`` wrote (encoding only)."""
+    if backend != "torch":
+        if dtype is not None:
+            raise ValueError(f"dtype {dtype} applies to torch weights; model.backend={backend} runs the exported file "
+                             "as it was written: drop model.dtype (or export with --quantize int8)")
+        from textdml.export.runtime import load_backend_encoder
+
+        return load_backend_encoder(transformer_dir, backend, backend_file)
+    check_weights(transformer_dir)
+    if is_adapter_folder(transformer_dir):
+        return load_adapter_transformer(transformer_dir, trust_remote_code, dtype)
+    if trust_remote_code:
+        from textdml.models.remote_code import warn_remote_code
+
+        warn_remote_code(str(transformer_dir))
+    return AutoModel.from_pretrained(transformer_dir, trust_remote_code=trust_remote_code,
+                                     **({"dtype": dtype} if dtype else {}))
+
+
 def resolve_model_folder(name_or_path: str) -> Path:
     """A local folder as is; a Hub id downloaded (or taken from the cache); a missing path is an error."""
     path = Path(name_or_path).expanduser()

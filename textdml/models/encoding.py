@@ -65,8 +65,14 @@ def run_given_batches(module: nn.Module, batches: Sequence[Sequence[Any]], embed
                 chunks.append(embed(inputs).float())
     finally:
         module.train(was_training)
-    device = next(module.parameters()).device
-    return torch.cat(chunks) if chunks else torch.empty(0, dim, device=device)
+    return torch.cat(chunks) if chunks else torch.empty(0, dim, device=module_device(module))
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """Where a module's tensors are; the CPU for one without any (an exported encoder runs outside torch)."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def run_length_sorted(module: nn.Module, texts: list[str], embed: Callable[[Any], torch.Tensor],

@@ -12,9 +12,17 @@ from typing import Any
 from textdml.models.saving import DUAL_ENCODER_CONFIG, is_dual_adapter_folder, is_dual_encoder_folder  # noqa: F401
 
 
-def load_model(name_or_path: str | Path) -> Any:
-    """``DualEncoder`` when the folder holds a dual-encoder config, else ``Embedder``."""
+def load_model(name_or_path: str | Path, backend: str = "torch", backend_file: str | None = None) -> Any:
+    """``DualEncoder`` when the folder holds a dual-encoder config, else ``Embedder``.
+
+    ``backend`` ``"onnx"`` / ``"openvino"`` encodes a text model with the file ``textdml export`` wrote
+    (``backend_file`` names another one in the folder); image-text models run in torch only.
+    """
     # Imported here: loading a model pulls in transformers, naming this function must not.
+    dual = is_dual_adapter_folder(name_or_path) or is_dual_encoder_folder(name_or_path)
+    if dual and backend != "torch":
+        raise ValueError(f"model.backend={backend}: {name_or_path} is an image-text model, which textdml runs in "
+                         "torch only (textdml export writes text models): set model.backend=torch")
     if is_dual_adapter_folder(name_or_path):
         from textdml.models.adapters import load_dual_adapter
 
@@ -25,4 +33,4 @@ def load_model(name_or_path: str | Path) -> Any:
         return DualEncoder.from_pretrained(name_or_path)
     from textdml.models.embedder import Embedder
 
-    return Embedder.from_pretrained(name_or_path)
+    return Embedder.from_pretrained(name_or_path, backend=backend, backend_file=backend_file)  # type: ignore[arg-type]

@@ -91,7 +91,7 @@ def create_embedder(config: ModelConfig) -> Embedder:
         config.name_or_path, pooling=config.pooling, normalize=config.normalize,
         max_seq_length=config.max_seq_length, dense_dim=config.dense_dim, similarity=config.similarity,
         trust_remote_code=config.trust_remote_code, dtype=getattr(torch, config.dtype) if config.dtype else None,
-        prompts=config.prompts,
+        prompts=config.prompts, backend=config.backend, backend_file=config.backend_file,
     )
     if config.num_layers:
         from textdml.models.layers import keep_layers

@@ -17,6 +17,7 @@ from datasets import Dataset, IterableDataset
 from torch.utils.data import DataLoader
 
 from textdml.config import RunConfig
+from textdml.errors import ConfigError
 from textdml.data.pipeline import TrainingData, create_dataloader, input_kinds, prepare_data
 from textdml.losses.pml_adapter import PMLLossAdapter
 from textdml.miners.pml_adapter import PMLMinerAdapter
@@ -57,6 +58,7 @@ def build_run(config: RunConfig, *, dataset: Dataset | IterableDataset | None = 
         accelerator: mining before training needs it (``config.mine``); without it nothing is mined.
         loader: build the data loader (the preflight draws its batch itself).
     """
+    check_trainable_backend(config)
     model = model if model is not None else create_model(config.model)
     check_adapter_save(config, model)
     if data is None:
@@ -138,3 +140,10 @@ def qualified_name(obj: Any) -> str:
 
 def loss_display_name(loss: Any) -> str:
     return qualified_name(loss).rsplit(".", 1)[-1]
+
+
+def check_trainable_backend(config: RunConfig) -> None:
+    """An exported encoder (model.backend onnx / openvino) only encodes: training needs the torch weights."""
+    if config.model.backend != "torch":
+        raise ConfigError(f"model.backend={config.model.backend} encodes with an exported file, which cannot train: "
+                          "train with model.backend=torch, then `textdml export` the trained model")
