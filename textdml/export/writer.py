@@ -15,6 +15,7 @@ import inspect
 import io
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +104,15 @@ def export_model(model: str | Path, output: str | Path, format: str | None = Non
 
 
 def load_text_model(model: str | Path) -> Any:
-    """The torch model to export; an image-text model is refused, naming its towers."""
+    """The torch model to export; an image-text model is refused, naming its towers, before it loads."""
     from textdml.models.loading import load_model
-    from textdml.models.saving import is_image_text
+    from textdml.models.saving import is_dual_adapter_folder, is_dual_encoder_folder
 
-    loaded = load_model(model)
-    if is_image_text(loaded):
+    if is_dual_encoder_folder(model) or is_dual_adapter_folder(model):
         raise ValueError(f"{model} is an image-text model: textdml export writes text models only. Neither tower is "
                          "exported (the image tower has no sentence-transformers backend layout; the text tower alone "
                          "would lose the projection into the shared space): encode it with model.backend=torch")
-    return loaded
+    return load_model(model)
 
 
 def export_onnx(folder: Path, path: Path, max_seq_length: int) -> None:
@@ -133,7 +133,9 @@ def export_onnx(folder: Path, path: Path, max_seq_length: int) -> None:
     sequence = torch.export.Dim("sequence_length", max=max(max_seq_length, sample["input_ids"].shape[1]))
     weight_bytes = sum(p.numel() * p.element_size() for p in encoder.parameters())
     path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+    # The exporter prints its progress and warns about its own internals (axis renaming, tracing).
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(TokenEmbeddings(encoder, names), tuple(sample[name] for name in names), str(path),
                           input_names=names, output_names=["last_hidden_state"],
                           dynamic_shapes={name: {0: batch, 1: sequence} if name in names else None for name in TOKEN_INPUTS},

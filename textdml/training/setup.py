@@ -17,8 +17,8 @@ from datasets import Dataset, IterableDataset
 from torch.utils.data import DataLoader
 
 from textdml.config import RunConfig
-from textdml.errors import ConfigError
 from textdml.data.pipeline import TrainingData, create_dataloader, input_kinds, prepare_data
+from textdml.errors import ConfigError
 from textdml.losses.pml_adapter import PMLLossAdapter
 from textdml.miners.pml_adapter import PMLMinerAdapter
 from textdml.models.saving import is_image_text
