@@ -174,6 +174,13 @@ def write_openvino(onnx_file: Path, out: Path, quantize: str | None) -> None:
     if quantize:
         import nncf
 
-        with contextlib.redirect_stdout(io.StringIO()):  # nncf draws a progress table
-            compressed = nncf.compress_weights(ov.convert_model(str(onnx_file)), mode=nncf.CompressWeightsMode.INT8_ASYM)
+        nncf_logger = logging.getLogger("nncf")
+        level = nncf_logger.level
+        nncf_logger.setLevel(logging.WARNING)  # its bit-width table is logged at INFO
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # ... and its progress bar printed
+                # The float model is saved already: compressing it in place is fine.
+                compressed = nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+        finally:
+            nncf_logger.setLevel(level)
         ov.save_model(compressed, str(out / backend_file("openvino", quantize)), compress_to_fp16=False)
