@@ -162,7 +162,15 @@ def quantize_onnx(source: Path, target: Path) -> None:
     MiniLM), activations quantized per batch at run time; matrix products only."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"])
+    # It warns on the root logger to pre-process the model first; its pre-processing (symbolic shape
+    # inference) does not complete on torch.export graphs, so the advice cannot be followed here.
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])
+    finally:
+        logging.disable(previous)
 
 
 def write_openvino(onnx_file: Path, out: Path, quantize: str | None) -> None:
