@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "DualEncoder": "textdml.models.dual_encoder",
     "create_dual_encoder": "textdml.models.dual_encoder",
     "load_model": "textdml.models.loading",
+    "export_model": "textdml.export.writer",
     # training
     "train": "textdml.training.trainer",
     "TrainResult": "textdml.training.loop",
@@ -55,7 +56,7 @@ _EXPORTS: dict[str, str] = {
 # Written out (not derived from _EXPORTS) so linters and IDEs read it; a test keeps the two equal.
 __all__ = [
     "__version__",
-    "Embedder", "DualEncoder", "create_dual_encoder", "load_model",
+    "Embedder", "DualEncoder", "create_dual_encoder", "load_model", "export_model",
     "train", "TrainResult", "Trainer",
     "RunConfig", "ModelConfig", "DataConfig", "EvalConfig", "TrainingConfig", "IndexConfig", "ConfigError",
     "load_run_config",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:  # static tools see the real names; nothing is imported at run
     from textdml.errors import ConfigError
     from textdml.evaluation.build import LabelledRetrievalEvaluator, build_evaluator
     from textdml.evaluation.retrieval import InformationRetrievalEvaluator
+    from textdml.export.writer import export_model
     from textdml.index.qdrant import index_documents, open_client, search
     from textdml.mining.hard_negatives import mine_hard_negatives
     from textdml.models.dual_encoder import DualEncoder, create_dual_encoder
