@@ -86,8 +86,8 @@ def test_a_missing_backend_package_names_the_extra(saved, tmp_path, monkeypatch,
     assert not (tmp_path / "out").exists()
 
 
-def test_a_missing_runtime_names_the_extra(saved, tmp_path, monkeypatch):
-    folder = export_model(saved, tmp_path / "out", "onnx")
+def test_a_missing_runtime_names_the_extra(tiny_onnx_export, monkeypatch):
+    folder = tiny_onnx_export
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime fails
     with pytest.raises(ImportError, match=r"model.backend=onnx needs the onnxruntime package.*textdml\[export\]"):
         load_backend_encoder(folder, "onnx")
@@ -109,7 +109,6 @@ def test_the_backend_config_keys_are_checked(tmp_path, tiny_model_dir):
         check_trainable_backend(load_run_config(recipe, ["model.backend=onnx"]))
 
 
-def test_an_exported_encoder_cannot_be_saved(saved, tmp_path):
-    folder = export_model(saved, tmp_path / "out", "onnx")
+def test_an_exported_encoder_cannot_be_saved(tiny_onnx_export, tmp_path):
     with pytest.raises(ValueError, match="holds no torch weights to save: load the model with model.backend=torch"):
-        Embedder.from_pretrained(folder, backend="onnx").save_pretrained(tmp_path / "copy")
+        Embedder.from_pretrained(tiny_onnx_export, backend="onnx").save_pretrained(tmp_path / "copy")
