@@ -51,7 +51,7 @@ class SparseInfoNCELoss(SpladeLossMixin, InfoNCELoss):
 
     # Each device's queries meet its own documents, and FLOPS is a statistic of each device's batch,
     # as in sentence-transformers (gather_across_devices=False by default).
-    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets"), gathers=False)
+    needs: ClassVar[LossNeeds] = LossNeeds(input_kinds=("pairs", "triplets"), gathers=False, sparse_model=True)
     citation = SPLADE_CITATION
 
     def __init__(self, scale: float = 1.0, query_regularizer_weight: float | None = 5e-5,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import ClassVar
 
 from textdml.losses._splade import SPLADE_CITATION, SpladeLossMixin, SpladeRegularization
@@ -47,7 +48,7 @@ class SparseMarginMSELoss(SpladeLossMixin, MarginMSELoss):
         torch.Size([])
     """
 
-    needs: ClassVar[LossNeeds] = MarginMSELoss.needs
+    needs: ClassVar[LossNeeds] = dataclasses.replace(MarginMSELoss.needs, sparse_model=True)
     citation = SPLADE_CITATION
 
     def __init__(self, teacher: str | None = None, query_regularizer_weight: float | None = 5e-5,

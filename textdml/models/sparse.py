@@ -29,13 +29,14 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel, P
 
 from textdml.hub.layout import MODEL_CARD, MODULES, SENTENCE_BERT_CONFIG, ST_CONFIG, TEXTDML_CONFIG
 from textdml.models.embedder import (
+    Embedder,
     default_max_seq_length,
     package_versions,
     read_textdml_config,
     resolve_model_folder,
     write_json,
 )
-from textdml.models.encoding import as_text_list, pad_token_lists, run_token_sorted
+from textdml.models.encoding import as_text_list, run_token_sorted
 from textdml.models.folder_checks import check_weights
 from textdml.models.identity import WeightsHashCache
 from textdml.models.sparse_layout import FolderLayout, sparse_layout
@@ -214,12 +215,10 @@ class SparseEmbedder(nn.Module):
                 "vocabulary_id": self.vocabulary_id()}
 
     # ------------------------------------------------------------------ forward / encode
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Tokenise with dynamic padding to the longest text (truncated at ``max_seq_length``)."""
-        if not texts:
-            return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
-                                       return_tensors="pt"))
-        return pad_token_lists(self.tokenizer(texts, truncation=True, max_length=self.max_seq_length), self.tokenizer)
+    # The dense embedder's tokenisation (they read only ``tokenizer`` and ``max_seq_length``): the
+    # training collator pads length-sorted buckets through ``tokenize_buckets``.
+    tokenize = Embedder.tokenize
+    tokenize_buckets = Embedder.tokenize_buckets
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Tokenised inputs -> sparse weights ``(B, V)``, all >= 0."""
@@ -243,10 +242,14 @@ class SparseEmbedder(nn.Module):
 
     def encode(self, texts: str | list[str], *, kind: SparseKind = "document", batch_size: int = 32,
                show_progress_bar: bool | None = False, convert_to: Literal["numpy", "torch"] = "numpy",
-               **_: Any) -> np.ndarray | torch.Tensor:
-        """Dense ``(N, V)`` weights (mostly zeros) for inference: eval mode, no grad, input order kept."""
+               prompt: str | None = None, **_: Any) -> np.ndarray | torch.Tensor:
+        """Dense ``(N, V)`` weights (mostly zeros) for inference: eval mode, no grad, input order kept.
+
+        ``prompt`` (a text put before each input) overrides the prompt of ``kind``, as the dense
+        ``Embedder.encode`` takes it (evaluation passes a role's prompt this way).
+        """
         texts, single = as_text_list(texts)
-        prefix = self.prompt_for(kind)
+        prefix = self.prompt_for(kind) if prompt is None else prompt
         if prefix:
             texts = [prefix + text for text in texts]
 
