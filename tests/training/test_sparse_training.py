@@ -40,6 +40,8 @@ def test_train_two_steps_with_hard_negatives_and_load_final_in_sentence_transfor
     np.testing.assert_allclose(theirs.encode_query(texts).to_dense().numpy(), ours.encode(texts, kind="query"),
                                atol=1e-5)
     np.testing.assert_allclose(theirs.encode_document(texts).to_dense().numpy(), ours.encode(texts), atol=1e-5)
+    card = (final / "README.md").read_text()  # a SparseEncoder's card: its tags, usage and module stack
+    assert "- sparse-encoder" in card and 'SparseEncoder("' in card and "SparseEncoder(\n  (0): MLMTransformer" in card
     # Trained: the weights differ from the start.
     assert ours.identity()["weights_sha256"] != SparseEmbedder.load(tiny_mlm_dir).identity()["weights_sha256"]
 
@@ -85,3 +87,15 @@ def test_recipe_trains_from_a_dense_sentence_transformers_folder(tiny_embedder, 
     config = make_config(tmp_path / "dense", tmp_path / "run", *SPARSE)
     parts = build_run(config, dataset=Dataset.from_dict({"anchor": ["a"], "positive": ["b"]}), loader=False)
     assert isinstance(parts.model, SparseEmbedder) and parts.model.vocab_size == tiny_embedder.tokenizer.vocab_size
+
+
+def test_hard_negatives_are_mined_with_the_sparse_model_before_training(tiny_mlm_dir, tmp_path):
+    from textdml.training.trainer import train
+
+    pairs_dataset(16).to_json(tmp_path / "pairs.jsonl")  # mining runs on the configured train data
+    config = make_config(tiny_mlm_dir, tmp_path / "run", *SPARSE, "training.max_steps=1", "training.preflight=false",
+                         f"train.path={tmp_path / 'pairs.jsonl'}", "mine.num_negatives=1", "mine.range_max=5")
+    train(config)
+    settings = json.loads((tmp_path / "run" / "mined" / "mining_settings.json").read_text())
+    assert settings["model"]["kind"] == "sparse" and settings["rows"] == 16
+    assert (tmp_path / "run" / "final" / "1_SpladePooling" / "config.json").exists()
