@@ -89,6 +89,11 @@ def test_plain_encoder_gets_a_tied_mlm_head_with_a_log_line(tiny_model_dir, capl
     decoder = model.transformer.get_output_embeddings().weight
     assert decoder.data_ptr() == model.transformer.get_input_embeddings().weight.data_ptr()
     assert model.vocab_size == model.tokenizer.vocab_size and model_kind(model) == "sparse"
+    # The fresh head's bias starts below its logits' spread: a few hundred active tokens, not half the vocabulary.
+    spread = decoder.norm(dim=1).mean().item()
+    assert model.transformer.get_output_embeddings().bias.detach().unique().tolist() == pytest.approx([-3 * spread])
+    active = (model.encode(TEXTS) > 0).sum(axis=1)
+    assert (active < model.vocab_size / 20).all() and (active > 0).all()
 
 
 def test_minilm_starts_a_sparse_model(minilm_path):

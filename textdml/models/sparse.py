@@ -337,7 +337,30 @@ def load_masked_lm(folder: Path) -> PreTrainedModel:
                              "so it is not the model its config.json describes; save or copy the model again")
         logger.info("%s has no masked-LM head: its decoder is tied to the word embeddings and the head's transform "
                     "layer starts fresh (%s)", folder, ", ".join(missing))
+        start_fresh_head_sparse(transformer, missing)
     return transformer
+
+
+# A fresh head's vocabulary bias, in spreads of its logits below 0 (see start_fresh_head_sparse).
+FRESH_HEAD_BIAS_SPREADS = 3.0
+
+
+def start_fresh_head_sparse(transformer: PreTrainedModel, missing: list[str]) -> None:
+    """Set a fresh head's vocabulary bias to -3 x the spread of its logits.
+
+    A fresh transform layer ends in a LayerNorm, so its logits are about N(0, s^2) with s the mean
+    norm of the (tied) word embeddings: half of the vocabulary would be active at every token and
+    a text's vector would have ~27,000 non-zeros, with dot products in the tens of thousands that
+    swamp the ranking loss. At -3 s about 0.1% of logits are positive: a few hundred active tokens
+    per text, the scale a pretrained MLM head starts SPLADE from. Training moves the bias freely.
+    """
+    decoder = transformer.get_output_embeddings()
+    bias = getattr(decoder, "bias", None)
+    if bias is None or not any(p is bias for name, p in transformer.named_parameters() if name in missing):
+        return
+    spread = float(decoder.weight.detach().float().norm(dim=1).mean())
+    with torch.no_grad():
+        bias.fill_(-FRESH_HEAD_BIAS_SPREADS * spread)
 
 
 def read_prompts(folder: Path) -> tuple[dict[str, str], str | None]:
