@@ -216,7 +216,7 @@ def test_weight_regularizer_on_a_loss_without_weights_names_what_applies():
     with pytest.raises(ValueError, match="ContrastiveLoss has no class weights") as err:
         ContrastiveLoss(weight_regularizer=RegularFaceRegularizer())
     message = str(err.value)
-    assert "embedding_regularizer" in message and "center_invariant, lp, regular_face, zero_mean" in message
+    assert "embedding_regularizer" in message and "center_invariant, flops, lp, regular_face, zero_mean" in message
     assert "arc_face" in message
 
 
