@@ -99,3 +99,16 @@ def test_hard_negatives_are_mined_with_the_sparse_model_before_training(tiny_mlm
     settings = json.loads((tmp_path / "run" / "mined" / "mining_settings.json").read_text())
     assert settings["model"]["kind"] == "sparse" and settings["rows"] == 16
     assert (tmp_path / "run" / "final" / "1_SpladePooling" / "config.json").exists()
+
+
+def test_the_python_trainer_trains_a_sparse_model(tiny_mlm_dir, tmp_path):
+    from textdml import Trainer, TrainingConfig
+    from textdml.losses import SparseInfoNCELoss
+
+    model = SparseEmbedder.load(tiny_mlm_dir)
+    args = TrainingConfig(output_dir=str(tmp_path / "run"), batch_size=8, max_steps=1, preflight=False,
+                          show_progress_bar=False)
+    trainer = Trainer(model=model, loss=SparseInfoNCELoss(), train_dataset=pairs_dataset(16), args=args)
+    assert trainer.run_config().model.kind == "sparse"
+    trainer.train()
+    assert SparseEmbedder.load(tmp_path / "run" / "final").vocab_size == model.vocab_size
