@@ -112,3 +112,13 @@ def test_the_python_trainer_trains_a_sparse_model(tiny_mlm_dir, tmp_path):
     assert trainer.run_config().model.kind == "sparse"
     trainer.train()
     assert SparseEmbedder.load(tmp_path / "run" / "final").vocab_size == model.vocab_size
+
+
+def test_sparse_margin_mse_distils_a_dense_teacher(tiny_mlm_dir, tiny_model_dir, tmp_path):
+    from textdml.training.trainer import train
+
+    rows = pairs_dataset(16).add_column("negative", [f"an unrelated text {i}" for i in range(16)])
+    config = make_config(tiny_mlm_dir, tmp_path / "run", "model.kind=sparse", "loss.name=sparse_margin_mse",
+                         f"loss.teacher={tiny_model_dir}", "training.max_steps=1", "training.preflight=false")
+    train(config, train_dataset=rows)
+    assert SparseEmbedder.load(tmp_path / "run" / "final").identity()["kind"] == "sparse"
