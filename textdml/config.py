@@ -52,7 +52,9 @@ class ModelConfig:
     name_or_path: str = "sentence-transformers/all-MiniLM-L6-v2"
     # text: an Embedder from name_or_path. dual: an image tower + a text tower, described by
     # `dual` (see textdml.models.create_dual_encoder), or loaded from name_or_path when `dual` is unset.
-    kind: Literal["text", "dual"] = "text"
+    # sparse: a SPLADE model (textdml.models.sparse.SparseEmbedder) started from name_or_path (any text
+    # encoder: a model without an MLM head gets one tied to its word embeddings); a sparse loss trains it.
+    kind: Literal["text", "dual", "sparse"] = "text"
     dual: dict[str, Any] | None = None
     pooling: Literal["mean", "cls", "max", "last_token", "weighted_mean"] | None = None
     normalize: bool | None = None
@@ -429,12 +431,43 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"model.lora.r (the adapter rank) must be >= 1, got {lora.r}")
         if not 0 <= lora.dropout < 1:
             raise ConfigError(f"model.lora.dropout must be in [0, 1), got {lora.dropout}")
+    check_sparse_run(config)
     if t.save_adapter and lora is None:
         raise ConfigError("training.save_adapter keeps trained adapters, but model.lora is not set: "
                           "add model.lora (e.g. model.lora.r=8) or drop training.save_adapter")
     if t.grad_cache and t.gradient_accumulation_steps > 1:
         raise ConfigError("training.grad_cache replaces gradient accumulation: use a larger training.batch_size "
                           "instead of training.gradient_accumulation_steps")
+
+
+# ModelConfig keys of a dense text model that a sparse model has no use for (its vectors are its
+# MLM head's vocabulary weights, scored by dot product).
+DENSE_ONLY_MODEL_KEYS = ("pooling", "normalize", "dense_dim", "similarity", "lora", "num_layers", "dual")
+
+
+def check_sparse_run(config: RunConfig) -> None:
+    """A sparse model trains with a sparse loss (FLOPS keeps it sparse) and a sparse loss needs one."""
+    from textdml.losses.needs import loss_needs
+    from textdml.registry import LOSSES, import_component_class
+
+    spec = config.loss
+    loss_class = import_component_class(spec["target"], "loss") if "target" in spec else LOSSES.get(spec["name"])
+    sparse_loss = loss_needs(loss_class).sparse_model
+    loss_name = spec.get("name") or spec.get("target")
+    if config.model.kind == "sparse":
+        set_keys = [key for key in DENSE_ONLY_MODEL_KEYS if getattr(config.model, key) is not None]
+        if set_keys:
+            raise ConfigError(f"model.{set_keys[0]} does not apply to model.kind=sparse (a SPLADE model's vectors are "
+                              "its vocabulary weights, scored by dot product): remove "
+                              + ", ".join(f"model.{key}" for key in set_keys))
+        if not sparse_loss:
+            sparse_names = [name for name in LOSSES.names() if loss_needs(LOSSES.get(name)).sparse_model]
+            raise ConfigError(f"loss {loss_name!r} does not train a sparse model (no FLOPS term keeps its vectors "
+                              f"sparse): with model.kind=sparse use one of {sparse_names}")
+    elif sparse_loss:
+        raise ConfigError(f"loss {loss_name!r} trains a sparse (SPLADE) model, but model.kind is "
+                          f"{config.model.kind!r}: set model.kind=sparse, or pick a loss for dense embeddings "
+                          "(e.g. info_nce, margin_mse)")
 
 
 def check_component(spec: dict[str, Any], registry: Any, section: str) -> None:

@@ -129,7 +129,8 @@ def test_one_row_has_no_neighbour():
 
 
 def test_registered_with_citations():
-    assert REGULARIZERS.names() == sorted(["center_invariant", "lp", "regular_face", "sparse_centers", "zero_mean"])
+    assert REGULARIZERS.names() == sorted(["center_invariant", "flops", "lp", "regular_face", "sparse_centers",
+                                          "zero_mean"])
     for name in REGULARIZERS.names():
         assert REGULARIZERS.get(name).citation.startswith("@")
 
@@ -215,7 +216,7 @@ def test_weight_regularizer_on_a_loss_without_weights_names_what_applies():
     with pytest.raises(ValueError, match="ContrastiveLoss has no class weights") as err:
         ContrastiveLoss(weight_regularizer=RegularFaceRegularizer())
     message = str(err.value)
-    assert "embedding_regularizer" in message and "center_invariant, lp, regular_face, zero_mean" in message
+    assert "embedding_regularizer" in message and "center_invariant, flops, lp, regular_face, zero_mean" in message
     assert "arc_face" in message
 
 

@@ -38,4 +38,4 @@ def test_bad_regularizers_are_one_cli_error_line(tiny_model_dir, tmp_path, capsy
     assert main([*common, "loss.weight_regularizer=regular_face"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("textdml train: error:")]
     assert len(errors) == 1 and "InfoNCELoss has no class weights" in errors[0]
-    assert "embedding_regularizer with one of: center_invariant, lp, regular_face, zero_mean" in errors[0]
+    assert "embedding_regularizer with one of: center_invariant, flops, lp, regular_face, zero_mean" in errors[0]

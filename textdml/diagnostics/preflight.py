@@ -40,6 +40,7 @@ from textdml.diagnostics.classes import (
     training_class_counts,
 )
 from textdml.diagnostics.health import BatchEmbeddings, embed_batch, embedding_health
+from textdml.losses.needs import loss_needs
 from textdml.models.saving import is_image_text
 from textdml.training.tasks import gathers_across_processes
 
@@ -508,6 +509,10 @@ def check_batch(c: PreflightContext, report: PreflightReport) -> None:
 
 def check_initial_loss(c: PreflightContext, report: PreflightReport, value: float, embedded: BatchEmbeddings) -> None:
     message = f"initial loss {value:.4f}"
+    if loss_needs(c.loss).sparse_model:
+        # Unbounded dot products of sparse vectors plus FLOPS: no chance level or temperature floor applies.
+        report.add("initial_loss", "ok", message + " (ranking term + FLOPS on sparse dot products)")
+        return
     if not is_softmax_loss(c.loss):
         if value == 0.0:
             report.add("initial_loss", "warning", message + ": nothing to learn from the first batch (every "

@@ -31,6 +31,9 @@ Hits = Mapping[str, Sequence[tuple[str, float]]]
 
 # Queries scored against one corpus chunk at a time: bounds the (queries, chunk) score matrix.
 QUERY_BLOCK_SIZE = 1024
+# A sparse (SPLADE) model's vectors are vocabulary-sized (30,522 floats for BERT's): fewer
+# documents per chunk keep a chunk near 250 MB.
+SPARSE_CHUNK_SIZE = 2048
 
 
 def rank_hits(hits: Iterable[tuple[str, float]]) -> list[str]:
@@ -353,10 +356,13 @@ class InformationRetrievalEvaluator:
         if too_large:
             raise ValueError(f"truncate_dims {too_large} exceed the model's embedding size {model.embedding_dim}")
         results: dict[str, float] = {}
-        for dim, hits in self.search_at_sizes(model).items():
+        active_dims = ActiveDims() if is_sparse(model) else None
+        for dim, hits in self.search_at_sizes(model, active_dims).items():
             metrics = compute_metrics(hits, self.relevant_docs, self.k_values, self.mrr_at_k, self.ndcg_at_k,
                                       self.map_at_k)
             results.update(prefix_metrics(metrics, self.size_name(dim)))
+        if active_dims is not None:  # sparsity next to quality: what a search costs
+            results.update(prefix_metrics(active_dims.means(), self.name))
         logger.debug("Information retrieval %s (%d queries, %d documents):\n%s",
                     self.name, len(self.query_ids), len(self.corpus), format_table(results))
         return results
@@ -365,13 +371,25 @@ class InformationRetrievalEvaluator:
         """Exact search: the top ``max_k`` ``(doc_id, score)`` of every query, best first."""
         return self.search_at_sizes(model)[None]
 
-    def search_at_sizes(self, model: SupportsEncode) -> dict[int | None, dict[str, list[tuple[str, float]]]]:
-        """``search`` at full size (key None) and at each of ``truncate_dims``, from one encoding."""
-        query_embeddings = encode_for_search(model, self.queries, self.batch_size, self.show_progress_bar, "query")
-        starts = range(0, len(self.corpus), self.chunk_size)
+    def search_at_sizes(self, model: SupportsEncode, active_dims: ActiveDims | None = None,
+                        ) -> dict[int | None, dict[str, list[tuple[str, float]]]]:
+        """``search`` at full size (key None) and at each of ``truncate_dims``, from one encoding.
+
+        ``active_dims`` (a sparse model) counts the non-zero weights of every query and document.
+        """
+        chunk_size = self.chunk_size
+        if is_sparse(model):
+            if self.truncate_dims:
+                raise ValueError(f"truncate_dims {self.truncate_dims} cut Matryoshka vectors; a sparse model's "
+                                 "dimensions are vocabulary tokens: drop eval.truncate_dims")
+            chunk_size = min(chunk_size, SPARSE_CHUNK_SIZE)
+        active_dims = active_dims or ActiveDims()
+        query_embeddings = active_dims.count("query", encode_for_search(model, self.queries, self.batch_size,
+                                                                        self.show_progress_bar, "query"))
+        starts = range(0, len(self.corpus), chunk_size)
         chunks = (
-            encode_for_search(model, self.corpus[start : start + self.chunk_size], self.batch_size,
-                              self.show_progress_bar, "document")
+            active_dims.count("corpus", encode_for_search(model, self.corpus[start : start + chunk_size],
+                                                          self.batch_size, self.show_progress_bar, "document"))
             for start in tqdm(starts, desc="Corpus chunks", disable=not self.show_progress_bar)
         )
         dims: list[int | None] = [None, *self.truncate_dims]
@@ -388,6 +406,30 @@ class InformationRetrievalEvaluator:
                                                           strict=True)
             }
         return results
+
+
+def is_sparse(model: object) -> bool:
+    from textdml.models.saving import model_kind
+
+    return model_kind(model) == "sparse"
+
+
+class ActiveDims:
+    """Running mean of the non-zero coordinates per row, for queries and for the corpus (sparsity);
+    named as in sentence-transformers' ``SparseInformationRetrievalEvaluator``."""
+
+    def __init__(self) -> None:
+        self.totals = {name: 0 for name in ("query", "corpus")}
+        self.rows = {name: 0 for name in ("query", "corpus")}
+
+    def count(self, side: Literal["query", "corpus"], embeddings: torch.Tensor) -> torch.Tensor:
+        self.totals[side] += int((embeddings != 0).sum())
+        self.rows[side] += len(embeddings)
+        return embeddings
+
+    def means(self) -> dict[str, float]:
+        """``{"query_active_dims": ..., "corpus_active_dims": ...}``."""
+        return {f"{side}_active_dims": self.totals[side] / max(self.rows[side], 1) for side in self.totals}
 
 
 def warn_missing_relevant(relevant_docs: Mapping[str, set[str]], query_ids: Sequence[str],

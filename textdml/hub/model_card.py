@@ -141,6 +141,10 @@ def saved_text_model(folder: Path) -> dict[str, Any]:
             info["dimension"] = json.loads(config.read_text()).get("out_features")
         elif kind == "Normalize":
             info["normalized"] = True
+        elif kind == "SpladePooling" and config.exists():  # a sparse model: one weight per vocabulary token
+            splade = json.loads(config.read_text())
+            info["dimension"] = splade.get("embedding_dimension")
+            info["pooling"] = f"SPLADE {splade.get('pooling_strategy')} of log(1 + {splade.get('activation_function')})"
     bert = folder / SENTENCE_BERT_CONFIG
     if bert.exists():
         info["max_seq_length"] = json.loads(bert.read_text()).get("max_seq_length")
@@ -219,8 +223,11 @@ def card_data(config: RunConfig, loss: Any, records: list[dict[str, Any]], summa
     tags = ["textdml", f"loss:{type(loss).__name__}"]
     if summary is not None and summary.miner is not None:
         tags.append(f"miner:{type(summary.miner).__name__}")
+    sparse = config.model.kind == "sparse"
     if dual:
         tags += ["image-text", "clip", "vision"]
+    elif sparse:  # sentence-transformers' own tags for a SparseEncoder
+        tags += ["sentence-transformers", "sparse-encoder", "sparse", "splade", "feature-extraction"]
     else:
         tags += ["sentence-transformers", "sentence-similarity", "feature-extraction"]
     if adapter:
@@ -244,7 +251,8 @@ def card_data(config: RunConfig, loss: Any, records: list[dict[str, Any]], summa
     return ModelCardData(
         # An image-text adapter save loads in textdml only: no other library's name would be true.
         library_name=("pytorch" if kept_adapter else dual_library(config)) if dual else "sentence-transformers",
-        pipeline_tag="zero-shot-image-classification" if dual else "sentence-similarity",
+        pipeline_tag="zero-shot-image-classification" if dual else "feature-extraction" if sparse
+        else "sentence-similarity",
         tags=tags, base_model=base, datasets=hub_datasets(config) or None,
         model_name=name, eval_results=eval_results or None, **extra,
     )
@@ -276,6 +284,13 @@ def usage_section(config: RunConfig, repo: str, folder: Path) -> list[str]:
                       f'model = AutoModel.from_pretrained("{repo}")',
                       f'processor = AutoProcessor.from_pretrained("{repo}")', "```", ""]
         return lines
+    if config.model.kind == "sparse":
+        return ["## Usage", "", "With sentence-transformers:", "", "```python",
+                "from sentence_transformers import SparseEncoder", "", f'model = SparseEncoder("{repo}")',
+                'query = model.encode_query(["A query"])', 'documents = model.encode_document(["A document", "Another"])',
+                "scores = model.similarity(query, documents)", "```", "", "With textdml:", "", "```python",
+                "from textdml.models.sparse import SparseEmbedder", "", f'model = SparseEmbedder.load("{repo}")',
+                '[(token_ids, weights)] = model.encode_sparse(["A query"], kind="query")', "```", ""]
     lines = ["## Usage", "", "With sentence-transformers:", "", "```python",
              "from sentence_transformers import SentenceTransformer", "",
              f'model = SentenceTransformer("{repo}")',
@@ -414,7 +429,7 @@ def architecture_section(config: RunConfig, folder: Path) -> list[str]:
     modules_file = folder / MODULES
     if config.model.kind == "dual" or not modules_file.exists():
         return []
-    lines = ["### Architecture", "", "```", "SentenceTransformer("]
+    lines = ["### Architecture", "", "```", "SparseEncoder(" if config.model.kind == "sparse" else "SentenceTransformer("]
     for position, module in enumerate(json.loads(modules_file.read_text())):
         kind = module["type"].rsplit(".", 1)[-1]
         lines.append(f"  ({module.get('idx', position)}): {kind}({module_settings(folder, module)})")
@@ -426,7 +441,7 @@ def module_settings(folder: Path, module: dict[str, Any]) -> str:
     path = folder / module.get("path", "")
     kind = module["type"].rsplit(".", 1)[-1]
     values: dict[str, Any] = {}
-    if kind == "Transformer":
+    if kind in ("Transformer", "MLMTransformer"):
         for name in (SENTENCE_BERT_CONFIG, "config.json"):
             data = json.loads((path / name).read_text()) if (path / name).exists() else {}
             values |= {k: v for k, v in data.items() if k in ("max_seq_length", "do_lower_case")}

@@ -40,6 +40,7 @@ class LossNeeds:
         deletion_ratio: share of words the collator deletes from the encoder's input (denoising).
         mini_batch_size: the loss's own GradCache mini-batch size (cached losses).
         embedding_regularizer: ``embedding_regularizer=`` may add a penalty on the embeddings.
+        sparse_model: the loss trains a sparse (SPLADE) model (``model.kind: sparse``), and only one.
     """
 
     input_kinds: tuple[InputKind, ...] = ("pairs", "triplets", "labelled")
@@ -55,6 +56,7 @@ class LossNeeds:
     deletion_ratio: float | None = None
     mini_batch_size: int | None = None
     embedding_regularizer: bool = True
+    sparse_model: bool = False
 
 
 # A loss that declares nothing (user code under ``target:`` that is not a ``BaseLoss``) is treated

@@ -69,7 +69,10 @@ def build_miner(spec: dict[str, Any] | None) -> Any:
 
 
 def create_model(config: ModelConfig) -> Any:
-    """An ``Embedder`` (text) or a ``DualEncoder`` (image + text), as the model config says."""
+    """An ``Embedder`` (text), a ``DualEncoder`` (image + text) or a ``SparseEmbedder`` (sparse), as the
+    model config says."""
+    if config.kind == "sparse":
+        return create_sparse_model(config)
     if config.kind == "text":
         if config.dual is not None:
             raise ValueError("model.dual is set but model.kind is 'text': set model.kind=dual")
@@ -104,3 +107,16 @@ def create_embedder(config: ModelConfig) -> Embedder:
 
         add_adapters(embedder, config.lora)
     return embedder
+
+
+def create_sparse_model(config: ModelConfig) -> Any:
+    """A SPLADE model to train, started from ``config.name_or_path`` (any text encoder or sparse model)."""
+    from textdml.models.sparse import SparseEmbedder
+
+    model = SparseEmbedder.from_encoder(config.name_or_path, max_seq_length=config.max_seq_length,
+                                        prompts=config.prompts)
+    if config.dtype:
+        model = model.to(getattr(torch, config.dtype))
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    return model

@@ -31,7 +31,7 @@ from textdml.losses.pml_adapter import adapt_loss
 from textdml.miners.pml_adapter import adapt_miner
 from textdml.mining.remine import Remining
 from textdml.models.embedder import Embedder
-from textdml.models.saving import is_image_text
+from textdml.models.saving import model_kind
 from textdml.training import run_folder
 from textdml.training.accelerator import check_process_group, create_accelerator
 from textdml.training.callbacks import Callback, CallbackList, create_callbacks
@@ -178,12 +178,12 @@ class Trainer:
 
     def run_config(self) -> RunConfig:
         """What the run records (run_config.json, the model card): the objects by class name."""
-        dual = is_image_text(self.model)
+        kind = {"image_text": "dual", "sparse": "sparse"}.get(model_kind(self.model), "text")
         loss_spec = {"target": qualified_name(self.loss)}
         miner_spec = {"target": qualified_name(self.miner)} if self.miner is not None else None
         return RunConfig(
             model=ModelConfig(name_or_path=str(getattr(self.model, "name", type(self.model).__name__)),
-                              kind="dual" if dual else "text"),
+                              kind=kind),
             train=DataConfig(path="<Trainer train_dataset>", columns=self.columns,
                              streaming=isinstance(self.train_dataset, IterableDataset)),
             eval=EvalConfig(),
