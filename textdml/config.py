@@ -227,6 +227,19 @@ class IndexConfig:
     # 384: 3x less memory, some quality lost; `textdml eval --dims` measures how much). The version
     # records it and search cuts queries the same way. null: the model's full vectors.
     dim: int | None = None
+    # Hybrid collections: also store a sparse vector "sparse" per document. bm25: Qdrant Edge's BM25,
+    # computed in this process for both engines (a server stores the same vectors); or a sparse model
+    # folder (SparseEmbedder). The version records it; search defaults to --mode hybrid there.
+    sparse: str | None = None
+    # BM25 settings (index.sparse=bm25): k (tf saturation), b (length normalisation), avg_len, language.
+    bm25: dict[str, Any] = field(default_factory=dict)
+    # How hybrid search merges the dense and sparse rankings: rrf (reciprocal rank) or dbsf (scores
+    # normalised per leg). fusion_weights: [dense, sparse]; null = equal.
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    fusion_weights: list[float] | None = None
+    rrf_k: int = 2
+    # Candidates each leg hands the fusion (at least top_k): more finds documents only one leg ranks high.
+    prefetch: int = 100
 
 
 @dataclass
@@ -412,6 +425,15 @@ def validate(config: RunConfig) -> None:
             raise ConfigError(f"mine.collection={name!r} must be a non-empty name without '__' (it separates "
                               "the parts of version names); e.g. mine.collection=train-corpus")
 
+    from textdml.index.engine import Fusion
+
+    try:
+        Fusion(config.index.fusion, tuple(config.index.fusion_weights) if config.index.fusion_weights else None,
+               config.index.rrf_k, config.index.prefetch)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+    if config.index.sparse is not None and not str(config.index.sparse).strip():
+        raise ConfigError("index.sparse is empty: set it to bm25 or a sparse model folder, or drop it (dense only)")
     from textdml.config_ranges import check_ranges
 
     check_ranges(config)
