@@ -35,7 +35,7 @@ def weighted_dbsf(legs: Sequence[Sequence[ScoredRecord]], weights: Sequence[floa
         >>> dense = [ScoredRecord("a", 0.9, {}), ScoredRecord("b", 0.5, {})]
         >>> sparse = [ScoredRecord("b", 7.0, {}), ScoredRecord("c", 1.0, {})]
         >>> [hit.id for hit in weighted_dbsf([dense, sparse], [1.0, 3.0], top_k=3)]
-        ['b', 'a', 'c']
+        ['b', 'c', 'a']
     """
     weights = list(weights) if weights is not None else [1.0] * len(legs)
     if len(weights) != len(legs):

@@ -153,8 +153,8 @@ def check_vectors(engine: VectorEngine, name: str, vectors: Mapping[str, VectorS
     if dict(info.vectors) != dict(vectors) or dict(info.sparse) != dict(sparse or {}):
         wanted = describe_vectors(vectors) + "".join(f", sparse vector {n!r} ({spec.modifier})"
                                                      for n, spec in sorted((sparse or {}).items()))
-        raise ValueError(f"Qdrant collection {name!r} exists with {info.describe_vectors()}, but the model "
-                         f"{'and index.sparse ' if sparse or info.sparse else ''}need {wanted}; {hint}")
+        who = "the model and index.sparse need" if sparse or info.sparse else "the model needs"
+        raise ValueError(f"Qdrant collection {name!r} exists with {info.describe_vectors()}, but {who} {wanted}; {hint}")
 
 
 def as_engine(engine: Any) -> VectorEngine:
