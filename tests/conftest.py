@@ -77,3 +77,21 @@ def corpus() -> dict[str, str]:
     from tests.fakes import toy_corpus
 
     return toy_corpus(num_docs=40)
+
+
+@pytest.fixture(scope="session")
+def tiny_mlm_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-d random BERT masked LM with the MiniLM tokenizer, saved as a plain Hugging Face
+    folder: the start of a sparse (SPLADE) model in tests."""
+    import torch
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    from textdml.models.embedder import tiny_bert_config
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
+    model = BertForMaskedLM(tiny_bert_config(vocab_size=tokenizer.vocab_size))
+    path = tmp_path_factory.mktemp("tiny_mlm")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

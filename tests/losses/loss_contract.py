@@ -194,6 +194,10 @@ SPECIAL.update({
     # Unsupervised: the twin's embeddings of sentences against the model's, paired by position.
     "contrastive_tension": dict(layout="pairs", warns_on=("one_pair",), variants=({"in_batch_negatives": False},)),
     "denoising_auto_encoder": dict(generic=False, gradcheck=False, warns_on=()),
+    # SPLADE: InfoNCE / MarginMSE by dot product plus FLOPS, a statistic of each device's batch (as
+    # sentence-transformers: no gathering across devices). One pair still pays FLOPS: not a zero loss.
+    "sparse_info_nce": dict(layout="pairs", warns_on=(), exact_across_devices=False),
+    "sparse_margin_mse": {**TEACHER, "ref_rows_per_anchor": 2},
 })
 
 

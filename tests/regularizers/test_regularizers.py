@@ -129,7 +129,8 @@ def test_one_row_has_no_neighbour():
 
 
 def test_registered_with_citations():
-    assert REGULARIZERS.names() == sorted(["center_invariant", "lp", "regular_face", "sparse_centers", "zero_mean"])
+    assert REGULARIZERS.names() == sorted(["center_invariant", "flops", "lp", "regular_face", "sparse_centers",
+                                          "zero_mean"])
     for name in REGULARIZERS.names():
         assert REGULARIZERS.get(name).citation.startswith("@")
 

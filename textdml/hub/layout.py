@@ -46,3 +46,25 @@ def is_adapter_save(folder: str | os.PathLike) -> bool:
     """A text model's PEFT adapter or an image-text model's adapter save (not a full model)."""
     folder = Path(folder)
     return (folder / ADAPTER_CONFIG).exists() or (folder / DUAL_ADAPTER_CONFIG).exists()
+
+
+# A sparse (SPLADE) text model: sentence-transformers' SparseEncoder layout, an MLM transformer then
+# SpladePooling in modules.json, and ``model_type: SparseEncoder`` in config_sentence_transformers.json.
+SPARSE_MODEL_TYPE = "SparseEncoder"
+SPLADE_POOLING = "SpladePooling"
+
+
+def is_sparse_model_folder(folder: str | os.PathLike) -> bool:
+    """True for a folder holding a sparse (SPLADE) model in the ``SparseEncoder`` layout (textdml's or
+    sentence-transformers' own save)."""
+    import json
+
+    folder = Path(folder)
+    st_config, modules = folder / ST_CONFIG, folder / MODULES
+    try:
+        if st_config.exists() and json.loads(st_config.read_text()).get("model_type") == SPARSE_MODEL_TYPE:
+            return True
+        return modules.exists() and any(str(module.get("type", "")).endswith(SPLADE_POOLING)
+                                        for module in json.loads(modules.read_text()))
+    except (json.JSONDecodeError, AttributeError, TypeError):
+        return False  # an unreadable file is reported by the loader that reads it, with its name

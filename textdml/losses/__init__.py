@@ -47,6 +47,8 @@ from textdml.losses.siglip import SigLipLoss
 from textdml.losses.signal_to_noise_ratio_contrastive import SignalToNoiseRatioContrastiveLoss
 from textdml.losses.smooth_ap import SmoothAPLoss
 from textdml.losses.soft_triple import SoftTripleLoss
+from textdml.losses.sparse_info_nce import SparseInfoNCELoss
+from textdml.losses.sparse_margin_mse import SparseMarginMSELoss
 from textdml.losses.sphere_face import SphereFaceLoss
 from textdml.losses.supervised_contrastive import SupervisedContrastiveLoss
 from textdml.losses.threshold_consistent_margin import ThresholdConsistentMarginLoss
@@ -91,6 +93,8 @@ __all__ = [
     "SmoothAPLoss",
     "SignalToNoiseRatioContrastiveLoss",
     "SoftTripleLoss",
+    "SparseInfoNCELoss",
+    "SparseMarginMSELoss",
     "SphereFaceLoss",
     "SupervisedContrastiveLoss",
     "ThresholdConsistentMarginLoss",

@@ -34,6 +34,7 @@ from textdml.models.saving import (
     TEXTDML_CONFIG,
     adapter_base,
     is_adapter_folder,
+    is_sparse_model_folder,
     transformer_folder,
 )
 from textdml.models.st_compat import SentenceTransformerCompat, resolve_st_options
@@ -482,6 +483,10 @@ def load_adapter_transformer(folder: str | Path, trust_remote_code: bool = False
 
 def read_st_modules(folder: Path) -> tuple[Path, Pooling | None, Dense | None, bool, int | None]:
     """Parse a sentence-transformers ``modules.json``: transformer dir, pooling, dense, normalize, max length."""
+    if is_sparse_model_folder(folder):
+        raise ValueError(f"{folder} holds a sparse (SPLADE) model, not a dense embedding model: load it with "
+                         "textdml.models.sparse.SparseEmbedder.load (or textdml.models.loading.load_model), or "
+                         "pass a dense sentence-transformers / Hugging Face model folder here")
     modules = json.loads((folder / MODULES).read_text())
     transformer_dir, pooling, dense, normalize, max_len = folder, None, None, False, None
     for module in modules:

@@ -37,6 +37,7 @@ from textdml.hub.layout import (  # noqa: F401  (the file names, re-exported: mo
     TOWER_WEIGHTS,
     is_adapter_save,
     is_saved_model,
+    is_sparse_model_folder,
 )
 from textdml.hub.push import PushResult, check_repo_id, push_to_hub
 
@@ -45,17 +46,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ModelKind = Literal["text", "image_text"]
+ModelKind = Literal["text", "image_text", "sparse"]
 
 
 # ---------------------------------------------------------------------- what a model is
 def model_kind(model: Any) -> ModelKind:
-    """``"image_text"`` for a dual encoder (an image tower beside the text one), else ``"text"``.
+    """``"image_text"`` for a dual encoder (an image tower beside the text one), ``"sparse"`` for a
+    sparse (SPLADE) text model (``SparseEmbedder``), else ``"text"``.
 
-    The one place that tells the two apart: code outside ``textdml.models`` asks this, never
+    The one place that tells them apart: code outside ``textdml.models`` asks this, never
     ``hasattr(model, "embed_images")``.
     """
-    return "image_text" if hasattr(model, "embed_images") or hasattr(model, "encode_images") else "text"
+    if hasattr(model, "embed_images") or hasattr(model, "encode_images"):
+        return "image_text"
+    return "sparse" if hasattr(model, "encode_sparse") else "text"
+
+
+def is_sparse(model: Any) -> bool:
+    return model_kind(model) == "sparse"
 
 
 def is_image_text(model: Any) -> bool:

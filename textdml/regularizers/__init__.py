@@ -9,6 +9,7 @@ loss's class vectors (losses with a ``weight`` matrix only). In YAML:
 from textdml.regularizers.attach import attach_regularizers
 from textdml.regularizers.base import BaseRegularizer, as_regularizer
 from textdml.regularizers.center_invariant import CenterInvariantRegularizer
+from textdml.regularizers.flops import FlopsRegularizer
 from textdml.regularizers.lp import LpRegularizer
 from textdml.regularizers.regular_face import RegularFaceRegularizer
 from textdml.regularizers.sparse_centers import SparseCentersRegularizer
@@ -17,6 +18,7 @@ from textdml.regularizers.zero_mean import ZeroMeanRegularizer
 __all__ = [
     "BaseRegularizer",
     "CenterInvariantRegularizer",
+    "FlopsRegularizer",
     "LpRegularizer",
     "RegularFaceRegularizer",
     "SparseCentersRegularizer",
