@@ -38,14 +38,15 @@ def test_hybrid_index_search_modes_and_eval_side_by_side(recipe, tiny_model_dir,
 
 
 def test_sparse_search_of_a_dense_collection_and_a_dense_model_as_index_sparse(recipe, tiny_model_dir,  # noqa: F811
-                                                                               capsys):
+                                                                               tiny_embedder, tmp_path, capsys):
     config, _ = recipe
     assert run(capsys, "index", "--config", config, "--model", tiny_model_dir)[0] == 0
     code, _, err = run(capsys, "search", "--config", config, "--model", tiny_model_dir, "--query", "x",
                        "--mode", "sparse")
     assert code == 2 and "holds dense vectors only" in err and "index.sparse=bm25" in err
-    code, _, err = run(capsys, "index", "--config", config, "--model", tiny_model_dir,
-                       f"index.sparse={tiny_model_dir}")
+    dense_folder = tmp_path / "dense"
+    tiny_embedder.save_pretrained(dense_folder)
+    code, _, err = run(capsys, "index", "--config", config, "--model", tiny_model_dir, f"index.sparse={dense_folder}")
     assert code == 2 and "is a dense text embedding model" in err and "not a sparse model" in err
 
 

@@ -147,9 +147,10 @@ def test_sparse_or_hybrid_search_of_a_dense_collection_names_index_sparse(engine
         search(HashingEncoder(), engine, COLLECTION, "x", mode="fused")
 
 
-def test_a_dense_model_folder_as_index_sparse_names_its_kind(tiny_model_dir):
+def test_a_dense_model_folder_as_index_sparse_names_its_kind(tiny_embedder, tmp_path):
+    tiny_embedder.save_pretrained(tmp_path / "dense")
     with pytest.raises(ValueError, match=r"is a dense text embedding model .*not a sparse model.*bm25"):
-        load_sparse_source(str(tiny_model_dir))
+        load_sparse_source(str(tmp_path / "dense"))
 
 
 def test_bad_bm25_settings_name_the_key():
@@ -241,3 +242,29 @@ def test_bm25_encodes_documents_and_queries_differently():
     assert np.array_equal(document.indices, query.indices) and len(query.indices) == 2
     assert list(query.values) == [1.0, 1.0] and not np.allclose(document.values, 1.0)
     assert list(document.indices) == sorted(document.indices)
+
+
+@pytest.fixture
+def sparse_model_dir(tiny_mlm_dir, tmp_path):
+    from textdml.models.sparse import SparseEmbedder
+
+    return SparseEmbedder.load(tiny_mlm_dir).save(tmp_path / "splade")
+
+
+def test_a_sparse_model_folder_as_index_sparse(engine, corpus, sparse_model_dir):
+    from textdml.models.sparse import SparseEmbedder
+
+    report = index(engine, corpus, sparse=str(sparse_model_dir))
+    info = engine.collection_info(report.version)
+    model = SparseEmbedder.load(sparse_model_dir)
+    assert info.sparse == {SPARSE_VECTOR: SparseSpec("none")}  # learned weights: a plain dot product
+    assert info.metadata["sparse"]["vocabulary"] == model.vocabulary_id()
+    assert info.metadata["sparse"]["weights_sha256"] == model.weights_sha256()
+    # Queries are encoded by the model the collection records; its own text ranks a document first.
+    (hits,) = search(HashingEncoder(), engine, COLLECTION, corpus["d004"], top_k=3, mode="sparse")
+    assert hits and hits[0].score > 0
+    with pytest.raises(ValueError, match=r"vocabulary '[0-9a-f]{64}' \(sparse model .*splade\).*vocabulary "
+                                         r"'bm25-hash:english' \(BM25"):
+        search(HashingEncoder(), engine, COLLECTION, "x", sparse="bm25")
+    other = index(engine, corpus, sparse="bm25")  # another source: a new version, not a resumed one
+    assert other.version != report.version and other.written == len(corpus)

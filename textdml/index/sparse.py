@@ -129,9 +129,9 @@ def dense_model_kind(folder: Path) -> str | None:
         return "an image-text dual encoder (dense vectors)"
     if is_adapter_save(folder):
         return "a dense text model's adapter"
-    if (folder / MODULES).exists() or (folder / "config.json").exists():
+    if (folder / MODULES).exists():  # a sparse model in this layout was recognised before
         return "a dense text embedding model (sentence-transformers layout)"
-    return None
+    return None  # e.g. a plain masked LM: SparseEmbedder.load starts a sparse model from it
 
 
 def sparse_models() -> Any:
