@@ -264,6 +264,10 @@ class MineConfig(MiningSettings):
     # With a collection: exact (brute-force) search gives in-memory mining's negatives; false searches
     # HNSW with index.search_ef as deployed (collections under index.hnsw_threshold are exact anyway).
     exact: bool = False
+    # Which ranking gives the candidates (needs mine.collection): dense (the model's), hybrid (the
+    # dense and sparse legs fused by index.fusion; the collection needs index.sparse) or sparse.
+    # Candidates keep the model's scores, so the margins compare them with the positives as in dense mode.
+    mode: Literal["dense", "sparse", "hybrid"] = "dense"
 
 
 @dataclass
@@ -421,6 +425,11 @@ def validate(config: RunConfig) -> None:
         except ValueError as error:
             raise ConfigError(str(error)) from None
         name = config.mine.collection
+        if config.mine.mode not in ("dense", "sparse", "hybrid"):
+            raise ConfigError(f"mine.mode must be dense, sparse or hybrid, got {config.mine.mode!r}")
+        if config.mine.mode != "dense" and name is None:
+            raise ConfigError(f"mine.mode={config.mine.mode} ranks by a collection's sparse vectors: set mine.collection "
+                              "(a missing one is indexed with index.sparse, e.g. index.sparse=bm25)")
         if name is not None and (not name.strip() or "__" in name):
             raise ConfigError(f"mine.collection={name!r} must be a non-empty name without '__' (it separates "
                               "the parts of version names); e.g. mine.collection=train-corpus")
