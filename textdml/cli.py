@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--filter", action="append", default=[], metavar="FIELD=VALUE",
                         help="only documents whose payload field has this value (repeatable: all must match)")
     search.add_argument("--force", action="store_true", help="search a collection indexed by another model")
+    search.add_argument("--mode", choices=["dense", "sparse", "hybrid"], default=None,
+                        help="which vectors rank: dense, sparse, or both fused by index.fusion (default: hybrid on "
+                             "a collection indexed with index.sparse, else dense)")
     add_config_arguments(search)
 
     mine = verbs.add_parser("mine", help="mine hard negatives for the recipe's train pairs")
@@ -286,7 +289,7 @@ def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool |
               force: bool = False) -> int:
     from textdml.data.loading import load_data
     from textdml.evaluation.build import load_eval_dataset, retrieval_task_from_pairs
-    from textdml.index.qdrant import collection_options, index_documents
+    from textdml.index.qdrant import collection_options, index_documents, sparse_source
 
     idx = config.index
     model = load_cli_model(config, model_path)
@@ -297,6 +300,9 @@ def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool |
     if data is None and config.eval.data is None:
         raise ConfigError("no documents: pass --data, or give the recipe eval.data whose corpus to index")
     image_text = is_image_text(model)  # images and captions, one point each, named vectors
+    if image_text and idx.sparse is not None:
+        raise ConfigError(f"index.sparse={idx.sparse!r} adds sparse text vectors; {model_path} is an image-text model, "
+                          "whose collections hold image and text vectors: drop index.sparse")
     if image_text and idx.dim is not None:
         raise ConfigError(f"index.dim={idx.dim} cuts text vectors; {model_path} is an image-text model, whose "
                           "image and text vectors are stored at full size: drop index.dim")
@@ -317,10 +323,12 @@ def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool |
 
             report = index_image_text(model, documents, engine, idx.collection, **common)
         else:
-            report = index_documents(model, documents, engine, idx.collection, dim=idx.dim, **common)
+            report = index_documents(model, documents, engine, idx.collection, dim=idx.dim,
+                                     sparse=sparse_source(idx), **common)
     print(f"indexed {report.points} documents into {report.version} ({report.written} encoded, "
           f"{report.skipped} unchanged, {report.docs_per_second:.0f} docs/s"
           + (f", vectors cut to {idx.dim} of {model.embedding_dim} coordinates" if idx.dim is not None else "")
+          + (f", with {idx.sparse} sparse vectors" if idx.sparse is not None else "")
           + ")"
           + (f"; {idx.collection!r} now points at it" if report.live and idx.versioned else "")
           + ("" if report.live else f"; not live: `textdml rollback {idx.collection} --to {report.version}` "
@@ -329,9 +337,10 @@ def run_index(config: RunConfig, model_path: str, data: str | None, swap: bool |
 
 
 def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: int,
-               images: list[str] | None = None, filters: list[str] | None = None, force: bool = False) -> list:
+               images: list[str] | None = None, filters: list[str] | None = None, force: bool = False,
+               mode: str | None = None) -> list:
     from textdml.index.filters import parse_filters
-    from textdml.index.qdrant import search, search_options
+    from textdml.index.qdrant import fusion_settings, search, search_options, sparse_source
 
     if not queries and not images:
         raise ConfigError("give at least one --query/--text or --image")
@@ -341,6 +350,9 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
     dual = is_image_text(model)
     if images and not dual:
         raise ConfigError(f"{model_path} is a text model: --image needs an image-text model")
+    if dual and mode not in (None, "dense"):
+        raise ConfigError(f"--mode {mode} searches sparse vectors; {model_path} is an image-text model, whose "
+                          "collections hold dense vectors only: drop --mode")
     hits = []
     if dual:
         from textdml.index.qdrant_images import search_images_by_text, search_texts_by_image
@@ -354,7 +366,8 @@ def run_search(config: RunConfig, model_path: str, queries: list[str], top_k: in
     else:
         hits = list(zip(queries, search(model, client, collection, queries, top_k, filter=query_filter,
                                         force=force or config.index.force, options=search_options(config.index),
-                                        expected_dim=config.index.dim)))
+                                        expected_dim=config.index.dim, mode=mode, fusion=fusion_settings(config.index),
+                                        sparse=sparse_source(config.index))))
     client.close()
     for query, query_hits in hits:
         print(f"\n{query}")
@@ -468,7 +481,7 @@ def run_verb(args: argparse.Namespace) -> int:
         elif args.verb == "index":
             run_index(config, args.model, args.data, args.swap, args.force)
         elif args.verb == "search":
-            run_search(config, args.model, args.query, args.top_k, args.image, args.filter, args.force)
+            run_search(config, args.model, args.query, args.top_k, args.image, args.filter, args.force, args.mode)
         elif args.verb == "collections":
             run_collections(config, args.collection, args.delete, args.force)
         elif args.verb == "rollback":

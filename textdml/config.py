@@ -234,6 +234,19 @@ class IndexConfig:
     # 384: 3x less memory, some quality lost; `textdml eval --dims` measures how much). The version
     # records it and search cuts queries the same way. null: the model's full vectors.
     dim: int | None = None
+    # Hybrid collections: also store a sparse vector "sparse" per document. bm25: Qdrant Edge's BM25,
+    # computed in this process for both engines (a server stores the same vectors); or a sparse model
+    # folder (SparseEmbedder). The version records it; search defaults to --mode hybrid there.
+    sparse: str | None = None
+    # BM25 settings (index.sparse=bm25): k (tf saturation), b (length normalisation), avg_len, language.
+    bm25: dict[str, Any] = field(default_factory=dict)
+    # How hybrid search merges the dense and sparse rankings: rrf (reciprocal rank) or dbsf (scores
+    # normalised per leg). fusion_weights: [dense, sparse]; null = equal.
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    fusion_weights: list[float] | None = None
+    rrf_k: int = 2
+    # Candidates each leg hands the fusion (at least top_k): more finds documents only one leg ranks high.
+    prefetch: int = 100
 
 
 @dataclass
@@ -258,6 +271,10 @@ class MineConfig(MiningSettings):
     # With a collection: exact (brute-force) search gives in-memory mining's negatives; false searches
     # HNSW with index.search_ef as deployed (collections under index.hnsw_threshold are exact anyway).
     exact: bool = False
+    # Which ranking gives the candidates (needs mine.collection): dense (the model's), hybrid (the
+    # dense and sparse legs fused by index.fusion; the collection needs index.sparse) or sparse.
+    # Candidates keep the model's scores, so the margins compare them with the positives as in dense mode.
+    mode: Literal["dense", "sparse", "hybrid"] = "dense"
 
 
 @dataclass
@@ -415,10 +432,24 @@ def validate(config: RunConfig) -> None:
         except ValueError as error:
             raise ConfigError(str(error)) from None
         name = config.mine.collection
+        if config.mine.mode not in ("dense", "sparse", "hybrid"):
+            raise ConfigError(f"mine.mode must be dense, sparse or hybrid, got {config.mine.mode!r}")
+        if config.mine.mode != "dense" and name is None:
+            raise ConfigError(f"mine.mode={config.mine.mode} ranks by a collection's sparse vectors: set mine.collection "
+                              "(a missing one is indexed with index.sparse, e.g. index.sparse=bm25)")
         if name is not None and (not name.strip() or "__" in name):
             raise ConfigError(f"mine.collection={name!r} must be a non-empty name without '__' (it separates "
                               "the parts of version names); e.g. mine.collection=train-corpus")
 
+    from textdml.index.engine import Fusion
+
+    try:
+        Fusion(config.index.fusion, tuple(config.index.fusion_weights) if config.index.fusion_weights else None,
+               config.index.rrf_k, config.index.prefetch)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(str(error)) from None
+    if config.index.sparse is not None and not str(config.index.sparse).strip():
+        raise ConfigError("index.sparse is empty: set it to bm25 or a sparse model folder, or drop it (dense only)")
     from textdml.config_ranges import check_ranges
 
     check_ranges(config)

@@ -25,13 +25,17 @@ from qdrant_client import QdrantClient, models
 from textdml.index.engine import (
     DEFAULT_SEARCH,
     DEFAULT_VECTOR,
+    SPARSE_VECTOR,
     CollectionInfo,
     CollectionOptions,
+    Fusion,
     IndexLockedError,
     Point,
     Record,
     ScoredRecord,
     SearchOptions,
+    SparseSpec,
+    SparseValues,
     VectorEngine,
     VectorSpec,
 )
@@ -158,7 +162,7 @@ class ClientEngine(VectorEngine):
         return self.client.collection_exists(name) and name not in self.aliases()
 
     def create_collection(self, name: str, vectors: Mapping[str, VectorSpec], options: CollectionOptions,
-                          metadata: Mapping[str, Any]) -> None:
+                          metadata: Mapping[str, Any], sparse: Mapping[str, SparseSpec] | None = None) -> None:
         if self.client.collection_exists(name):
             raise ValueError(f"collection or alias {name!r} already exists in {self.location}")
         params = {vector_name: models.VectorParams(size=spec.size, distance=DISTANCES[spec.distance],
@@ -167,6 +171,8 @@ class ClientEngine(VectorEngine):
         self.client.create_collection(
             name,
             vectors_config=params[DEFAULT_VECTOR] if set(params) == {DEFAULT_VECTOR} else params,
+            sparse_vectors_config={vector_name: models.SparseVectorParams(modifier=client_modifier(spec.modifier))
+                                   for vector_name, spec in (sparse or {}).items()} or None,
             hnsw_config=models.HnswConfigDiff(m=options.hnsw_m, ef_construct=options.hnsw_ef_construct),
             quantization_config=client_quantization(options.quantization),
             metadata=dict(metadata),
@@ -183,7 +189,10 @@ class ClientEngine(VectorEngine):
             specs = {DEFAULT_VECTOR: VectorSpec(vectors.size, vectors.distance.value.lower())}
         else:
             specs = {n: VectorSpec(v.size, v.distance.value.lower()) for n, v in (vectors or {}).items()}
-        return CollectionInfo(name=name, vectors=specs, points=self.count(name), metadata=dict(config.metadata or {}))
+        sparse = {n: SparseSpec("idf" if v.modifier == models.Modifier.IDF else "none")
+                  for n, v in (config.params.sparse_vectors or {}).items()}
+        return CollectionInfo(name=name, vectors=specs, points=self.count(name), metadata=dict(config.metadata or {}),
+                              sparse=sparse)
 
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
         self.client.update_collection(name, metadata=dict(metadata))
@@ -207,15 +216,44 @@ class ClientEngine(VectorEngine):
     def count(self, name: str, filter: Any = None) -> int:
         return self.client.count(name, count_filter=filter, exact=True).count
 
+    def _params(self, options: SearchOptions) -> models.SearchParams | None:
+        if self.url is None:
+            return None  # the local mode always searches exactly and warns about any params
+        return models.SearchParams(hnsw_ef=options.ef, exact=options.exact, quantization=models.QuantizationSearchParams(
+            rescore=options.rescore, oversampling=options.oversampling))
+
     def search(self, name: str, vectors: np.ndarray, top_k: int, filter: Any = None,
                using: str = DEFAULT_VECTOR, options: SearchOptions = DEFAULT_SEARCH) -> list[list[ScoredRecord]]:
-        params = models.SearchParams(hnsw_ef=options.ef, exact=options.exact, quantization=models.QuantizationSearchParams(
-            rescore=options.rescore, oversampling=options.oversampling))
-        if self.url is None:
-            params = None  # the local mode always searches exactly and warns about any params
+        params = self._params(options)
         requests = [models.QueryRequest(query=vector.tolist(), using=using or None, limit=top_k, filter=filter,
                                         with_payload=True, params=params)
                     for vector in np.asarray(vectors, dtype=np.float32)]
+        if not requests:
+            return []
+        responses = self.client.query_batch_points(name, requests=requests)
+        return [[ScoredRecord(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+                for response in responses]
+
+    def search_sparse(self, name: str, queries: Sequence[SparseValues], top_k: int, filter: Any = None,
+                      using: str = SPARSE_VECTOR) -> list[list[ScoredRecord]]:
+        requests = [models.QueryRequest(query=client_sparse(query), using=using, limit=top_k, filter=filter,
+                                        with_payload=True) for query in queries]
+        return self._query(name, requests)
+
+    def fused_query(self, name: str, vectors: np.ndarray, queries: Sequence[SparseValues], top_k: int, prefetch: int,
+                    fusion: Fusion, filter: Any, options: SearchOptions, using: str,
+                    sparse_using: str) -> list[list[ScoredRecord]]:
+        method: Any = (models.FusionQuery(fusion=models.Fusion.DBSF) if fusion.method == "dbsf" else
+                       models.RrfQuery(rrf=models.Rrf(k=fusion.rrf_k,
+                                                      weights=list(fusion.weights) if fusion.weights else None)))
+        params = self._params(options)
+        requests = [models.QueryRequest(query=method, limit=top_k, filter=filter, with_payload=True, prefetch=[
+            models.Prefetch(query=vector.tolist(), using=using or None, limit=prefetch, filter=filter, params=params),
+            models.Prefetch(query=client_sparse(query), using=sparse_using, limit=prefetch, filter=filter)])
+            for vector, query in zip(np.asarray(vectors, dtype=np.float32), queries, strict=True)]
+        return self._query(name, requests)
+
+    def _query(self, name: str, requests: list[models.QueryRequest]) -> list[list[ScoredRecord]]:
         if not requests:
             return []
         responses = self.client.query_batch_points(name, requests=requests)
@@ -258,5 +296,14 @@ class ClientEngine(VectorEngine):
 
 def client_vector(vector: Any) -> Any:
     if isinstance(vector, Mapping):
-        return {name: np.asarray(v, dtype=np.float32).tolist() for name, v in vector.items()}
+        return {name: client_sparse(v) if isinstance(v, SparseValues) else np.asarray(v, dtype=np.float32).tolist()
+                for name, v in vector.items()}
     return np.asarray(vector, dtype=np.float32).tolist()
+
+
+def client_sparse(vector: SparseValues) -> models.SparseVector:
+    return models.SparseVector(indices=[int(i) for i in vector.indices], values=[float(v) for v in vector.values])
+
+
+def client_modifier(modifier: str) -> models.Modifier | None:
+    return models.Modifier.IDF if modifier == "idf" else None

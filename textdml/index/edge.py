@@ -42,13 +42,17 @@ from tqdm.auto import tqdm
 from textdml.index.engine import (
     DEFAULT_SEARCH,
     DEFAULT_VECTOR,
+    SPARSE_VECTOR,
     CollectionInfo,
     CollectionOptions,
+    Fusion,
     IndexLockedError,
     Point,
     Record,
     ScoredRecord,
     SearchOptions,
+    SparseSpec,
+    SparseValues,
     VectorEngine,
     VectorSpec,
 )
@@ -187,7 +191,7 @@ class EdgeEngine(VectorEngine):
         return (self._dir(name) / SHARD_CONFIG).exists()
 
     def create_collection(self, name: str, vectors: Mapping[str, VectorSpec], options: CollectionOptions,
-                          metadata: Mapping[str, Any]) -> None:
+                          metadata: Mapping[str, Any], sparse: Mapping[str, SparseSpec] | None = None) -> None:
         import qdrant_edge as qe
 
         folder = self._dir(name)
@@ -200,6 +204,8 @@ class EdgeEngine(VectorEngine):
                   for vector_name, spec in vectors.items()}
         config = qe.EdgeConfig(
             vectors=params[DEFAULT_VECTOR] if set(params) == {DEFAULT_VECTOR} else params,
+            sparse_vectors={vector_name: qe.EdgeSparseVectorParams(modifier=edge_modifier(spec.modifier))
+                            for vector_name, spec in (sparse or {}).items()} or None,
             hnsw_config=qe.HnswIndexConfig(m=options.hnsw_m, ef_construct=options.hnsw_ef_construct,
                                            full_scan_threshold=threshold_kb),
             quantization_config=edge_quantization(options.quantization),
@@ -219,9 +225,11 @@ class EdgeEngine(VectorEngine):
         config = json.loads((folder / SHARD_CONFIG).read_text())
         vectors = {vector_name: VectorSpec(spec["size"], spec["distance"].lower())
                    for vector_name, spec in config.get("vectors", {}).items()}
+        sparse = {vector_name: SparseSpec(str(spec.get("modifier") or "none").lower())
+                  for vector_name, spec in (config.get("sparse_vectors") or {}).items()}
         metadata = self.metadata(name)
         points = self.count(name) if count or name in self._shards else int(metadata.get("points", 0))
-        return CollectionInfo(name=name, vectors=vectors, points=points, metadata=metadata)
+        return CollectionInfo(name=name, vectors=vectors, points=points, metadata=metadata, sparse=sparse)
 
     def metadata(self, name: str) -> dict[str, Any]:
         file = self._dir(name) / METADATA_FILE
@@ -276,6 +284,41 @@ class EdgeEngine(VectorEngine):
         requests = [qe.QueryRequest(limit=top_k, query=qe.Query.Nearest(vector.tolist(), using=using or None),
                                     filter=edge_filter, with_payload=True, params=params)
                     for vector in np.asarray(vectors, dtype=np.float32)]
+        if not requests:
+            return []
+        responses = self._shard(name).query_batch(qe.QueryBatchRequest(requests))
+        return [[ScoredRecord(as_point_id(p.id), float(p.score), dict(p.payload or {})) for p in response]
+                for response in responses]
+
+    def search_sparse(self, name: str, queries: Sequence[SparseValues], top_k: int, filter: Any = None,
+                      using: str = SPARSE_VECTOR) -> list[list[ScoredRecord]]:
+        import qdrant_edge as qe
+
+        requests = [qe.QueryRequest(limit=top_k, query=qe.Query.Nearest(edge_sparse(query), using=using),
+                                    filter=to_edge_filter(filter), with_payload=True) for query in queries]
+        return self._query(name, requests)
+
+    def fused_query(self, name: str, vectors: np.ndarray, queries: Sequence[SparseValues], top_k: int, prefetch: int,
+                    fusion: Fusion, filter: Any, options: SearchOptions, using: str,
+                    sparse_using: str) -> list[list[ScoredRecord]]:
+        import qdrant_edge as qe
+
+        edge_filter = to_edge_filter(filter)
+        quantization = qe.QuantizationSearchParams(rescore=options.rescore, oversampling=options.oversampling)
+        params = qe.SearchParams(hnsw_ef=options.ef, exact=options.exact, quantization=quantization)
+        method = (qe.Fusion.Dbsf() if fusion.method == "dbsf"
+                  else qe.Fusion.Rrf(k=fusion.rrf_k, weights=list(fusion.weights) if fusion.weights else None))
+        requests = [qe.QueryRequest(limit=top_k, query=method, filter=edge_filter, with_payload=True, prefetches=[
+            qe.Prefetch(limit=prefetch, query=qe.Query.Nearest(vector.tolist(), using=using or None),
+                        filter=edge_filter, params=params),
+            qe.Prefetch(limit=prefetch, query=qe.Query.Nearest(edge_sparse(query), using=sparse_using),
+                        filter=edge_filter)])
+            for vector, query in zip(np.asarray(vectors, dtype=np.float32), queries, strict=True)]
+        return self._query(name, requests)
+
+    def _query(self, name: str, requests: list[Any]) -> list[list[ScoredRecord]]:
+        import qdrant_edge as qe
+
         if not requests:
             return []
         responses = self._shard(name).query_batch(qe.QueryBatchRequest(requests))
@@ -410,8 +453,21 @@ def ticking(progress: tqdm, every: float = 0.5) -> Iterator[None]:
 
 def edge_vector(vector: Any) -> Any:
     if isinstance(vector, Mapping):
-        return {name: np.asarray(v, dtype=np.float32).tolist() for name, v in vector.items()}
+        return {name: edge_sparse(v) if isinstance(v, SparseValues) else np.asarray(v, dtype=np.float32).tolist()
+                for name, v in vector.items()}
     return np.asarray(vector, dtype=np.float32).tolist()
+
+
+def edge_sparse(vector: SparseValues) -> Any:
+    import qdrant_edge as qe
+
+    return qe.SparseVector(indices=[int(i) for i in vector.indices], values=[float(v) for v in vector.values])
+
+
+def edge_modifier(modifier: str) -> Any:
+    import qdrant_edge as qe
+
+    return qe.Modifier.Idf if modifier == "idf" else None
 
 
 def edge_quantization(kind: str) -> Any:

@@ -26,6 +26,10 @@ Quantization = Literal["none", "scalar", "binary", "product"]
 PayloadIndexType = Literal["keyword", "integer", "float", "bool", "text", "datetime", "uuid"]
 # The name of the single unnamed vector (named vectors are used by image-text collections).
 DEFAULT_VECTOR = ""
+# The name of the sparse vector a hybrid collection stores beside its dense one (``index.sparse``).
+SPARSE_VECTOR = "sparse"
+SparseModifier = Literal["idf", "none"]
+FusionMethod = Literal["rrf", "dbsf"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,71 @@ class VectorSpec:
 
     def describe(self) -> str:
         return f"size={self.size}, distance={self.distance}"
+
+
+@dataclass(frozen=True)
+class SparseSpec:
+    """A named sparse vector: ``idf`` makes the engine weight each term by its inverse document
+    frequency at query time (BM25: documents store term frequencies only), ``none`` scores the raw
+    dot product (a learned sparse model's weights)."""
+
+    modifier: SparseModifier = "none"
+
+    def describe(self) -> str:
+        return f"sparse, modifier={self.modifier}"
+
+
+@dataclass(frozen=True)
+class SparseValues:
+    """One sparse vector: the ids of its non-zero terms (ascending) and their weights."""
+
+    indices: np.ndarray  # (N,) int64
+    values: np.ndarray  # (N,) float32
+
+    def __post_init__(self) -> None:
+        if len(self.indices) != len(self.values):
+            raise ValueError(f"a sparse vector needs one value per index, got {len(self.indices)} indices and "
+                             f"{len(self.values)} values")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How a hybrid search merges the dense and the sparse ranking (``index.fusion``).
+
+    ``rrf``: reciprocal rank fusion, ``sum_i w_i / (rrf_k + rank_i)``; weighted natively by both
+    engines. ``dbsf``: distribution-based score fusion (each leg's scores normalised by their mean
+    +- 3 standard deviations, then summed); the engines have no weighted DBSF, so with unequal
+    ``weights`` the two legs are searched apart and fused here by the same formula.
+
+    Attributes:
+        method: ``rrf`` or ``dbsf``.
+        weights: ``(dense, sparse)``; None: equal.
+        rrf_k: the RRF rank constant (Qdrant's default: 2).
+        prefetch: candidates each leg hands the fusion (at least the requested ``top_k``).
+    """
+
+    method: FusionMethod = "rrf"
+    weights: tuple[float, float] | None = None
+    rrf_k: int = 2
+    prefetch: int = 100
+
+    def __post_init__(self) -> None:
+        if self.method not in ("rrf", "dbsf"):
+            raise ValueError(f"index.fusion must be 'rrf' or 'dbsf', got {self.method!r}")
+        if self.weights is not None:
+            weights = tuple(self.weights)
+            if len(weights) != 2 or any(not w >= 0 for w in weights) or sum(weights) <= 0:
+                raise ValueError(f"index.fusion_weights must be two non-negative numbers [dense, sparse], not both 0; "
+                                 f"got {list(self.weights)}")
+            object.__setattr__(self, "weights", (float(weights[0]), float(weights[1])))
+        if self.rrf_k < 1:
+            raise ValueError(f"index.rrf_k must be >= 1, got {self.rrf_k}")
+        if self.prefetch < 1:
+            raise ValueError(f"index.prefetch must be >= 1, got {self.prefetch}")
+
+    @property
+    def weighted(self) -> bool:
+        return self.weights is not None and self.weights[0] != self.weights[1]
 
 
 @dataclass(frozen=True)
@@ -88,10 +157,10 @@ DEFAULT_SEARCH = SearchOptions()
 
 @dataclass
 class Point:
-    """A point to write: id, vector (or named vectors), payload."""
+    """A point to write: id, vector (or named vectors, sparse ones as :class:`SparseValues`), payload."""
 
     id: str | int
-    vector: np.ndarray | Mapping[str, np.ndarray]
+    vector: np.ndarray | Mapping[str, np.ndarray | SparseValues]
     payload: dict[str, Any]
 
 
@@ -121,9 +190,11 @@ class CollectionInfo:
     vectors: Mapping[str, VectorSpec]
     points: int
     metadata: Mapping[str, Any]
+    sparse: Mapping[str, SparseSpec] = field(default_factory=dict)
 
     def describe_vectors(self) -> str:
-        return describe_vectors(self.vectors)
+        return describe_vectors(self.vectors) + "".join(f", sparse vector {name!r} ({spec.modifier})"
+                                                         for name, spec in sorted(self.sparse.items()))
 
 
 def describe_vectors(vectors: Mapping[str, VectorSpec]) -> str:
@@ -159,8 +230,8 @@ class VectorEngine(abc.ABC):
 
     @abc.abstractmethod
     def create_collection(self, name: str, vectors: Mapping[str, VectorSpec], options: CollectionOptions,
-                          metadata: Mapping[str, Any]) -> None:
-        """Create an empty collection; an existing name is an error."""
+                          metadata: Mapping[str, Any], sparse: Mapping[str, SparseSpec] | None = None) -> None:
+        """Create an empty collection (with ``sparse`` named sparse vectors too); an existing name is an error."""
 
     @abc.abstractmethod
     def collection_info(self, name: str, count: bool = True) -> CollectionInfo:
@@ -195,6 +266,34 @@ class VectorEngine(abc.ABC):
     def search(self, name: str, vectors: np.ndarray, top_k: int, filter: Any = None,
                using: str = DEFAULT_VECTOR, options: SearchOptions = DEFAULT_SEARCH) -> list[list[ScoredRecord]]:
         """The ``top_k`` nearest points of each row of ``vectors`` (``(Q, D)``), best first."""
+
+    @abc.abstractmethod
+    def search_sparse(self, name: str, queries: Sequence[SparseValues], top_k: int, filter: Any = None,
+                      using: str = SPARSE_VECTOR) -> list[list[ScoredRecord]]:
+        """The ``top_k`` best points of each sparse query by the sparse vector ``using``, best first."""
+
+    def search_hybrid(self, name: str, vectors: np.ndarray, queries: Sequence[SparseValues], top_k: int,
+                      fusion: Fusion, filter: Any = None, options: SearchOptions = DEFAULT_SEARCH,
+                      using: str = DEFAULT_VECTOR, sparse_using: str = SPARSE_VECTOR) -> list[list[ScoredRecord]]:
+        """The ``top_k`` best points of each query by the fusion of its dense (``vectors`` row) and
+        sparse ranking, each leg prefetching ``max(top_k, fusion.prefetch)`` candidates."""
+        if len(vectors) != len(queries):
+            raise ValueError(f"a hybrid search needs one dense and one sparse query each, got {len(vectors)} and "
+                             f"{len(queries)}")
+        prefetch = max(top_k, fusion.prefetch)
+        if fusion.method == "dbsf" and fusion.weighted:
+            from textdml.index.fusion import weighted_dbsf
+
+            dense = self.search(name, vectors, prefetch, filter=filter, using=using, options=options)
+            sparse = self.search_sparse(name, queries, prefetch, filter=filter, using=sparse_using)
+            return [weighted_dbsf([d, s], fusion.weights, top_k) for d, s in zip(dense, sparse, strict=True)]
+        return self.fused_query(name, vectors, queries, top_k, prefetch, fusion, filter, options, using, sparse_using)
+
+    @abc.abstractmethod
+    def fused_query(self, name: str, vectors: np.ndarray, queries: Sequence[SparseValues], top_k: int, prefetch: int,
+                    fusion: Fusion, filter: Any, options: SearchOptions, using: str,
+                    sparse_using: str) -> list[list[ScoredRecord]]:
+        """The engine's own fusion (RRF, weighted or not; DBSF) of a dense and a sparse prefetch."""
 
     @abc.abstractmethod
     def scroll(self, name: str, limit: int = 256, offset: Any = None, filter: Any = None,

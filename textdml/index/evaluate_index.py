@@ -20,7 +20,14 @@ import numpy as np
 from textdml.index.documents import check_dim
 from textdml.index.engine import Quantization, VectorEngine
 from textdml.index.indexing import index_documents
-from textdml.index.qdrant import collection_options, open_client, open_index, search_options
+from textdml.index.qdrant import (
+    collection_options,
+    fusion_settings,
+    open_client,
+    open_index,
+    search_options,
+    sparse_source,
+)
 from textdml.index.searching import evaluate_through_collection
 from textdml.redaction import redact_url
 
@@ -122,12 +129,30 @@ def evaluate_live_index(model: Any, evaluator: Any, config: IndexConfig, force: 
         metrics = evaluate_through_collection(
             model, engine, config.collection, queries, evaluator.relevant_docs, evaluator.k_values,
             id_field=config.id_field, force=force or config.force, options=search_options(config),
-            with_index_recall=True, filter=corpus_filter)
+            with_index_recall=True, filter=corpus_filter, fusion=fusion_settings(config), sparse=sparse_source(config))
     print(f"\nthrough the index {config.collection!r} ({engine.location}):")
     print(f"  {held.describe(len(evaluator.corpus_ids))}")
-    for name, value in metrics.items():
-        print(f"  {name:<22}{value:.4f}")
+    print(format_modes(metrics) if "hybrid_ndcg@10" in metrics or "sparse_ndcg@10" in metrics
+          else "\n".join(f"  {name:<22}{value:.4f}" for name, value in metrics.items()))
     return {f"index/{name}": value for name, value in metrics.items()}
+
+
+def format_modes(metrics: dict[str, float]) -> str:
+    """The metrics of a hybrid collection, one row per metric, one column per search mode.
+
+    Example:
+        >>> print(format_modes({"dense_ndcg@10": 0.5, "sparse_ndcg@10": 0.25, "hybrid_ndcg@10": 0.75}))
+          metric      dense_  sparse_  hybrid_
+          ndcg@10     0.5000   0.2500   0.7500
+    """
+    modes = [mode for mode in ("dense", "sparse", "hybrid") if any(key.startswith(f"{mode}_") for key in metrics)]
+    names = list(dict.fromkeys(key.split("_", 1)[1] for key in metrics if key.split("_", 1)[0] in modes))
+    width = max(12, *(len(name) + 2 for name in names))
+    lines = ["  " + "metric".ljust(width) + "".join(f"{mode + '_':>9}" for mode in modes)]
+    for name in names:
+        cells = [f"{metrics[f'{mode}_{name}']:.4f}" if f"{mode}_{name}" in metrics else "-" for mode in modes]
+        lines.append("  " + name.ljust(width) + "".join(f"{cell:>9}" for cell in cells))
+    return "\n".join(lines)
 
 
 def vector_bytes(dim: int, quantization: Quantization) -> int:

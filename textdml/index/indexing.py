@@ -35,8 +35,10 @@ from textdml.index.documents import (
 )
 from textdml.index.engine import (
     DEFAULT_VECTOR,
+    SPARSE_VECTOR,
     CollectionOptions,
     Point,
+    SparseSpec,
     VectorEngine,
     VectorSpec,
     describe_vectors,
@@ -47,6 +49,7 @@ from textdml.models.identity import ModelIdentity, model_identity
 if TYPE_CHECKING:
     import datasets
 
+    from textdml.index.sparse import SparseSource
     from textdml.models.protocols import SupportsEncode
 
 logger = logging.getLogger(__name__)
@@ -96,27 +99,38 @@ class VectorSource:
         embed: the payloads of a chunk -> vector name -> ``(N, D)`` float32 vectors, in payload order.
         check_row: raises ``ValueError`` naming the row and the field when a payload (checked for
             its id and text already) cannot be embedded; run before anything of its chunk is encoded.
-        metadata: more fields for the collection's metadata (e.g. the image field).
+        metadata: more fields for the collection's metadata (e.g. the image field, the sparse source).
         unit: what the progress bar counts.
+        sparse: sparse vector name -> its spec (a hybrid collection: ``embed`` gives a list of
+            :class:`~textdml.index.engine.SparseValues` under each of these names).
     """
 
     vectors: Mapping[str, VectorSpec]
-    embed: Callable[[list[dict[str, Any]]], Mapping[str, np.ndarray]]
+    embed: Callable[[list[dict[str, Any]]], Mapping[str, Any]]
     check_row: Callable[[dict[str, Any], int], None] | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     unit: str = "doc"
+    sparse: Mapping[str, SparseSpec] = field(default_factory=dict)
 
 
 def text_source(model: SupportsEncode, spec: VectorSpec, text_field: str, encode_batch_size: int,
-                dim: int | None = None) -> VectorSource:
+                dim: int | None = None, sparse: SparseSource | None = None) -> VectorSource:
     """One unnamed vector per document: its text encoded with the model's document prompt (cut to
-    ``dim`` coordinates and re-normalised, when given)."""
+    ``dim`` coordinates and re-normalised, when given); with ``sparse``, also the sparse vector
+    ``"sparse"`` of the text (a hybrid collection), whose source the metadata records."""
 
-    def embed(payloads: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-        return {DEFAULT_VECTOR: encode_vectors(model, [payload[text_field] for payload in payloads],
-                                               encode_batch_size, role="document", dim=dim)}
+    def embed(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+        texts = [payload[text_field] for payload in payloads]
+        vectors: dict[str, Any] = {DEFAULT_VECTOR: encode_vectors(model, texts, encode_batch_size, role="document",
+                                                                  dim=dim)}
+        if sparse is not None:
+            vectors[SPARSE_VECTOR] = sparse.encode(texts, kind="document", batch_size=encode_batch_size)
+        return vectors
 
-    return VectorSource({DEFAULT_VECTOR: spec}, embed)
+    if sparse is None:
+        return VectorSource({DEFAULT_VECTOR: spec}, embed)
+    return VectorSource({DEFAULT_VECTOR: spec}, embed, metadata={"sparse": sparse.identity()},
+                        sparse={SPARSE_VECTOR: SparseSpec(sparse.modifier)})
 
 
 def check_same_model(stored: Mapping[str, Any], identity: ModelIdentity, name: str, force: bool, verb: str) -> None:
@@ -133,11 +147,14 @@ def check_same_model(stored: Mapping[str, Any], identity: ModelIdentity, name: s
     warnings.warn(message + "; going on because of --force", UserWarning, stacklevel=3)
 
 
-def check_vectors(engine: VectorEngine, name: str, vectors: Mapping[str, VectorSpec], hint: str) -> None:
+def check_vectors(engine: VectorEngine, name: str, vectors: Mapping[str, VectorSpec], hint: str,
+                  sparse: Mapping[str, SparseSpec] | None = None) -> None:
     info = engine.collection_info(name)
-    if dict(info.vectors) != dict(vectors):
-        raise ValueError(f"Qdrant collection {name!r} exists with {info.describe_vectors()}, but the model needs "
-                         f"{describe_vectors(vectors)}; {hint}")
+    if dict(info.vectors) != dict(vectors) or dict(info.sparse) != dict(sparse or {}):
+        wanted = describe_vectors(vectors) + "".join(f", sparse vector {n!r} ({spec.modifier})"
+                                                     for n, spec in sorted((sparse or {}).items()))
+        who = "the model and index.sparse need" if sparse or info.sparse else "the model needs"
+        raise ValueError(f"Qdrant collection {name!r} exists with {info.describe_vectors()}, but {who} {wanted}; {hint}")
 
 
 def as_engine(engine: Any) -> VectorEngine:
@@ -171,6 +188,7 @@ def index_documents(
     encode_batch_size: int = 128,
     dim: int | None = None,
     replacing: str | None = None,
+    sparse: SparseSource | str | None = None,
 ) -> IndexReport:
     """Embed ``documents`` with ``model`` and write them to ``collection``.
 
@@ -208,6 +226,10 @@ def index_documents(
         replacing: versioned: the live version that earlier weights of the caller's own model wrote
             (re-mining during training re-encodes with the weights as they learn); only the log line
             about a change of model leaves it out.
+        sparse: a hybrid collection: also store each text's sparse vector ``"sparse"`` from this
+            source (``"bm25"``, a sparse model folder, or a
+            :class:`~textdml.index.sparse.SparseSource`); its identity is recorded beside the
+            model's, so only a run with the same source resumes a version.
 
     Returns:
         An :class:`IndexReport`.
@@ -222,8 +244,10 @@ def index_documents(
         raise ValueError(f"encode_batch_size must be >= 1, got {encode_batch_size}")
     check_dim(dim, int(model.embedding_dim))
     identity = model_identity(model, truncate_dim=dim)
+    from textdml.index.sparse import load_sparse_source
+
     source = text_source(model, VectorSpec(identity.vector_size, identity.similarity), text_field, encode_batch_size,
-                         dim)
+                         dim, load_sparse_source(sparse))
     return index_rows(source, identity, documents, engine, collection, id_field, text_field, batch_size, recreate,
                       show_progress_bar, versioned=versioned, swap=swap, force=force, options=options,
                       replacing=replacing)
@@ -261,10 +285,12 @@ def index_rows(
         expected = len(documents) if isinstance(documents, Sized) else None
         if versioned:
             target, created = open_version(engine, collection, identity, source.vectors, options, metadata,
-                                           force=force, fresh=recreate, replacing=replacing, expected_points=expected)
+                                           force=force, fresh=recreate, replacing=replacing, expected_points=expected,
+                                           sparse=source.sparse)
         else:
             target, created = open_in_place(engine, collection, identity, source.vectors, options, metadata,
-                                            force=force, recreate=recreate, expected_points=expected)
+                                            force=force, recreate=recreate, expected_points=expected,
+                                            sparse=source.sparse)
         try:
             written, skipped, seen, fields = stream_into(source, documents, engine, target, identity, id_field,
                                                          text_field, batch_size, show_progress_bar)
@@ -296,9 +322,10 @@ def index_rows(
 
 def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity, vectors: Mapping[str, VectorSpec],
                  options: CollectionOptions, metadata: Mapping[str, Any], force: bool, fresh: bool,
-                 replacing: str | None = None, expected_points: int | None = None) -> tuple[str, bool]:
-    """The version to write: an unfinished one of this model to resume, or a new one (when the disk has
-    room for ``expected_points``). Returns ``(name, created)``."""
+                 replacing: str | None = None, expected_points: int | None = None,
+                 sparse: Mapping[str, SparseSpec] | None = None) -> tuple[str, bool]:
+    """The version to write: an unfinished one of this model (and sparse source) to resume, or a new one
+    (when the disk has room for ``expected_points``). Returns ``(name, created)``."""
     if engine.collection_exists(collection):
         raise ValueError(f"{collection!r} is a plain (unversioned) collection in {engine.location}: index it in place "
                          "(versioned=False, --no-version), or pick another index.collection for versioned indexing")
@@ -318,14 +345,26 @@ def open_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
         if stored and not ModelIdentity.from_dict(stored).same_vectors(identity) and live != replacing:
             logger.info("collection %r: the live version %s was indexed by %s; the new version holds %s", collection,
                         live, ModelIdentity.from_dict(stored).describe(), identity.describe())
-    resumed = None if fresh else resumable_version(engine, collection, identity, vectors)
+    resumed = None if fresh else resumable_version(engine, collection, identity, vectors,
+                                                   sparse=metadata.get("sparse"))
     if resumed is not None:
         logger.info("resuming the unfinished version %s", resumed)
         return resumed, False
     check_room(engine, vectors, expected_points)
     name = version_name(collection, identity)
-    engine.create_collection(name, vectors, options, metadata)
+    engine.create_collection(name, vectors, options, metadata, sparse=sparse)
     return name, True
+
+
+def check_same_sparse(stored: Mapping[str, Any] | None, identity: Mapping[str, Any] | None, collection: str) -> None:
+    """In place, new sparse vectors must come from the source of those already stored (no ``force``:
+    one collection with two BM25 settings, or two vocabularies, would rank by nonsense)."""
+    if stored and identity and stored != identity:
+        from textdml.index.sparse import describe_sparse, sparse_differences
+
+        raise ValueError(f"collection {collection!r} holds sparse vectors of {describe_sparse(stored)}, but this run "
+                         f"writes {describe_sparse(identity)} ({'; '.join(sparse_differences(stored, identity))}); "
+                         "index it with the same index.sparse, or pass recreate=True to delete it and index again")
 
 
 def check_room(engine: VectorEngine, vectors: Mapping[str, VectorSpec], points: int | None) -> None:
@@ -336,19 +375,21 @@ def check_room(engine: VectorEngine, vectors: Mapping[str, VectorSpec], points: 
 
 def open_in_place(engine: VectorEngine, collection: str, identity: ModelIdentity, vectors: Mapping[str, VectorSpec],
                   options: CollectionOptions, metadata: Mapping[str, Any], force: bool,
-                  recreate: bool, expected_points: int | None = None) -> tuple[str, bool]:
+                  recreate: bool, expected_points: int | None = None,
+                  sparse: Mapping[str, SparseSpec] | None = None) -> tuple[str, bool]:
     if collection in engine.aliases():
         raise ValueError(f"{collection!r} is an alias of versioned collections: writing in place would change the "
                          "live version under its readers; index a new version instead (versioned=True)")
     if recreate and engine.collection_exists(collection):
         engine.delete_collection(collection)
     if engine.collection_exists(collection):
-        check_vectors(engine, collection, vectors, "pass recreate=True to delete it and index again")
-        check_same_model(engine.collection_info(collection, count=False).metadata, identity, collection, force,
-                         "index")
+        check_vectors(engine, collection, vectors, "pass recreate=True to delete it and index again", sparse)
+        stored = engine.collection_info(collection, count=False).metadata
+        check_same_model(stored, identity, collection, force, "index")
+        check_same_sparse(stored.get("sparse"), metadata.get("sparse"), collection)
         return collection, False
     check_room(engine, vectors, expected_points)
-    engine.create_collection(collection, vectors, options, {**metadata, "versioned": False})
+    engine.create_collection(collection, vectors, options, {**metadata, "versioned": False}, sparse=sparse)
     return collection, True
 
 

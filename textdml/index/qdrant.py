@@ -22,12 +22,13 @@ from textdml.index.documents import (
     point_id,
     unchanged_point_ids,
 )
-from textdml.index.engine import DEFAULT_VECTOR, CollectionOptions, SearchOptions, VectorEngine, VectorSpec
+from textdml.index.engine import DEFAULT_VECTOR, CollectionOptions, Fusion, SearchOptions, VectorEngine, VectorSpec
 from textdml.index.indexing import IndexReport, as_engine, check_vectors, index_documents
 from textdml.index.searching import SearchHit, evaluate_through_collection, search, to_hit, warn_if_other_model
 
 if TYPE_CHECKING:
     from textdml.config import IndexConfig
+    from textdml.index.sparse import SparseSource
 
 __all__ = [
     "MODEL_HASH_KEY", "MODEL_NAME_KEY", "POINT_ID_NAMESPACE", "IndexReport", "SearchHit", "batches",
@@ -107,6 +108,19 @@ def collection_options(config: IndexConfig) -> CollectionOptions:
 def search_options(config: IndexConfig) -> SearchOptions:
     """The :class:`SearchOptions` of an ``index`` config section."""
     return SearchOptions(ef=config.search_ef, rescore=config.rescore, oversampling=config.oversampling)
+
+
+def fusion_settings(config: IndexConfig) -> Fusion:
+    """The :class:`Fusion` of an ``index`` config section (``fusion``, ``fusion_weights``, ``rrf_k``, ``prefetch``)."""
+    weights = tuple(config.fusion_weights) if config.fusion_weights else None
+    return Fusion(config.fusion, weights, config.rrf_k, config.prefetch)  # type: ignore[arg-type]
+
+
+def sparse_source(config: IndexConfig) -> SparseSource | None:
+    """The sparse source ``index.sparse`` names (with ``index.bm25``), or None (dense only)."""
+    from textdml.index.sparse import load_sparse_source
+
+    return load_sparse_source(config.sparse, config.bm25)
 
 
 def ensure_collection(

@@ -5,6 +5,10 @@ does), hold vectors of the model's size, have been indexed by the same model (el
 both, unless ``force``), and know the fields a filter reads (else the filter would silently match
 nothing). A collection indexed with ``index.dim`` records it: queries are cut to the same size
 and re-normalised, so the user never gives the size twice.
+
+A hybrid collection (indexed with ``index.sparse``) is searched ``dense``, ``sparse`` or ``hybrid``
+(the default there: both legs fused by ``index.fusion``); its queries' sparse vectors come from the
+source the collection records, or from the one given, which must match it.
 """
 
 from __future__ import annotations
@@ -13,16 +17,28 @@ import operator
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from textdml.index.documents import MODEL_HASH_KEY, encode_vectors
-from textdml.index.engine import DEFAULT_VECTOR, ScoredRecord, SearchOptions, VectorEngine
+from textdml.index.engine import (
+    DEFAULT_VECTOR,
+    SPARSE_VECTOR,
+    Fusion,
+    ScoredRecord,
+    SearchOptions,
+    SparseValues,
+    VectorEngine,
+)
 from textdml.index.filters import check_filter_fields
 from textdml.index.indexing import as_engine, check_same_model
 from textdml.models.identity import ModelIdentity, model_identity
 
 if TYPE_CHECKING:
+    from textdml.index.sparse import SparseSource
     from textdml.models.protocols import SupportsEncode
+
+SearchMode = Literal["dense", "sparse", "hybrid"]
+SEARCH_MODES: tuple[str, ...] = ("dense", "sparse", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,8 @@ class Target:
     id_field: str
     fields: tuple[str, ...] | None
     dim: int | None = None
+    # The sparse source the collection records (a hybrid collection), None for dense vectors only.
+    sparse: dict[str, Any] | None = None
 
 
 def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: bool = False, filter: Any = None,
@@ -78,7 +96,55 @@ def open_target(engine: VectorEngine, name: str, model: SupportsEncode, force: b
     check_same_model(info.metadata, model_identity(model, truncate_dim=dim), name, force, verb)
     fields = tuple(info.metadata["fields"]) if info.metadata.get("fields") else None
     check_filter_fields(filter, fields, name)
-    return Target(name, collection, id_field or str(info.metadata.get("id_field") or "id"), fields, dim)
+    sparse = dict(info.metadata.get("sparse") or {}) if SPARSE_VECTOR in info.sparse else None
+    return Target(name, collection, id_field or str(info.metadata.get("id_field") or "id"), fields, dim,
+                  sparse or None)
+
+
+def resolve_mode(target: Target, mode: str | None) -> SearchMode:
+    """``mode``, checked against the collection; None: ``hybrid`` where it has a sparse vector, else ``dense``."""
+    if mode is None:
+        return "hybrid" if target.sparse else "dense"
+    if mode not in SEARCH_MODES:
+        raise ValueError(f"search mode (--mode) must be one of {list(SEARCH_MODES)}, got {mode!r}")
+    if mode != "dense" and not target.sparse:
+        raise ValueError(f"a {mode} search needs sparse vectors, but collection {target.name!r} ({target.collection}) "
+                         "holds dense vectors only: index it with index.sparse=bm25 (or index.sparse=<a sparse model "
+                         "folder>) to make it hybrid, or search it with --mode dense")
+    return mode  # type: ignore[return-value]
+
+
+def query_sparse_source(target: Target, sparse: SparseSource | str | None, force: bool = False,
+                        verb: str = "search") -> SparseSource:
+    """The source that encodes the queries' sparse vectors: the given one (checked against the
+    collection's: another vocabulary is an error naming both), else the one the collection records."""
+    from textdml.index.sparse import check_sparse_source, load_sparse_source, source_of_collection
+
+    assert target.sparse is not None  # resolve_mode refused a sparse search of a dense collection
+    if sparse is None:
+        return source_of_collection(target.sparse, target.name)
+    source = load_sparse_source(sparse)
+    assert source is not None
+    check_sparse_source(target.sparse, source, target.name, force, verb)
+    return source
+
+
+@dataclass(frozen=True)
+class EncodedQueries:
+    """Queries as a search mode needs them: dense ``(Q, D)`` vectors, sparse vectors, or both."""
+
+    dense: Any = None
+    sparse: list[SparseValues] | None = None
+
+
+def encode_queries(model: SupportsEncode, texts: Sequence[str], target: Target, modes: Sequence[str],
+                   source: SparseSource | None, batch_size: int = 32) -> EncodedQueries:
+    """Encode only the legs the ``modes`` use (a sparse-only search runs no dense model)."""
+    dense = (encode_vectors(model, list(texts), role="query", dim=target.dim)
+             if any(m != "sparse" for m in modes) else None)
+    sparse = (source.encode(list(texts), kind="query", batch_size=batch_size)
+              if source is not None and any(m != "dense" for m in modes) else None)
+    return EncodedQueries(dense, sparse)
 
 
 def to_hit(record: ScoredRecord, id_field: str) -> SearchHit:
@@ -100,6 +166,9 @@ def search(
     force: bool = False,
     options: SearchOptions | None = None,
     expected_dim: int | None = None,
+    mode: SearchMode | None = None,
+    fusion: Fusion | None = None,
+    sparse: SparseSource | str | None = None,
 ) -> list[list[SearchHit]]:
     """The ``top_k`` nearest documents of each query, best first.
 
@@ -117,6 +186,11 @@ def search(
         options: search-time settings (``ef``, quantization rescoring); ``exact`` overrides theirs.
         expected_dim: the vector size the caller expects (``index.dim``); queries are cut to the
             collection's recorded size anyway, so another size is an error rather than ignored.
+        mode: ``dense``, ``sparse`` or ``hybrid`` (default: hybrid on a collection with sparse
+            vectors, else dense); sparse and hybrid on a dense-only collection are an error.
+        fusion: how hybrid search merges the legs (default: unweighted RRF).
+        sparse: the queries' sparse source (``"bm25"``, a sparse model folder); default: the one
+            the collection records. Another vocabulary than the collection's is an error.
 
     Returns:
         One list of :class:`SearchHit` per query (a single string query gives a list of one list).
@@ -125,9 +199,34 @@ def search(
     engine = as_engine(engine)
     target = open_target(engine, collection, model, force=force, filter=filter, id_field=id_field,
                          expected_dim=expected_dim)
+    mode = resolve_mode(target, mode)
+    source = query_sparse_source(target, sparse, force) if mode != "dense" else None
     queries = [query] if isinstance(query, str) else list(query)
-    vectors = encode_vectors(model, queries, role="query", dim=target.dim)  # (Q, D)
-    return search_vectors(engine, target, vectors, top_k, filter, options, exact, batch_size)
+    encoded = encode_queries(model, queries, target, [mode], source)
+    return search_encoded(engine, target, mode, encoded, top_k, filter, options, exact, batch_size, fusion)
+
+
+def search_encoded(engine: VectorEngine, target: Target, mode: SearchMode, queries: EncodedQueries, top_k: int,
+                   filter: Any = None, options: SearchOptions | None = None, exact: bool = False,
+                   batch_size: int = 64, fusion: Fusion | None = None) -> list[list[SearchHit]]:
+    """Search encoded queries by one mode: the dense leg, the sparse leg, or their fusion."""
+    if mode == "dense":
+        return search_vectors(engine, target, queries.dense, top_k, filter, options, exact, batch_size)
+    check_top_k(top_k)
+    assert queries.sparse is not None
+    options = options or SearchOptions()
+    if exact:
+        options = SearchOptions(exact=True, ef=options.ef, rescore=options.rescore, oversampling=options.oversampling)
+    results: list[list[SearchHit]] = []
+    for start in range(0, len(queries.sparse), batch_size):
+        sparse = queries.sparse[start : start + batch_size]
+        if mode == "sparse":
+            responses = engine.search_sparse(target.collection, sparse, top_k, filter=filter)
+        else:
+            responses = engine.search_hybrid(target.collection, queries.dense[start : start + batch_size], sparse,
+                                             top_k, fusion or Fusion(), filter=filter, options=options)
+        results += [[to_hit(record, target.id_field) for record in response] for response in responses]
+    return results
 
 
 def search_vectors(engine: VectorEngine, target: Target, vectors: Any, top_k: int, filter: Any = None,
@@ -204,6 +303,9 @@ def evaluate_through_collection(
     options: SearchOptions | None = None,
     with_index_recall: bool = False,
     exact_hits: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+    modes: Sequence[SearchMode] | None = None,
+    fusion: Fusion | None = None,
+    sparse: SparseSource | str | None = None,
 ) -> dict[str, float]:
     """Retrieval metrics of the collection as served: queries search the index, not an in-memory corpus.
 
@@ -234,6 +336,12 @@ def evaluate_through_collection(
             against instead of exact search through this collection (e.g. the full-size vectors of
             :meth:`InformationRetrievalEvaluator.search` for a collection of cut vectors); implies
             ``with_index_recall``.
+        modes: the search modes to score. Default: ``dense``, ``sparse`` and ``hybrid`` on a
+            hybrid collection, each metric prefixed by its mode (``dense_ndcg@10``,
+            ``hybrid_ndcg@10``: side by side); ``dense`` alone, unprefixed, on a dense-only one.
+            ``index_recall@k`` is the dense leg's.
+        fusion: how the hybrid mode merges the legs (default: unweighted RRF).
+        sparse: the queries' sparse source (default: the one the collection records).
 
     Returns:
         Metric name -> value, with the names of ``InformationRetrievalEvaluator``.
@@ -247,11 +355,26 @@ def evaluate_through_collection(
     if not scored:
         raise ValueError("no query has a relevant document: check that the ids of queries and relevant_docs match")
     top_k = max(*k_values, mrr_at_k, ndcg_at_k, map_at_k)
-    vectors = encode_vectors(model, list(scored.values()), role="query", dim=target.dim)
-    results = search_vectors(engine, target, vectors, top_k, filter, options, exact)
-    warn_if_other_model(results, model.identity()["weights_sha256"], collection)
-    hits = {qid: [(hit.doc_id, hit.score) for hit in query_hits] for qid, query_hits in zip(scored, results, strict=True)}
-    metrics = compute_metrics(hits, relevant, k_values, mrr_at_k, ndcg_at_k, map_at_k)
+    prefixed = modes is not None or target.sparse is not None
+    modes = list(modes) if modes is not None else (list(SEARCH_MODES) if target.sparse else ["dense"])
+    for mode in modes:
+        resolve_mode(target, mode)
+    source = query_sparse_source(target, sparse, force, "evaluate") if any(m != "dense" for m in modes) else None
+    encoded = encode_queries(model, list(scored.values()), target, modes, source)
+    vectors = encoded.dense
+    metrics: dict[str, float] = {}
+    for mode in modes:
+        found = search_encoded(engine, target, mode, encoded, top_k, filter, options, exact, fusion=fusion)
+        if mode == "dense":
+            results = found
+            warn_if_other_model(results, model.identity()["weights_sha256"], collection)
+        hits = {qid: [(hit.doc_id, hit.score) for hit in query_hits] for qid, query_hits in zip(scored, found,
+                                                                                                 strict=True)}
+        metrics.update(prefix_metrics(compute_metrics(hits, relevant, k_values, mrr_at_k, ndcg_at_k, map_at_k),
+                                      mode if prefixed else ""))
+    if "dense" not in modes:
+        return prefix_metrics(metrics, name)
+    recall_name = "dense_index_recall" if prefixed else "index_recall"
     if exact_hits is not None:
         from textdml.evaluation.retrieval import rank_hits
 
@@ -260,5 +383,5 @@ def evaluate_through_collection(
         truth = hit_ids(results if exact else search_vectors(engine, target, vectors, max(k_values), filter, options,
                                                              True))
     if exact_hits is not None or with_index_recall:
-        metrics.update({f"index_recall@{k}": index_recall(hit_ids(results), truth, k) for k in k_values})
+        metrics.update({f"{recall_name}@{k}": index_recall(hit_ids(results), truth, k) for k in k_values})
     return prefix_metrics(metrics, name)

@@ -63,6 +63,8 @@ class VersionInfo:
     live: bool
     replaced: str | None
     fields: tuple[str, ...]
+    # The sparse source of a hybrid version (``index.sparse``), None for a dense-only one.
+    sparse: dict[str, Any] | None = None
 
     @classmethod
     def from_metadata(cls, name: str, metadata: Mapping[str, Any], live: bool) -> VersionInfo:
@@ -70,7 +72,8 @@ class VersionInfo:
         return cls(name=name, collection=str(metadata.get("collection", name)), status=str(metadata.get("status", "?")),
                    identity=ModelIdentity.from_dict(identity) if identity else None,
                    created=str(metadata.get("created", "")), points=int(metadata.get("points", 0)), live=live,
-                   replaced=metadata.get("replaced"), fields=tuple(metadata.get("fields", ())))
+                   replaced=metadata.get("replaced"), fields=tuple(metadata.get("fields", ())),
+                   sparse=dict(metadata["sparse"]) if metadata.get("sparse") else None)
 
 
 def is_textdml_collection(metadata: Mapping[str, Any]) -> bool:
@@ -116,11 +119,14 @@ def written_at(name: str) -> str:
 
 
 def resumable_version(engine: VectorEngine, collection: str, identity: ModelIdentity,
-                      vectors: Mapping[str, VectorSpec] | None = None) -> str | None:
+                      vectors: Mapping[str, VectorSpec] | None = None,
+                      sparse: Mapping[str, Any] | None = None) -> str | None:
     """The newest unfinished version of ``collection`` written by this model (a killed run), if any;
-    with ``vectors``, only one of that layout (a dual encoder writes text and image-text collections)."""
+    with ``vectors``, only one of that layout (a dual encoder writes text and image-text collections);
+    only one with the same sparse source ``sparse`` (its identity; None: a dense-only version)."""
     candidates = [v for v in list_versions(engine, collection) if v.status == "building" and v.identity is not None
                   and v.identity.same_vectors(identity) and not v.live
+                  and (v.sparse or None) == (dict(sparse) if sparse else None)
                   and (vectors is None or dict(engine.collection_info(v.name, count=False).vectors) == dict(vectors))]
     return candidates[-1].name if candidates else None
 
@@ -182,8 +188,12 @@ def format_versions(versions: list[VersionInfo]) -> str:
         return "no versioned collection"
     rows = [("", "version", "status", "points", "created (UTC)", "model")]
     for v in versions:
-        rows.append(("*" if v.live else "", v.name, v.status, str(v.points), v.created,
-                     v.identity.describe() if v.identity else "?"))
+        model = v.identity.describe() if v.identity else "?"
+        if v.sparse:
+            from textdml.index.sparse import describe_sparse
+
+            model += f" + {describe_sparse(v.sparse)}"
+        rows.append(("*" if v.live else "", v.name, v.status, str(v.points), v.created, model))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines) + "\n(* = live: the alias points at it)"

@@ -38,14 +38,15 @@ from typing import TYPE_CHECKING, Any
 
 from textdml.evaluation.retrieval import encode_for_search
 from textdml.index.documents import MODEL_HASH_KEY, MODEL_NAME_KEY
-from textdml.index.engine import CollectionOptions, SearchOptions, VectorEngine
+from textdml.index.engine import CollectionOptions, Fusion, SearchOptions, VectorEngine
 from textdml.index.indexing import as_engine, index_documents
-from textdml.index.searching import Target, open_target
+from textdml.index.searching import Target, open_target, query_sparse_source, resolve_mode
 from textdml.index.versions import list_versions
-from textdml.mining.search import CollectionSearcher, text_key
+from textdml.mining.search import CollectionSearcher, MiningMode, text_key
 from textdml.models.identity import ModelIdentity, model_identity
 
 if TYPE_CHECKING:
+    from textdml.index.sparse import SparseSource
     from textdml.models.protocols import SupportsEncode
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ def open_collection_searcher(
     text_field: str = "text",
     batch_size: int = 64,
     show_progress_bar: bool = True,
+    mode: MiningMode = "dense",
+    fusion: Fusion | None = None,
+    sparse: SparseSource | str | None = None,
 ) -> CollectionSearcher:
     """A searcher over ``collection``, indexing ``documents`` into a new version when it is missing.
 
@@ -85,6 +89,11 @@ def open_collection_searcher(
             text field comes from its metadata).
         batch_size: texts per forward pass.
         show_progress_bar: indexing progress bars.
+        mode: ``dense``, or ``hybrid`` / ``sparse`` over a hybrid collection: the candidates are the
+            top of the fused (sparse) ranking, scored by the model (see :class:`CollectionSearcher`).
+        fusion: how hybrid mode fuses the legs (``index.fusion``).
+        sparse: the sparse source (``index.sparse``) of a version this writes, and of the queries
+            (checked against the collection's; default there: the one it records).
 
     Returns:
         A :class:`CollectionSearcher`; its ``corpus`` is the mining corpus its positions index.
@@ -104,14 +113,16 @@ def open_collection_searcher(
             searched = own
         elif live is not None and live in own_versions and stored is not None:  # a re-mine: the weights moved on
             encode_version(model, engine, collection, documents, live, id_field, text_field, index_options,
-                           batch_size, show_progress_bar)
+                           batch_size, show_progress_bar, sparse=sparse_of_version(engine, live, sparse))
             indexed = True
         elif live is None and not engine.collection_exists(collection):
             encode_version(model, engine, collection, documents, None, id_field, text_field, index_options,
-                           batch_size, show_progress_bar)
+                           batch_size, show_progress_bar, sparse=sparse)
             indexed = True
     # Any other model's collection stops here (or warns, with force).
     target = dataclasses.replace(open_target(engine, searched, model, force=force, verb="mine"), name=collection)
+    resolve_mode(target, mode)  # a hybrid mode on a dense-only collection names index.sparse
+    source = query_sparse_source(target, sparse, force, "mine") if mode != "dense" else None
     info = engine.collection_info(target.collection)
     text_field = str(info.metadata.get("text_field") or text_field)
     corpus = list(documents)
@@ -134,7 +145,20 @@ def open_collection_searcher(
     theirs = info.metadata.get("identity")
     return CollectionSearcher(engine, target, text_field, corpus, position, outside, outside_vectors,
                               search_options or SearchOptions(), indexed=indexed, points=info.points,
-                              identity=ModelIdentity.from_dict(theirs) if theirs else None, batch_size=batch_size)
+                              identity=ModelIdentity.from_dict(theirs) if theirs else None, batch_size=batch_size,
+                              mode=mode, fusion=fusion, sparse_source=source)
+
+
+def sparse_of_version(engine: VectorEngine, version: str, sparse: SparseSource | str | None) -> Any:
+    """A re-mine keeps the sparse vectors of the version it replaces: the source given, else the one it records."""
+    if sparse is not None:
+        return sparse
+    stored = engine.collection_info(version, count=False).metadata.get("sparse")
+    if not stored:
+        return None
+    from textdml.index.sparse import source_of_collection
+
+    return source_of_collection(stored, version)
 
 
 def own_version_of(engine: VectorEngine, collection: str, identity: ModelIdentity,
@@ -149,7 +173,7 @@ def own_version_of(engine: VectorEngine, collection: str, identity: ModelIdentit
 
 def encode_version(model: SupportsEncode, engine: VectorEngine, collection: str, documents: Sequence[str],
                    previous: str | None, id_field: str, text_field: str, options: CollectionOptions | None,
-                   batch_size: int, show_progress_bar: bool) -> None:
+                   batch_size: int, show_progress_bar: bool, sparse: SparseSource | str | None = None) -> None:
     """Index a new version of ``collection`` and publish it: the ``previous`` version's documents
     re-encoded (same ids and fields) and the task's documents it lacks (a text hash as id)."""
     if previous is not None:  # the new version keeps the fields of the one it replaces
@@ -159,7 +183,7 @@ def encode_version(model: SupportsEncode, engine: VectorEngine, collection: str,
     rows = version_documents(engine, previous, documents, id_field, text_field)
     report = index_documents(model, rows, engine, collection, id_field=id_field, text_field=text_field,
                              show_progress_bar=show_progress_bar, options=options, encode_batch_size=batch_size,
-                             replacing=previous)
+                             replacing=previous, sparse=sparse)
     logger.info("indexed %d documents into %s for mining%s", report.points, report.version,
                 f" (re-encoding {previous} with the current weights)" if previous else "")
 

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from textdml.evaluation.retrieval import encode_for_search
 from textdml.mining.collection_search import open_collection_searcher
-from textdml.mining.search import CorpusSearcher, ExactSearcher, Searcher, text_key
+from textdml.mining.search import CorpusSearcher, ExactSearcher, Searcher, TextSearcher, text_key
 from textdml.mining.settings import MiningSettings
 
 if TYPE_CHECKING:
@@ -335,7 +335,10 @@ def mine_shard(task: MiningTask, start: int, queries: list[str], model: Supports
     """Mine the anchors ``task.queries[start : start + len(queries)]``."""
     positives = task.positives[start : start + len(queries)]
     query_vectors = encode_for_search(model, queries, batch_size, False, "query")
-    scores, positions = searcher.search(query_vectors, range_max + task.max_positives)
+    if isinstance(searcher, TextSearcher):  # a sparse or hybrid collection: BM25 reads the query words
+        scores, positions = searcher.search_texts(query_vectors, queries, range_max + task.max_positives)
+    else:
+        scores, positions = searcher.search(query_vectors, range_max + task.max_positives)
     if corpus_vectors is None:  # a collection: positive scores need the positives' vectors
         unique = sorted({p for ps in positives for p in ps})
         vectors = dict(zip(unique, encode_for_search(model, [task.corpus[p] for p in unique], batch_size, False,

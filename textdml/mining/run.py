@@ -101,7 +101,7 @@ def open_searcher(config: RunConfig, model: Any, documents: list[str], stack: co
     The engine stays open until ``stack`` closes. Exact or HNSW search follows ``mine.exact``; a
     version written for mining gets the index section's HNSW / quantization settings.
     """
-    from textdml.index.qdrant import collection_options, open_index, search_options
+    from textdml.index.qdrant import collection_options, fusion_settings, open_index, search_options, sparse_source
     from textdml.mining.collection_search import open_collection_searcher
 
     mine = config.mine
@@ -111,4 +111,5 @@ def open_searcher(config: RunConfig, model: Any, documents: list[str], stack: co
         model, engine, mine.collection, documents, force=force or config.index.force, own_versions=own_versions,
         search_options=dataclasses.replace(search_options(config.index), exact=mine.exact),
         index_options=collection_options(config.index), batch_size=mine.batch_size,
-        show_progress_bar=show_progress_bar)
+        show_progress_bar=show_progress_bar, mode=mine.mode, fusion=fusion_settings(config.index),
+        sparse=sparse_source(config.index))
