@@ -95,3 +95,9 @@ def toy_queries(
         queries[f"q{i:02d}"] = " ".join(words)
         relevant[f"q{i:02d}"] = {str(doc_id) for doc_id in chosen}
     return queries, relevant
+
+
+# Six (example, definition) pairs: the data of the CLI tests' small recipes.
+CLI_PAIRS = [("a kitten sleeps", "a young cat"), ("the hound barked", "a dog used for hunting"),
+         ("rain fell all day", "water falling from clouds"), ("the oak grew tall", "a tree with acorns"),
+         ("she sipped tea", "a hot drink made from leaves"), ("bread was baked", "food made of flour and water")]

@@ -6,11 +6,8 @@ import json
 
 import pytest
 
+from tests.fakes import CLI_PAIRS as PAIRS
 from textdml.cli import main
-
-PAIRS = [("a kitten sleeps", "a young cat"), ("the hound barked", "a dog used for hunting"),
-         ("rain fell all day", "water falling from clouds"), ("the oak grew tall", "a tree with acorns"),
-         ("she sipped tea", "a hot drink made from leaves"), ("bread was baked", "food made of flour and water")]
 
 
 @pytest.fixture

@@ -157,7 +157,7 @@ def test_prompts_for_an_image_text_model_are_an_error(recipe, tmp_path, capsys, 
     import textdml.models.loading
     from tests.fakes_vision import ColourDualEncoder
 
-    monkeypatch.setattr(textdml.models.loading, "load_model", lambda path: ColourDualEncoder())
+    monkeypatch.setattr(textdml.models.loading, "load_model", lambda path, **_: ColourDualEncoder())
     plain, docs = recipe
     with_prompts = tmp_path / "prompts.yaml"
     with_prompts.write_text(plain.read_text() + f"model: {{prompts: {json.dumps(PROMPTS)}}}\n")

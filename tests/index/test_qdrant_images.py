@@ -242,7 +242,7 @@ def test_a_missing_image_file_through_the_cli_is_one_line(tmp_path, monkeypatch,
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"train: {{path: {data}}}\nindex: {{collection: pairs, path: {tmp_path / 'idx'}}}\n")
-    monkeypatch.setattr(textdml.models.loading, "load_model", lambda path: ColourDualEncoder())
+    monkeypatch.setattr(textdml.models.loading, "load_model", lambda path, **_: ColourDualEncoder())
     assert main(["index", "--config", str(recipe), "--model", "colour", "--data", str(data)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == ("textdml index: error: row 3: 'image': image file 'img/missing.png' does not exist (relative "
