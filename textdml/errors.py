@@ -10,11 +10,21 @@ by name, so nothing is imported to check it.
 from __future__ import annotations
 
 import errno
+import warnings
 from collections.abc import Iterator
 
 
 class ConfigError(ValueError):
     """A recipe or override that does not fit the schema."""
+
+
+def refuse_unless_forced(message: str, remedy: str, force: bool) -> None:
+    """Raise ``message`` (e.g. a collection written by another model or sparse source) naming
+    ``remedy`` and ``--force``; under ``force`` only warn."""
+    if not force:
+        raise ValueError(f"{message}. Use {remedy}, or pass --force (force=True)")
+    # stacklevel: past this helper and the check that called it, to the caller of the check.
+    warnings.warn(message + "; going on because of --force", UserWarning, stacklevel=4)
 
 
 LOCKED = "already accessed by another instance of Qdrant client"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from textdml.errors import refuse_unless_forced
 from textdml.index.disk import check_free_space
 from textdml.index.documents import (
     MODEL_HASH_KEY,
@@ -142,9 +142,7 @@ def check_same_model(stored: Mapping[str, Any], identity: ModelIdentity, name: s
         return
     message = (f"collection {name!r} was indexed by {theirs.describe()}, but the model given to {verb} is "
                f"{identity.describe()} ({'; '.join(identity.differences(theirs))})")
-    if not force:
-        raise ValueError(message + ". Use the model that indexed it, or pass --force (force=True)")
-    warnings.warn(message + "; going on because of --force", UserWarning, stacklevel=3)
+    refuse_unless_forced(message, "the model that indexed it", force)
 
 
 def check_vectors(engine: VectorEngine, name: str, vectors: Mapping[str, VectorSpec], hint: str,

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from textdml.errors import refuse_unless_forced
 from textdml.index.engine import SparseModifier, SparseValues
 
 SparseKind = Literal["document", "query"]
@@ -227,6 +228,4 @@ def check_sparse_source(stored: Mapping[str, Any] | None, source: SparseSource, 
         return
     message = (f"collection {name!r} was indexed with {describe_sparse(stored)}, but the sparse source given to {verb} "
                f"is {source.describe()} ({'; '.join(differences)})")
-    if not force:
-        raise ValueError(message + ". Use the sparse source that indexed it, or pass --force (force=True)")
-    warnings.warn(message + "; going on because of --force", UserWarning, stacklevel=3)
+    refuse_unless_forced(message, "the sparse source that indexed it", force)
