@@ -25,15 +25,21 @@ def minilm_path() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-d random BERT with the MiniLM tokenizer, saved as a plain Hugging Face folder."""
+    from transformers import BertModel
+
+    return save_tiny_bert(BertModel, tmp_path_factory.mktemp("tiny_bert"))
+
+
+def save_tiny_bert(model_class, path: Path) -> Path:
+    """A random 2-layer, 32-d ``model_class`` (a BERT class) with the MiniLM tokenizer, saved in ``path``."""
     import torch
-    from transformers import AutoTokenizer, BertModel
+    from transformers import AutoTokenizer
 
     from textdml.models.embedder import tiny_bert_config
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
-    model = BertModel(tiny_bert_config(vocab_size=tokenizer.vocab_size))
-    path = tmp_path_factory.mktemp("tiny_bert")
+    model = model_class(tiny_bert_config(vocab_size=tokenizer.vocab_size))
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -83,15 +89,15 @@ def corpus() -> dict[str, str]:
 def tiny_mlm_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-d random BERT masked LM with the MiniLM tokenizer, saved as a plain Hugging Face
     folder: the start of a sparse (SPLADE) model in tests."""
-    import torch
-    from transformers import AutoTokenizer, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
-    from textdml.models.embedder import tiny_bert_config
+    return save_tiny_bert(BertForMaskedLM, tmp_path_factory.mktemp("tiny_mlm"))
 
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
-    model = BertForMaskedLM(tiny_bert_config(vocab_size=tokenizer.vocab_size))
-    path = tmp_path_factory.mktemp("tiny_mlm")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+
+@pytest.fixture(scope="session")
+def tiny_onnx_export(tmp_path_factory, tiny_model_dir):
+    """One float ONNX export of the tiny model, shared by the export tests that only read it (here, not
+    in tests/export/conftest.py: a second conftest module of that name breaks runs naming several folders)."""
+    from textdml.export import export_model
+
+    return export_model(tiny_model_dir, tmp_path_factory.mktemp("tiny_onnx") / "export", "onnx")
